@@ -1,0 +1,105 @@
+//! The one place where errors become HTTP responses: a JSON body
+//! `{"error": {"code": "...", "message": "...", "details": [...]}}` and a 4xx/5xx status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gemba_engine::EngineError;
+use gemba_ingest::{DecodeError, ItemError};
+use serde::Serialize;
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Vec<ItemError>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "<[ItemError]>::is_empty")]
+    details: &'a [ItemError],
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+    /// A query parameter that could not be used.
+    pub fn param(name: &str, value: &str, reason: impl std::fmt::Display) -> Self {
+        Self::bad_request(format!("query parameter {name}={value:?}: {reason}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "request failed");
+        }
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                details: &self.details,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let msg = e.to_string();
+        match e {
+            EngineError::UnknownSignal(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_signal", msg),
+            EngineError::InvalidQuery(_) => ApiError::bad_request(msg),
+            EngineError::Model(_) | EngineError::Plant { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
+            }
+            EngineError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
+            }
+            EngineError::Store(gemba_store::StoreError::InvalidQuery(_)) => ApiError::bad_request(msg),
+            EngineError::Config(_)
+            | EngineError::Store(_)
+            | EngineError::Storage(_)
+            | EngineError::Mqtt(_)
+            | EngineError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
+            }
+        }
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        let code = match e {
+            DecodeError::Syntax { .. } | DecodeError::NotUtf8 | DecodeError::Empty => "malformed",
+            DecodeError::Shape { .. } | DecodeError::Topic { .. } => "invalid",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    }
+}

@@ -1,0 +1,69 @@
+//! Gemba's HTTP API: the axum router, its wire types and the OpenAPI document.
+//!
+//! Architecture invariant: handlers translate HTTP to engine calls and back; they hold no state of
+//! their own and contain no domain logic. Errors become responses only in [`error`]. Every route is
+//! listed in `openapi.json`, which a test checks against the router.
+
+pub mod error;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use gemba_engine::Engine;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::ApiError;
+
+/// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route of the API as (method, path), used by the OpenAPI consistency test.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/ingest"),
+    ("get", "/api/v1/assets"),
+    ("post", "/api/v1/assets"),
+    ("get", "/api/v1/signals"),
+    ("post", "/api/v1/signals"),
+    ("get", "/api/v1/lots"),
+    ("post", "/api/v1/lots"),
+    ("get", "/api/v1/operators"),
+    ("get", "/api/v1/shifts"),
+    ("get", "/api/v1/latest"),
+    ("get", "/api/v1/series"),
+    ("get", "/api/v1/events"),
+    ("get", "/api/v1/stats"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+];
+
+/// Builds the router over a running engine.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let cfg = engine.config().server.clone();
+    Router::new()
+        .route("/", get(routes::index))
+        .route("/api/v1/ingest", post(routes::ingest))
+        .route("/api/v1/assets", get(routes::assets).post(routes::define_node))
+        .route("/api/v1/signals", get(routes::signals).post(routes::define_signal))
+        .route("/api/v1/lots", get(routes::lots).post(routes::define_lot))
+        .route("/api/v1/operators", get(routes::operators))
+        .route("/api/v1/shifts", get(routes::shifts))
+        .route("/api/v1/latest", get(routes::latest))
+        .route("/api/v1/series", get(routes::series))
+        .route("/api/v1/events", get(routes::events))
+        .route("/api/v1/stats", get(routes::stats))
+        .route("/api/v1/openapi.json", get(routes::openapi))
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_s),
+        ))
+        .with_state(engine)
+}

@@ -1,0 +1,617 @@
+//! Route handlers. Query parameters are parsed by hand so that every problem names the parameter,
+//! its value and the reason; unknown parameters are rejected.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use gemba_core::time::{format_rfc3339, parse_duration_ms, parse_timestamp};
+use gemba_core::{AssetNode, LotDef, SignalDef, Timestamp};
+use gemba_engine::{BatchMode, Engine, IngestOutcome, Source};
+use gemba_ingest::DecodedBatch;
+use gemba_store::{AggSource, Bucket, EventQuery};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+
+type AppState = State<Arc<Engine>>;
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// Bodies larger than this are decoded on the blocking pool.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+
+/// Parsed query parameters with strict checking.
+struct Params {
+    map: HashMap<String, String>,
+}
+
+impl Params {
+    fn parse(raw: Option<String>, allowed: &[&str]) -> ApiResult<Params> {
+        let raw = raw.unwrap_or_default();
+        let mut map = HashMap::new();
+        for (k, v) in form_pairs(&raw)? {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {k:?}; allowed: {}",
+                    allowed.join(", ")
+                )));
+            }
+            if map.insert(k.clone(), v).is_some() {
+                return Err(ApiError::bad_request(format!("query parameter {k:?} is given twice")));
+            }
+        }
+        Ok(Params { map })
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.map.get(k).map(String::as_str)
+    }
+    fn required(&self, k: &str) -> ApiResult<&str> {
+        self.get(k)
+            .ok_or_else(|| ApiError::bad_request(format!("query parameter {k:?} is required")))
+    }
+    fn ts(&self, k: &str) -> ApiResult<Option<Timestamp>> {
+        self.get(k)
+            .map(|v| parse_timestamp(v).map_err(|e| ApiError::param(k, v, e)))
+            .transpose()
+    }
+    fn usize(&self, k: &str, default: usize, max: usize) -> ApiResult<usize> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => {
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| ApiError::param(k, v, "not a whole number"))?;
+                if n == 0 || n > max {
+                    return Err(ApiError::param(k, v, format!("must be between 1 and {max}")));
+                }
+                Ok(n)
+            }
+        }
+    }
+    fn format(&self) -> ApiResult<Format> {
+        match self.get("format") {
+            None | Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some(v) => Err(ApiError::param("format", v, "must be json or csv")),
+        }
+    }
+}
+
+fn form_pairs(raw: &str) -> ApiResult<Vec<(String, String)>> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode_component(k)?, decode_component(v)?))
+        })
+        .collect()
+}
+
+fn decode_component(s: &str) -> ApiResult<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| ApiError::bad_request(format!("bad percent-encoding in query {s:?}")))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("query {s:?} is not UTF-8")))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+fn csv_response(filename: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|rej| {
+        let status = rej.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "payload_too_large",
+                "request body is larger than server.max_body_bytes; split the batch",
+            )
+        } else {
+            ApiError::new(status, "bad_body", rej.body_text())
+        }
+    })
+}
+
+pub async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /api/v1/openapi.json")
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI).into_response()
+}
+
+pub async fn metrics(State(engine): AppState) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        engine.metrics().render(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct IngestReply<'a> {
+    accepted_points: usize,
+    accepted_events: usize,
+    rejected: usize,
+    #[serde(skip_serializing_if = "<[gemba_ingest::ItemError]>::is_empty")]
+    errors: &'a [gemba_ingest::ItemError],
+}
+
+/// `POST /api/v1/ingest`: JSON batch (application/json) or line protocol (text/plain).
+pub async fn ingest(
+    State(engine): AppState,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let params = Params::parse(q, &["mode"])?;
+    let mode = match params.get("mode") {
+        None => engine.config().ingest.batch_mode,
+        Some("partial") => BatchMode::Partial,
+        Some("strict") => BatchMode::Strict,
+        Some(v) => return Err(ApiError::param("mode", v, "must be partial or strict")),
+    };
+    let body = body_or_error(body)?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let line_protocol = if ctype.starts_with("application/json") {
+        false
+    } else if ctype.starts_with("text/plain") {
+        true
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content-type {ctype:?} is not accepted; send application/json or text/plain (line protocol)"),
+        ));
+    };
+    let decode = move |b: Bytes| -> Result<DecodedBatch, gemba_ingest::DecodeError> {
+        if line_protocol {
+            gemba_ingest::wire::decode_line_protocol(&b)
+        } else {
+            gemba_ingest::wire::decode_json(&b)
+        }
+    };
+    let decoded = if body.len() > INLINE_DECODE_BYTES {
+        tokio::task::spawn_blocking(move || decode(body))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??
+    } else {
+        decode(body)?
+    };
+    let outcome: IngestOutcome = engine.ingest(decoded, Source::Http, mode).await?;
+    let reply = IngestReply {
+        accepted_points: outcome.accepted_points,
+        accepted_events: outcome.accepted_events,
+        rejected: outcome.rejected,
+        errors: &outcome.errors,
+    };
+    let status = if outcome.rejected == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+pub async fn assets(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    Ok(Json(engine.registry().tree()).into_response())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() { "malformed" } else { "invalid" };
+        ApiError::new(StatusCode::BAD_REQUEST, code, format!("{what}: {e}"))
+    })
+}
+
+/// `POST /api/v1/assets`: a site, area, line or machine node.
+pub async fn define_node(State(engine): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = body_or_error(body)?;
+    let node: AssetNode = parse_json("asset", &body)?;
+    engine.registry().define_node(node.clone())?;
+    Ok((StatusCode::CREATED, Json(node)).into_response())
+}
+
+pub async fn signals(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["prefix"])?;
+    let prefix = p.get("prefix").unwrap_or("");
+    let defs: Vec<SignalDef> = engine
+        .registry()
+        .signals_under(prefix)
+        .into_iter()
+        .map(|r| (*r.def).clone())
+        .collect();
+    Ok(Json(defs).into_response())
+}
+
+/// `POST /api/v1/signals`: one definition or an array of them.
+pub async fn define_signal(State(engine): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = body_or_error(body)?;
+    let defs: Vec<SignalDef> = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        parse_json("signals", &body)?
+    } else {
+        vec![parse_json("signal", &body)?]
+    };
+    for d in &defs {
+        engine.define_signal(d.clone())?;
+    }
+    Ok((StatusCode::CREATED, Json(json!({"defined": defs.len()}))).into_response())
+}
+
+pub async fn lots(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    Ok(Json(engine.registry().lots()).into_response())
+}
+
+pub async fn define_lot(State(engine): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = body_or_error(body)?;
+    let lot: LotDef = parse_json("lot", &body)?;
+    engine.registry().define_lot(lot.clone())?;
+    Ok((StatusCode::CREATED, Json(lot)).into_response())
+}
+
+pub async fn operators(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    Ok(Json(engine.registry().operators()).into_response())
+}
+
+pub async fn shifts(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    Ok(Json(engine.registry().shifts()).into_response())
+}
+
+pub async fn stats(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    let store = engine.store().clone();
+    let stats = tokio::task::spawn_blocking(move || store.stats())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(gemba_engine::EngineError::from)?;
+    Ok(Json(stats).into_response())
+}
+
+/// `GET /api/v1/latest?prefix=site/area`
+pub async fn latest(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["prefix", "format"])?;
+    let values = engine.latest(p.get("prefix").unwrap_or(""));
+    if p.format()? == Format::Csv {
+        let mut out = String::from("signal,ts,time,value,unit,state\n");
+        for v in &values {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                v.signal,
+                v.ts,
+                format_rfc3339(v.ts),
+                v.value,
+                csv_field(v.unit.as_deref().unwrap_or("")),
+                csv_field(v.state.as_deref().unwrap_or(""))
+            );
+        }
+        return Ok(csv_response("latest", out));
+    }
+    Ok(Json(values).into_response())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Which bucket statistic to return.
+#[derive(Clone, Copy, PartialEq)]
+enum Agg {
+    Mean,
+    Min,
+    Max,
+    Sum,
+    Count,
+    Last,
+    All,
+}
+
+impl Agg {
+    fn parse(v: &str) -> ApiResult<Agg> {
+        Ok(match v {
+            "mean" | "avg" => Agg::Mean,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "sum" => Agg::Sum,
+            "count" => Agg::Count,
+            "last" => Agg::Last,
+            "all" => Agg::All,
+            _ => return Err(ApiError::param("agg", v, "must be mean, min, max, sum, count, last or all")),
+        })
+    }
+    fn pick(self, b: &Bucket) -> f64 {
+        match self {
+            Agg::Mean | Agg::All => b.mean(),
+            Agg::Min => b.min,
+            Agg::Max => b.max,
+            Agg::Sum => b.sum,
+            Agg::Count => b.count as f64,
+            Agg::Last => b.last,
+        }
+    }
+}
+
+/// Steps that `step=auto` chooses from.
+const NICE_STEPS_MS: &[i64] = &[
+    1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 1_800_000, 3_600_000, 21_600_000,
+    43_200_000, 86_400_000, 604_800_000,
+];
+
+/// The smallest nice step that gives at most `max_buckets` buckets over `span_ms`.
+pub(crate) fn auto_step(span_ms: i64, max_buckets: i64) -> i64 {
+    let want = (span_ms + max_buckets - 1) / max_buckets;
+    NICE_STEPS_MS
+        .iter()
+        .copied()
+        .find(|s| *s >= want)
+        .unwrap_or_else(|| want.div_ceil(86_400_000) * 86_400_000)
+}
+
+#[derive(Serialize)]
+struct RawSeriesReply<'a> {
+    signal: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    from: Timestamp,
+    to: Timestamp,
+    /// `[ts, value]` pairs.
+    points: Vec<(Timestamp, f64)>,
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct AggSeriesReply<'a> {
+    signal: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    from: Timestamp,
+    to: Timestamp,
+    step_ms: i64,
+    agg: &'a str,
+    source: AggSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    points: Option<Vec<(Timestamp, f64)>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    buckets: Option<Vec<BucketOut>>,
+}
+
+#[derive(Serialize)]
+struct BucketOut {
+    ts: Timestamp,
+    count: u64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    sum: f64,
+    last: f64,
+}
+
+/// `GET /api/v1/series?signal=…&from=…&to=…[&step=1m|auto&agg=mean][&limit=…][&format=csv]`
+pub async fn series(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["signal", "from", "to", "step", "agg", "limit", "format"])?;
+    let signal = p.required("signal")?;
+    let def = engine.registry().get(signal).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_signal",
+            format!("unknown signal {signal:?}; GET /api/v1/signals lists them"),
+        )
+    })?;
+    let to = p.ts("to")?.unwrap_or_else(|| engine.now() + 1);
+    let from = p.ts("from")?.unwrap_or(to - 3_600_000);
+    if from >= to {
+        return Err(ApiError::bad_request(format!(
+            "from ({}) must be before to ({})",
+            format_rfc3339(from),
+            format_rfc3339(to)
+        )));
+    }
+    let format = p.format()?;
+    let unit = def.def.unit.as_deref();
+    let step = match p.get("step") {
+        None => None,
+        Some("auto") => Some(auto_step(to - from, 1_000)),
+        Some(v) => Some(match v.parse::<i64>() {
+            Ok(ms) if ms > 0 => ms,
+            _ => parse_duration_ms(v).map_err(|e| ApiError::param("step", v, e))?,
+        }),
+    };
+    let Some(step) = step else {
+        if p.get("agg").is_some() {
+            return Err(ApiError::bad_request("agg needs step (e.g. step=1m or step=auto)"));
+        }
+        let limit = p.usize("limit", 100_000, 1_000_000)?;
+        let samples = engine.range(signal, from, to, limit + 1).await?;
+        let truncated = samples.len() > limit;
+        let points: Vec<(Timestamp, f64)> = samples.iter().take(limit).map(|s| (s.ts, s.value)).collect();
+        if format == Format::Csv {
+            let mut out = String::from("ts,time,value\n");
+            for (ts, v) in &points {
+                let _ = writeln!(out, "{ts},{},{v}", format_rfc3339(*ts));
+            }
+            return Ok(csv_response("series", out));
+        }
+        return Ok(Json(RawSeriesReply {
+            signal,
+            unit,
+            from,
+            to,
+            points,
+            truncated,
+        })
+        .into_response());
+    };
+    if p.get("limit").is_some() {
+        return Err(ApiError::bad_request("limit applies to raw samples only, not with step"));
+    }
+    let agg_name = p.get("agg").unwrap_or("mean");
+    let agg = Agg::parse(agg_name)?;
+    let result = engine.aggregate(signal, from, to, step).await?;
+    if format == Format::Csv {
+        let mut out = String::from("ts,time,count,min,max,mean,sum,last\n");
+        for b in &result.buckets {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{}",
+                b.ts,
+                format_rfc3339(b.ts),
+                b.count,
+                b.min,
+                b.max,
+                b.mean(),
+                b.sum,
+                b.last
+            );
+        }
+        return Ok(csv_response("series", out));
+    }
+    let (points, buckets) = if agg == Agg::All {
+        let b = result
+            .buckets
+            .iter()
+            .map(|b| BucketOut {
+                ts: b.ts,
+                count: b.count,
+                min: b.min,
+                max: b.max,
+                mean: b.mean(),
+                sum: b.sum,
+                last: b.last,
+            })
+            .collect();
+        (None, Some(b))
+    } else {
+        (Some(result.buckets.iter().map(|b| (b.ts, agg.pick(b))).collect()), None)
+    };
+    Ok(Json(AggSeriesReply {
+        signal,
+        unit,
+        from,
+        to,
+        step_ms: step,
+        agg: agg_name,
+        source: result.source,
+        points,
+        buckets,
+    })
+    .into_response())
+}
+
+/// `GET /api/v1/events?from=…&to=…[&type=state][&asset=site/area][&limit=…][&format=csv]`
+pub async fn events(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["from", "to", "type", "asset", "limit", "format"])?;
+    let to = p.ts("to")?.unwrap_or_else(|| engine.now() + 1);
+    let from = p.ts("from")?.unwrap_or(to - 86_400_000);
+    if from >= to {
+        return Err(ApiError::bad_request("from must be before to"));
+    }
+    let limit = p.usize("limit", 10_000, 1_000_000)?;
+    let events = engine
+        .events(EventQuery {
+            from,
+            to,
+            asset_prefix: p.get("asset").map(str::to_owned),
+            kind: p.get("type").map(str::to_owned),
+            limit,
+        })
+        .await?;
+    if p.format()? == Format::Csv {
+        let mut out = String::from("id,ts,time,asset,type,body\n");
+        for e in &events {
+            let body = serde_json::to_string(&e.event).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                e.id,
+                e.event.ts,
+                format_rfc3339(e.event.ts),
+                csv_field(&e.event.asset),
+                csv_field(&e.event.body.type_name()),
+                csv_field(&body)
+            );
+        }
+        return Ok(csv_response("events", out));
+    }
+    Ok(Json(events).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_step_picks_nice_steps() {
+        assert_eq!(auto_step(3_600_000, 1_000), 5_000);
+        assert_eq!(auto_step(86_400_000, 1_000), 300_000);
+        assert_eq!(auto_step(1_000_000_000, 1_000), 1_800_000);
+        assert_eq!(auto_step(1_000, 1_000), 1_000);
+    }
+
+    #[test]
+    fn query_decoding() {
+        let p = form_pairs("signal=a%2Fb&from=2026-01-01T00%3A00%3A00Z&x=1+2").expect("valid");
+        assert_eq!(p[0], ("signal".into(), "a/b".into()));
+        assert_eq!(p[1].1, "2026-01-01T00:00:00Z");
+        assert_eq!(p[2].1, "1 2");
+        assert!(form_pairs("a=%zz").is_err());
+    }
+}

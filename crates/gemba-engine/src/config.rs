@@ -1,0 +1,380 @@
+//! Gemba's configuration: embedded defaults, then a TOML file, then `GEMBA__SECTION__KEY`
+//! environment variables. Unknown keys are an error everywhere.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+/// The whole configuration. Every field has a default, so an empty file is a valid configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub ingest: IngestConfig,
+    pub mqtt: MqttConfig,
+    pub plant: PlantConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            ingest: IngestConfig::default(),
+            mqtt: MqttConfig::default(),
+            plant: PlantConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// A request that takes longer is answered 408.
+    pub request_timeout_s: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 64 * 1024 * 1024,
+            request_timeout_s: 30,
+        }
+    }
+}
+
+/// How hard a commit is synced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// fsync every commit: acknowledged data survives a power cut.
+    Full,
+    /// Acknowledged data survives a crash of Gemba, but the last commits may be lost on power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Only `embedded` for now; `postgres` follows.
+    pub backend: String,
+    /// Database file of the embedded store (created with its directory).
+    pub path: PathBuf,
+    pub sync: SyncMode,
+    /// Seconds between compaction/rollup/retention passes.
+    pub maintenance_interval_s: u64,
+    /// Keep 1 m and 1 h rollups this many days (none: forever).
+    pub rollup_retention_days: Option<u32>,
+    /// Retention of raw samples for signals that do not set their own (none: forever).
+    pub default_retention_days: Option<u32>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: "embedded".into(),
+            path: PathBuf::from("gemba-data/gemba.db"),
+            sync: SyncMode::Full,
+            maintenance_interval_s: 10,
+            rollup_retention_days: None,
+            default_retention_days: None,
+        }
+    }
+}
+
+/// What to do with a sample of a signal that is not in the asset model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownSignals {
+    /// Reject the sample with an error naming the signal.
+    Reject,
+    /// Register the signal (a gauge without unit) and its machine, line, area and site.
+    Register,
+}
+
+/// Whether a batch with some invalid items is accepted in part or rejected whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchMode {
+    /// Store the valid items and report each invalid one.
+    Partial,
+    /// Store nothing if any item is invalid.
+    Strict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub unknown_signals: UnknownSignals,
+    /// Default for HTTP batches (a request may override it with `?mode=`); MQTT and CSV are always partial.
+    pub batch_mode: BatchMode,
+    /// Samples stamped further in the future than this are rejected.
+    pub max_future_s: u64,
+    /// Largest number of samples merged into one group commit.
+    pub group_commit_max_points: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            unknown_signals: UnknownSignals::Reject,
+            batch_mode: BatchMode::Partial,
+            max_future_s: 300,
+            group_commit_max_points: 2_000_000,
+        }
+    }
+}
+
+/// Where Gemba's MQTT client connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MqttMode {
+    /// Start the embedded broker and subscribe to it.
+    Embedded,
+    /// Subscribe to an external broker (`[mqtt.external]`); no embedded broker is started.
+    External,
+    /// No MQTT at all.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub mode: MqttMode,
+    /// Embedded broker, MQTT 3.1.1 listener.
+    pub listen: SocketAddr,
+    /// Embedded broker, MQTT 5 listener.
+    pub listen_v5: Option<SocketAddr>,
+    /// Topics are `<topic_prefix>/<site>/<area>/<line>/<machine>[/<signal>]`.
+    pub topic_prefix: String,
+    pub qos: u8,
+    pub max_payload_bytes: usize,
+    /// Messages are decoded and committed together for at most this long.
+    pub batch_window_ms: u64,
+    pub external: ExternalBrokerConfig,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            mode: MqttMode::Embedded,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            listen_v5: Some(SocketAddr::from(([127, 0, 0, 1], 1884))),
+            topic_prefix: "gemba/v1".into(),
+            qos: 1,
+            max_payload_bytes: 1024 * 1024,
+            batch_window_ms: 50,
+            external: ExternalBrokerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalBrokerConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: bool,
+    /// PEM file with the CA that signed the broker's certificate (TLS only).
+    pub ca_file: Option<PathBuf>,
+    pub client_id: String,
+}
+
+impl Default for ExternalBrokerConfig {
+    fn default() -> Self {
+        ExternalBrokerConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            tls: false,
+            ca_file: None,
+            client_id: "gemba".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlantConfig {
+    /// The plant file (TOML). Relative paths are relative to the config file.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `gemba=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then `GEMBA__…` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, EngineError> {
+        Self::load_with_env(file, Env::prefixed("GEMBA__").split("__"))
+    }
+
+    /// Like [`Config::load`] without environment overrides (for `gemba config check`).
+    pub fn load_file_only(file: &Path) -> Result<Config, EngineError> {
+        Self::load_with_env(Some(file), Env::prefixed("GEMBA_NEVER_SET_PREFIX__").split("__"))
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, EngineError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(EngineError::Config(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let mut cfg: Config = fig
+            .merge(env)
+            .extract()
+            .map_err(|e| EngineError::Config(figment_message(e)))?;
+        if let (Some(cfg_file), Some(plant)) = (file, cfg.plant.file.as_ref()) {
+            if plant.is_relative() {
+                if let Some(dir) = cfg_file.parent() {
+                    cfg.plant.file = Some(dir.join(plant));
+                }
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |key: &str, reason: &str| Err(EngineError::Config(format!("{key}: {reason}")));
+        if self.storage.backend != "embedded" {
+            return bad(
+                "storage.backend",
+                &format!(
+                    "{:?} is not available; the only backend in this build is \"embedded\"",
+                    self.storage.backend
+                ),
+            );
+        }
+        if self.mqtt.qos > 2 {
+            return bad("mqtt.qos", "must be 0, 1 or 2");
+        }
+        if self.mqtt.topic_prefix.is_empty()
+            || self.mqtt.topic_prefix.contains(['#', '+'])
+            || self.mqtt.topic_prefix.ends_with('/')
+        {
+            return bad(
+                "mqtt.topic_prefix",
+                "must be a non-empty topic without wildcards or a trailing '/'",
+            );
+        }
+        if self.server.max_body_bytes < 1024 {
+            return bad("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.storage.maintenance_interval_s == 0 {
+            return bad("storage.maintenance_interval_s", "must be at least 1");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format", "must be \"text\" or \"json\"");
+        }
+        if self.mqtt.mode == MqttMode::Embedded && Some(self.mqtt.listen) == self.mqtt.listen_v5 {
+            return bad("mqtt.listen_v5", "must differ from mqtt.listen");
+        }
+        Ok(())
+    }
+}
+
+fn figment_message(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let src = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{src}", e.kind)
+            } else {
+                format!("{key}: {}{src}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(text.as_bytes()).expect("write");
+        f
+    }
+
+    #[test]
+    fn defaults_and_file() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nunknown_signals = \"register\"\n");
+        let c = Config::load_file_only(f.path()).expect("valid");
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.ingest.unknown_signals, UnknownSignals::Register);
+        assert_eq!(c.mqtt.listen.port(), 1883);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let f = write("[server]\nlistn = \"127.0.0.1:9000\"\n");
+        let err = Config::load_file_only(f.path()).expect_err("unknown key");
+        assert!(err.to_string().contains("listn"), "{err}");
+        let f = write("[mqtt]\nqos = 3\n");
+        let err = Config::load_file_only(f.path()).expect_err("qos");
+        assert!(err.to_string().contains("mqtt.qos"), "{err}");
+        let f = write("[storage]\nsync = \"sometimes\"\n");
+        let err = Config::load_file_only(f.path()).expect_err("sync");
+        assert!(err.to_string().contains("storage.sync"), "{err}");
+        assert!(Config::load_file_only(Path::new("/nonexistent/gemba.toml")).is_err());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\n");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GEMBA__SERVER__LISTEN", "127.0.0.1:9100");
+            jail.set_env("GEMBA__MQTT__MODE", "off");
+            let c = Config::load(Some(f.path())).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen.port(), 9100);
+            assert_eq!(c.mqtt.mode, MqttMode::Off);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,522 @@
+//! Gemba's runtime: configuration, the asset registry, the validated write path (resolve → check →
+//! group commit → acknowledge), the MQTT bridge, background maintenance and metrics.
+//!
+//! Architecture invariant: the engine is the only place where decoded input meets the asset model and
+//! the store. It never parses bytes itself (that is `gemba-ingest`) and never speaks HTTP (that is
+//! `gemba-api`). Blocking store calls run on the writer thread or tokio's blocking pool, never on an
+//! async worker.
+
+pub mod config;
+pub mod metrics;
+pub mod mqtt_bridge;
+pub mod registry;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gemba_core::time::check_timestamp;
+use gemba_core::{Clock, Event, Plant, Sample, SignalDef, SignalKind, Timestamp};
+use gemba_ingest::{DecodedBatch, ItemError, RawValue};
+use gemba_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use gemba_store::{Aggregate, EventQuery, SeriesWrite, Store, StoreError, StoredEvent, WriteBatch};
+use thiserror::Error;
+
+pub use config::{BatchMode, Config};
+pub use metrics::{Metrics, Source};
+pub use registry::{Registered, Registry};
+pub use writer::Writer;
+
+/// At most this many item errors are returned for one batch; the rest are only counted.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Errors of the engine.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("plant file {path}: {reason}")]
+    Plant { path: String, reason: String },
+    #[error(transparent)]
+    Model(#[from] gemba_core::ModelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("unknown signal {0:?}")]
+    UnknownSignal(String),
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    Mqtt(#[from] gemba_ingest::MqttError),
+    #[error("Gemba is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What happened to one ingested batch.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct IngestOutcome {
+    /// Samples durably stored.
+    pub accepted_points: usize,
+    /// Events durably stored.
+    pub accepted_events: usize,
+    /// Items rejected (samples, series or events).
+    pub rejected: usize,
+    /// The first [`MAX_REPORTED_ERRORS`] errors.
+    pub errors: Vec<ItemError>,
+}
+
+/// The latest value of a signal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LatestValue {
+    pub signal: String,
+    pub ts: Timestamp,
+    pub value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// State name for `state` signals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// The running Gemba core: registry, store, writer, caches and metrics.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    store: Arc<dyn Store>,
+    registry: Registry,
+    writer: Writer,
+    latest: Arc<writer::LatestCache>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Reads and validates a plant file.
+pub fn load_plant(path: &Path) -> Result<Plant, EngineError> {
+    use figment::providers::{Format, Toml};
+    let bad = |reason: String| EngineError::Plant {
+        path: path.display().to_string(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(bad("does not exist or is not a file".into()));
+    }
+    let plant: Plant = figment::Figment::from(Toml::file_exact(path))
+        .extract()
+        .map_err(|e| {
+            bad(e
+                .into_iter()
+                .map(|e| format!("{}: {}", e.path.join("."), e.kind))
+                .collect::<Vec<_>>()
+                .join("; "))
+        })?;
+    gemba_core::AssetModel::from_plant(&plant).map_err(|e| bad(e.to_string()))?;
+    Ok(plant)
+}
+
+impl Engine {
+    /// Opens the configured store, loads the plant file and starts the writer thread.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Engine>, EngineError> {
+        let path = &config.storage.path;
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    EngineError::Config(format!(
+                        "storage.path: cannot create directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
+        let opts = SqliteOptions {
+            synchronous: match config.storage.sync {
+                config::SyncMode::Full => Synchronous::Full,
+                config::SyncMode::Normal => Synchronous::Normal,
+            },
+            rollup_retention_days: config.storage.rollup_retention_days,
+            ..SqliteOptions::default()
+        };
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path, opts)?);
+        Self::with_store(config, store, clock)
+    }
+
+    /// Builds an engine on any store (tests use an in-memory one).
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let plant = match &config.plant.file {
+            Some(p) => Some(load_plant(p)?),
+            None => None,
+        };
+        let registry = Registry::load(
+            store.clone(),
+            plant.as_ref(),
+            config.ingest.unknown_signals,
+            config.storage.default_retention_days,
+        )?;
+        let latest: Arc<writer::LatestCache> = Arc::new(Default::default());
+        {
+            let mut map = latest.write();
+            for (id, s) in store.latest_all()? {
+                map.insert(id, s);
+            }
+        }
+        let metrics = Arc::new(Metrics::new());
+        metrics.signals.set(registry.signal_count() as i64);
+        let (writer, _thread) = Writer::start(
+            store.clone(),
+            latest.clone(),
+            metrics.clone(),
+            config.ingest.group_commit_max_points,
+        )?;
+        Ok(Arc::new(Engine {
+            config,
+            store,
+            registry,
+            writer,
+            latest,
+            metrics,
+            clock,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    pub fn now(&self) -> Timestamp {
+        self.clock.now_ms()
+    }
+
+    /// Validates a decoded batch against the asset model and, unless `mode` is strict and something
+    /// is invalid, stores the valid part durably before returning.
+    pub async fn ingest(
+        self: &Arc<Self>,
+        decoded: DecodedBatch,
+        source: Source,
+        mode: BatchMode,
+    ) -> Result<IngestOutcome, EngineError> {
+        // Resolving and checking a large batch is CPU work: keep it off the async workers.
+        let (batch, mut outcome) = if decoded.sample_count() + decoded.events.len() > 2_000 {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.prepare(decoded))
+                .await
+                .map_err(|e| EngineError::Internal(format!("ingest task failed: {e}")))?
+        } else {
+            self.prepare(decoded)
+        };
+        if outcome.rejected > 0 && mode == BatchMode::Strict {
+            self.metrics
+                .rejected
+                .get_or_create(&Metrics::label(source))
+                .inc_by(outcome.rejected as u64);
+            return Ok(outcome);
+        }
+        self.commit(batch, source, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Blocking variant of [`Engine::ingest`] for non-async callers (CSV import).
+    pub fn ingest_blocking(
+        &self,
+        decoded: DecodedBatch,
+        source: Source,
+        mode: BatchMode,
+    ) -> Result<IngestOutcome, EngineError> {
+        let (batch, mut outcome) = self.prepare(decoded);
+        let label = Metrics::label(source);
+        self.metrics.rejected.get_or_create(&label).inc_by(outcome.rejected as u64);
+        if outcome.rejected > 0 && mode == BatchMode::Strict {
+            return Ok(outcome);
+        }
+        if !batch.is_empty() {
+            let receipt = self.writer.write_blocking(batch)?;
+            outcome.accepted_points = receipt.points;
+            outcome.accepted_events = receipt.events;
+            self.count(source, &outcome);
+        }
+        Ok(outcome)
+    }
+
+    async fn commit(
+        &self,
+        batch: WriteBatch,
+        source: Source,
+        outcome: &mut IngestOutcome,
+    ) -> Result<(), EngineError> {
+        let label = Metrics::label(source);
+        self.metrics.rejected.get_or_create(&label).inc_by(outcome.rejected as u64);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let receipt = self.writer.write(batch).await?;
+        outcome.accepted_points = receipt.points;
+        outcome.accepted_events = receipt.events;
+        self.count(source, outcome);
+        Ok(())
+    }
+
+    fn count(&self, source: Source, outcome: &IngestOutcome) {
+        let label = Metrics::label(source);
+        self.metrics.points.get_or_create(&label).inc_by(outcome.accepted_points as u64);
+        self.metrics.events.get_or_create(&label).inc_by(outcome.accepted_events as u64);
+        self.metrics.signals.set(self.registry.signal_count() as i64);
+    }
+
+    /// Resolves every item; returns the valid part as a write batch and the errors.
+    fn prepare(&self, decoded: DecodedBatch) -> (WriteBatch, IngestOutcome) {
+        let now = self.clock.now_ms();
+        let max_future = (self.config.ingest.max_future_s as i64).saturating_mul(1000);
+        let mut outcome = IngestOutcome::default();
+        let mut report = |outcome: &mut IngestOutcome, location: String, message: String| {
+            outcome.rejected += 1;
+            if outcome.errors.len() < MAX_REPORTED_ERRORS {
+                outcome.errors.push(ItemError { location, message });
+            }
+        };
+        for e in decoded.errors {
+            report(&mut outcome, e.location, e.message);
+        }
+        let mut by_signal: HashMap<gemba_store::SignalId, Vec<Sample>> = HashMap::new();
+        for p in decoded.points {
+            let reg = match self.registry.resolve_for_ingest(&p.signal) {
+                Ok(r) => r,
+                Err(msg) => {
+                    report(&mut outcome, format!("{}.signal", p.location), msg);
+                    continue;
+                }
+            };
+            let ts = p.ts.unwrap_or(now);
+            if let Err(e) = check_timestamp(ts, now, max_future) {
+                report(&mut outcome, format!("{}.ts", p.location), e.to_string());
+                continue;
+            }
+            match to_value(&reg.def, &p.value) {
+                Ok(v) => by_signal.entry(reg.id).or_default().push(Sample { ts, value: v }),
+                Err(msg) => report(&mut outcome, format!("{}.value", p.location), msg),
+            }
+        }
+        for s in decoded.series {
+            let reg = match self.registry.resolve_for_ingest(&s.signal) {
+                Ok(r) => r,
+                Err(msg) => {
+                    outcome.rejected += s.values.len().saturating_sub(1);
+                    report(&mut outcome, format!("{}.signal", s.location), msg);
+                    continue;
+                }
+            };
+            let samples = by_signal.entry(reg.id).or_default();
+            samples.reserve(s.values.len());
+            for (i, (&ts, &value)) in s.ts.iter().zip(s.values.iter()).enumerate() {
+                if let Err(e) = check_timestamp(ts, now, max_future) {
+                    report(&mut outcome, format!("{}.ts[{i}]", s.location), e.to_string());
+                    continue;
+                }
+                if let Err(msg) = reg.def.check_value(value) {
+                    report(&mut outcome, format!("{}.values[{i}]", s.location), msg);
+                    continue;
+                }
+                samples.push(Sample { ts, value });
+            }
+        }
+        let mut events: Vec<Event> = Vec::with_capacity(decoded.events.len());
+        for (i, e) in decoded.events.into_iter().enumerate() {
+            let loc = format!("events[{i}]");
+            if let Err(err) = check_timestamp(e.ts, now, max_future) {
+                report(&mut outcome, format!("{loc}.ts"), err.to_string());
+                continue;
+            }
+            if let Err(msg) = self.registry.resolve_asset_for_ingest(&e.asset) {
+                report(&mut outcome, format!("{loc}.asset"), msg);
+                continue;
+            }
+            if let Err(err) = e.validate() {
+                report(&mut outcome, loc, err.to_string());
+                continue;
+            }
+            events.push(e);
+        }
+        let series = by_signal
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(signal, samples)| SeriesWrite { signal, samples })
+            .collect();
+        (WriteBatch { series, events }, outcome)
+    }
+
+    /// Latest values of the signals at or below `prefix`.
+    pub fn latest(&self, prefix: &str) -> Vec<LatestValue> {
+        let regs = self.registry.signals_under(prefix);
+        let cache = self.latest.read();
+        regs.into_iter()
+            .filter_map(|r| {
+                let s = cache.get(&r.id)?;
+                Some(LatestValue {
+                    signal: r.def.path.clone(),
+                    ts: s.ts,
+                    value: s.value,
+                    unit: r.def.unit.clone(),
+                    state: if r.def.kind == SignalKind::State {
+                        r.def.states.get(s.value as usize).cloned()
+                    } else {
+                        None
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn lookup(&self, path: &str) -> Result<Registered, EngineError> {
+        self.registry
+            .get(path)
+            .ok_or_else(|| EngineError::UnknownSignal(path.to_owned()))
+    }
+
+    /// Raw samples `from <= ts < to` of one signal (at most `limit`).
+    pub async fn range(
+        &self,
+        path: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Sample>, EngineError> {
+        check_range(from, to)?;
+        let reg = self.lookup(path)?;
+        let store = self.store.clone();
+        blocking(move || store.range(reg.id, from, to, limit)).await
+    }
+
+    /// Bucketed aggregates of one signal.
+    pub async fn aggregate(
+        &self,
+        path: &str,
+        from: Timestamp,
+        to: Timestamp,
+        step_ms: i64,
+    ) -> Result<Aggregate, EngineError> {
+        check_range(from, to)?;
+        if step_ms <= 0 {
+            return Err(EngineError::InvalidQuery("step must be positive".into()));
+        }
+        if (to - from) / step_ms > 1_000_000 {
+            return Err(EngineError::InvalidQuery(format!(
+                "{} buckets requested; at most 1,000,000 (use a larger step)",
+                (to - from) / step_ms
+            )));
+        }
+        let reg = self.lookup(path)?;
+        let store = self.store.clone();
+        blocking(move || store.aggregate(reg.id, from, to, step_ms)).await
+    }
+
+    /// Events matching a query.
+    pub async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, EngineError> {
+        check_range(query.from, query.to)?;
+        let store = self.store.clone();
+        blocking(move || store.events(&query)).await
+    }
+
+    /// Defines a signal over the API.
+    pub fn define_signal(&self, def: SignalDef) -> Result<gemba_store::SignalId, EngineError> {
+        let id = self.registry.define_signal(def)?;
+        self.metrics.signals.set(self.registry.signal_count() as i64);
+        Ok(id)
+    }
+
+    /// One compaction/rollup/retention pass on the blocking pool.
+    pub async fn maintain(&self) -> Result<gemba_store::MaintenanceReport, EngineError> {
+        let store = self.store.clone();
+        let now = self.clock.now_ms();
+        blocking(move || store.maintain(now)).await
+    }
+
+    /// Runs maintenance every `storage.maintenance_interval_s` until the engine is dropped.
+    pub fn spawn_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let every = Duration::from_secs(self.config.storage.maintenance_interval_s);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { break };
+                match engine.maintain().await {
+                    Ok(r) => tracing::debug!(?r, "maintenance pass"),
+                    Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
+                }
+            }
+        })
+    }
+}
+
+fn check_range(from: Timestamp, to: Timestamp) -> Result<(), EngineError> {
+    if from >= to {
+        return Err(EngineError::InvalidQuery(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
+    Ok(())
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, EngineError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Internal(format!("store task failed: {e}")))?
+        .map_err(EngineError::from)
+}
+
+/// Converts a raw value for a signal: booleans become 0/1, state names their index.
+fn to_value(def: &SignalDef, raw: &RawValue) -> Result<f64, String> {
+    let v = match raw {
+        RawValue::Number(v) => *v,
+        RawValue::Bool(b) => f64::from(u8::from(*b)),
+        RawValue::Text(s) => match def.kind {
+            SignalKind::State => match def.state_index(s) {
+                Some(i) => i as f64,
+                None => {
+                    return Err(format!(
+                        "{s:?} is not a state of {}; known states: {}",
+                        def.path,
+                        def.states.join(", ")
+                    ));
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "text {s:?} given for {} signal {}; send a number",
+                    kind_name(def.kind),
+                    def.path
+                ));
+            }
+        },
+    };
+    def.check_value(v)?;
+    Ok(v)
+}
+
+fn kind_name(kind: SignalKind) -> &'static str {
+    match kind {
+        SignalKind::Gauge => "gauge",
+        SignalKind::Counter => "counter",
+        SignalKind::State => "state",
+        SignalKind::Boolean => "boolean",
+    }
+}

@@ -1,0 +1,255 @@
+//! The asset registry: the in-memory asset model with every signal's store id, persisted through
+//! the store so that definitions made over the API survive a restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gemba_core::{AssetModel, AssetNode, LotDef, Plant, SignalDef, TreeNode};
+use gemba_store::{SignalId, Store};
+use parking_lot::RwLock;
+
+use crate::EngineError;
+use crate::config::UnknownSignals;
+
+/// A registered signal: its id and definition.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub id: SignalId,
+    pub def: Arc<SignalDef>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    model: AssetModel,
+    by_path: HashMap<String, Registered>,
+    by_id: HashMap<SignalId, Arc<SignalDef>>,
+}
+
+/// Thread-safe asset model plus signal ids.
+#[derive(Debug)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+    store: Arc<dyn Store>,
+    policy: UnknownSignals,
+    default_retention_days: Option<u32>,
+}
+
+impl Registry {
+    /// Loads the stored model, then applies the plant file (the plant file wins for what it declares).
+    pub fn load(
+        store: Arc<dyn Store>,
+        plant: Option<&Plant>,
+        policy: UnknownSignals,
+        default_retention_days: Option<u32>,
+    ) -> Result<Self, EngineError> {
+        let mut inner = Inner::default();
+        for (_, json) in store.records("node")? {
+            let node: AssetNode = serde_json::from_str(&json)
+                .map_err(|e| EngineError::Internal(format!("stored asset node is unreadable: {e}")))?;
+            inner.model.define_node(node)?;
+        }
+        for (_, json) in store.records("lot")? {
+            let lot: LotDef = serde_json::from_str(&json)
+                .map_err(|e| EngineError::Internal(format!("stored lot is unreadable: {e}")))?;
+            inner.model.lots.insert(lot.id.clone(), lot);
+        }
+        for (id, def) in store.signals()? {
+            inner.model.define_signal(def.clone())?;
+            let def = Arc::new(def);
+            inner.by_id.insert(id, def.clone());
+            inner.by_path.insert(def.path.clone(), Registered { id, def });
+        }
+        let reg = Registry {
+            inner: RwLock::new(inner),
+            store,
+            policy,
+            default_retention_days,
+        };
+        if let Some(plant) = plant {
+            reg.apply_plant(plant)?;
+        }
+        Ok(reg)
+    }
+
+    /// Declares everything in a plant file (nodes, signals, lots, operators, shifts).
+    pub fn apply_plant(&self, plant: &Plant) -> Result<(), EngineError> {
+        let model = AssetModel::from_plant(plant)?;
+        for node in model.nodes() {
+            self.define_node(node.clone())?;
+        }
+        for sig in model.signals() {
+            self.define_signal(sig.clone())?;
+        }
+        for lot in model.lots.values() {
+            self.define_lot(lot.clone())?;
+        }
+        let mut inner = self.inner.write();
+        inner.model.enterprise = model.enterprise.clone();
+        inner.model.operators = model.operators.clone();
+        inner.model.shifts = model.shifts.clone();
+        Ok(())
+    }
+
+    /// Adds or replaces a signal definition; persists it. Returns its id.
+    pub fn define_signal(&self, mut def: SignalDef) -> Result<SignalId, EngineError> {
+        def.validate()?;
+        if def.retention_days.is_none() {
+            def.retention_days = self.default_retention_days;
+        }
+        if let Some(existing) = self.get(&def.path) {
+            if *existing.def == def {
+                return Ok(existing.id);
+            }
+        }
+        let machine = def.machine_path().to_owned();
+        self.persist_parents(&machine)?;
+        let id = self.store.put_signal(&def)?;
+        let mut inner = self.inner.write();
+        inner.model.define_signal(def.clone())?;
+        let def = Arc::new(def);
+        inner.by_id.insert(id, def.clone());
+        inner.by_path.insert(def.path.clone(), Registered { id, def });
+        Ok(id)
+    }
+
+    /// Adds or replaces a site, area, line or machine; persists it with its parents.
+    pub fn define_node(&self, node: AssetNode) -> Result<(), EngineError> {
+        gemba_core::check_path(&node.path, node.level)?;
+        if let Some((parent, _)) = node.path.rsplit_once('/') {
+            self.persist_parents(parent)?;
+        }
+        if self.inner.read().model.node(&node.path) == Some(&node) {
+            return Ok(());
+        }
+        self.store.put_record("node", &node.path, &to_json(&node)?)?;
+        self.inner.write().model.define_node(node)?;
+        Ok(())
+    }
+
+    fn persist_parents(&self, path: &str) -> Result<(), EngineError> {
+        let segs: Vec<&str> = path.split('/').collect();
+        for depth in 1..=segs.len() {
+            let p = segs[..depth].join("/");
+            if self.inner.read().model.node(&p).is_some() {
+                continue;
+            }
+            let level = gemba_core::level_of(&p).ok_or_else(|| {
+                EngineError::Model(gemba_core::ModelError::Unknown {
+                    level: "asset",
+                    path: p.clone(),
+                })
+            })?;
+            gemba_core::check_path(&p, level)?;
+            let node = AssetNode {
+                path: p.clone(),
+                level,
+                kind: None,
+                ideal_cycle_time_s: None,
+                timezone: None,
+            };
+            self.store.put_record("node", &p, &to_json(&node)?)?;
+            self.inner.write().model.define_node(node)?;
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a material lot; persists it.
+    pub fn define_lot(&self, lot: LotDef) -> Result<(), EngineError> {
+        lot.validate()?;
+        self.store.put_record("lot", &lot.id, &to_json(&lot)?)?;
+        self.inner.write().model.lots.insert(lot.id.clone(), lot);
+        Ok(())
+    }
+
+    /// The registered signal at `path`.
+    pub fn get(&self, path: &str) -> Option<Registered> {
+        self.inner.read().by_path.get(path).cloned()
+    }
+
+    /// The definition of a signal id.
+    pub fn def(&self, id: SignalId) -> Option<Arc<SignalDef>> {
+        self.inner.read().by_id.get(&id).cloned()
+    }
+
+    /// Resolves a signal for ingest: known, or registered now when the policy allows.
+    pub fn resolve_for_ingest(&self, path: &str) -> Result<Registered, String> {
+        if let Some(r) = self.get(path) {
+            return Ok(r);
+        }
+        match self.policy {
+            UnknownSignals::Reject => Err(format!(
+                "unknown signal {path:?}: declare it in the plant file or with POST /api/v1/signals, or set ingest.unknown_signals = \"register\""
+            )),
+            UnknownSignals::Register => {
+                let def = SignalDef::auto(path);
+                def.validate().map_err(|e| e.to_string())?;
+                let id = self.define_signal(def).map_err(|e| e.to_string())?;
+                self.def(id)
+                    .map(|def| Registered { id, def })
+                    .ok_or_else(|| format!("signal {path:?} vanished while registering"))
+            }
+        }
+    }
+
+    /// Whether an asset path (site … machine) exists, registering it when the policy allows.
+    pub fn resolve_asset_for_ingest(&self, path: &str) -> Result<(), String> {
+        if self.inner.read().model.node(path).is_some() {
+            return Ok(());
+        }
+        match self.policy {
+            UnknownSignals::Reject => Err(format!(
+                "unknown asset {path:?}: declare it in the plant file or with POST /api/v1/assets"
+            )),
+            UnknownSignals::Register => {
+                let level = gemba_core::level_of(path)
+                    .filter(|l| *l != gemba_core::Level::Signal)
+                    .ok_or_else(|| {
+                        format!("asset {path:?} must have 1 to 4 segments (site/area/line/machine)")
+                    })?;
+                gemba_core::check_path(path, level).map_err(|e| e.to_string())?;
+                self.persist_parents(path).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Signals at or below `prefix` (all when empty), sorted by path.
+    pub fn signals_under(&self, prefix: &str) -> Vec<Registered> {
+        let inner = self.inner.read();
+        let mut v: Vec<Registered> = inner
+            .by_path
+            .values()
+            .filter(|r| gemba_core::is_under(&r.def.path, prefix))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.def.path.cmp(&b.def.path));
+        v
+    }
+
+    pub fn tree(&self) -> TreeNode {
+        self.inner.read().model.tree()
+    }
+
+    pub fn node(&self, path: &str) -> Option<AssetNode> {
+        self.inner.read().model.node(path).cloned()
+    }
+
+    pub fn lots(&self) -> Vec<LotDef> {
+        self.inner.read().model.lots.values().cloned().collect()
+    }
+
+    pub fn operators(&self) -> Vec<gemba_core::OperatorDef> {
+        self.inner.read().model.operators.values().cloned().collect()
+    }
+
+    pub fn shifts(&self) -> Vec<gemba_core::ShiftDef> {
+        self.inner.read().model.shifts.clone()
+    }
+
+    pub fn signal_count(&self) -> usize {
+        self.inner.read().by_path.len()
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, EngineError> {
+    serde_json::to_string(v).map_err(|e| EngineError::Internal(format!("cannot serialise: {e}")))
+}

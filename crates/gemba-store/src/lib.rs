@@ -1,0 +1,193 @@
+//! Gemba's storage: the [`Store`] trait and the embedded backend ([`sqlite::SqliteStore`]).
+//!
+//! Architecture invariant: this crate knows the domain types of `gemba-core` and nothing of HTTP,
+//! MQTT, configuration files or the async runtime. Every method is blocking; async callers run them
+//! on the blocking pool. A write that returns `Ok` is durable (committed and, with the default
+//! `Synchronous::Full`, fsynced): the engine acknowledges data only after that.
+//!
+//! The embedded layout stores each signal's samples as compressed chunks (delta-of-delta
+//! timestamps, Gorilla XOR values; see [`codec`]) in SQLite tables, keeps per-chunk statistics so
+//! aggregates can skip decoding, compacts small chunks into blocks in the background, and maintains
+//! 1-minute and 1-hour rollups that long-range aggregate queries read instead of raw data.
+
+pub mod codec;
+pub mod sqlite;
+
+use gemba_core::{Event, Sample, SignalDef, Timestamp};
+use thiserror::Error;
+
+/// Stable numeric id of a signal, assigned by the store when the signal is first registered.
+pub type SignalId = u32;
+
+/// Errors of the store. Messages name the signal, table or file concerned.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open store at {path:?}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("unknown signal id {0}")]
+    UnknownSignal(SignalId),
+    #[error("corrupt chunk of signal {signal} starting at {start}: {reason}")]
+    Corrupt {
+        signal: SignalId,
+        start: Timestamp,
+        reason: String,
+    },
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    #[error("cannot encode {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Samples of one signal to write. Samples may be in any order; a sample whose timestamp is already
+/// stored for the signal replaces the stored value (last write wins), so retried batches are idempotent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesWrite {
+    pub signal: SignalId,
+    pub samples: Vec<Sample>,
+}
+
+/// Everything one commit writes: samples of many signals and events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub series: Vec<SeriesWrite>,
+    pub events: Vec<Event>,
+}
+
+impl WriteBatch {
+    pub fn point_count(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.series.iter().all(|s| s.samples.is_empty()) && self.events.is_empty()
+    }
+}
+
+/// What a committed write contained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReceipt {
+    pub points: usize,
+    pub events: usize,
+}
+
+/// Statistics of the samples of one time bucket `[ts, ts + step)`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Bucket {
+    pub ts: Timestamp,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    /// Value of the latest sample in the bucket.
+    pub last: f64,
+}
+
+impl Bucket {
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            self.sum / self.count as f64
+        }
+    }
+}
+
+/// Which data an aggregate was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggSource {
+    Raw,
+    Rollup1m,
+    Rollup1h,
+}
+
+/// Result of [`Store::aggregate`]: non-empty buckets in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub buckets: Vec<Bucket>,
+    pub source: AggSource,
+}
+
+/// Filter for [`Store::events`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventQuery {
+    /// Inclusive start.
+    pub from: Timestamp,
+    /// Exclusive end.
+    pub to: Timestamp,
+    /// Only events of this asset or below it.
+    pub asset_prefix: Option<String>,
+    /// Only events of this type (`production`, `state`, `move`, `custom:<name>`).
+    pub kind: Option<String>,
+    pub limit: usize,
+}
+
+/// An event as stored, with its store-assigned id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What one [`Store::maintain`] pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Small chunks merged into blocks.
+    pub chunks_compacted: u64,
+    /// Rollup buckets (1 m and 1 h) written.
+    pub rollups_written: u64,
+    /// Chunks deleted because every sample in them was past the signal's retention.
+    pub chunks_expired: u64,
+}
+
+/// Size of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub signals: u64,
+    pub chunks: u64,
+    pub points: u64,
+    pub events: u64,
+    /// Bytes of compressed sample data (excluding SQLite overhead).
+    pub sample_bytes: u64,
+}
+
+/// A stored time-series and asset database. See the crate documentation for the guarantees.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Registers a signal or updates its definition; the id of a path never changes.
+    fn put_signal(&self, def: &SignalDef) -> Result<SignalId>;
+    /// Every registered signal with its id.
+    fn signals(&self) -> Result<Vec<(SignalId, SignalDef)>>;
+
+    /// Stores an asset-model record (`kind` is e.g. `node`, `lot`, `operator`, `shift`) as JSON,
+    /// replacing the record with the same kind and key.
+    fn put_record(&self, kind: &str, key: &str, json: &str) -> Result<()>;
+    /// All records of one kind as (key, json), ordered by key.
+    fn records(&self, kind: &str) -> Result<Vec<(String, String)>>;
+
+    /// Writes samples and events in one transaction. When this returns `Ok` the data is durable.
+    fn write(&self, batch: &WriteBatch) -> Result<WriteReceipt>;
+
+    /// The latest sample of every signal that has data (for the engine's latest-value cache).
+    fn latest_all(&self) -> Result<Vec<(SignalId, Sample)>>;
+
+    /// Samples of one signal with `from <= ts < to`, in time order, at most `limit` (the earliest).
+    fn range(&self, signal: SignalId, from: Timestamp, to: Timestamp, limit: usize) -> Result<Vec<Sample>>;
+
+    /// Buckets of width `step_ms` aligned to multiples of `step_ms` since the epoch, covering samples
+    /// with `from <= ts < to`. Uses the 1 h or 1 m rollups when `step_ms` is a multiple of their width,
+    /// reading raw data only for partial buckets at the ends of the range.
+    fn aggregate(&self, signal: SignalId, from: Timestamp, to: Timestamp, step_ms: i64) -> Result<Aggregate>;
+
+    /// Events matching the query, in time order.
+    fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;
+
+    /// Compaction, rollups and retention. `now` decides what has expired.
+    fn maintain(&self, now: Timestamp) -> Result<MaintenanceReport>;
+
+    /// Counts for metrics and `gemba query stats`.
+    fn stats(&self) -> Result<StoreStats>;
+}

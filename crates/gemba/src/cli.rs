@@ -1,0 +1,184 @@
+//! The command line, defined once: clap generates `--help` from these doc comments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Gemba (现场) — smart-factory platform: collect machine data, store it, query it.
+#[derive(Debug, Parser)]
+#[command(name = "gemba", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, embedded MQTT broker and the embedded store.
+    Serve(ServeArgs),
+    /// Run the server on a sample plant (two lines, eight machines) with its own data directory.
+    Demo(DemoArgs),
+    /// Import data from files into a running server (or straight into the store with --direct).
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Query a running server.
+    Query(QueryArgs),
+    /// Measure Gemba's performance on this machine and print the figures.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Check configuration and plant files.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without it, built-in defaults apply; GEMBA__SECTION__KEY
+    /// environment variables override both.
+    #[arg(short, long, env = "GEMBA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Data directory of the demo store.
+    #[arg(long, default_value = "gemba-demo")]
+    pub data: PathBuf,
+    /// HTTP address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Configuration file; its plant file and storage path are replaced by the demo's.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCmd {
+    /// Import a CSV file: one row per instant, one column per signal.
+    ///
+    /// Example: gemba import csv ai4i.csv --machine plant1/production/line1/cnc1
+    ///   --map ts=timestamp --map air_temp="Air temperature [K]" --map torque="Torque [Nm]"
+    Csv(CsvArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CsvArgs {
+    /// The CSV file (with a header row).
+    pub file: PathBuf,
+    /// Column mapping, repeatable: `ts=<column>` for the timestamp column and
+    /// `<signal>=<column>` for each signal (a full path, or a name relative to --machine).
+    #[arg(long = "map", required = true)]
+    pub map: Vec<String>,
+    /// Machine path that relative signal names belong to.
+    #[arg(long)]
+    pub machine: Option<String>,
+    /// How the timestamp column is written: ms, s or rfc3339.
+    #[arg(long, default_value = "rfc3339")]
+    pub ts_format: String,
+    /// Without a ts column: time of the first row (ms or RFC 3339).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Without a ts column: time between rows (e.g. 1s, 1m).
+    #[arg(long)]
+    pub interval: Option<String>,
+    /// Field delimiter.
+    #[arg(long, default_value = ",")]
+    pub delimiter: char,
+    /// Server to send to.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+    pub server: String,
+    /// Write straight into the store of this configuration instead of a running server
+    /// (the server must not be running).
+    #[arg(long)]
+    pub direct: bool,
+    /// Configuration file for --direct.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Server to ask.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+    pub server: String,
+    /// Print CSV instead of a table.
+    #[arg(long, global = true)]
+    pub csv: bool,
+    #[command(subcommand)]
+    pub what: QueryCmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCmd {
+    /// The asset tree.
+    Assets,
+    /// Latest value of every signal at or below PREFIX.
+    Latest {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Samples or aggregates of one signal.
+    Series {
+        /// Signal path site/area/line/machine/signal.
+        signal: String,
+        /// Start (ms or RFC 3339); default: one hour before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (ms or RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Bucket width (30s, 1m, 1h, auto); raw samples without it.
+        #[arg(long)]
+        step: Option<String>,
+        /// mean, min, max, sum, count, last.
+        #[arg(long)]
+        agg: Option<String>,
+    },
+    /// Events.
+    Events {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// production, state, move or custom:<name>.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only events at or below this asset.
+        #[arg(long)]
+        asset: Option<String>,
+    },
+    /// Store size.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Ingest and query throughput against the figures of the foundation issue.
+    Ingest(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Samples sent over HTTP.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub http_points: usize,
+    /// Samples sent over MQTT.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub mqtt_points: usize,
+    /// Directory for the benchmark's store (a temporary one by default).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate a configuration file and the plant file it names.
+    Check { file: PathBuf },
+    /// Validate a plant file.
+    Plant { file: PathBuf },
+    /// Print a configuration file with every key at its default.
+    Default,
+}

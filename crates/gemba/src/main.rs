@@ -1,0 +1,83 @@
+//! The `gemba` binary: command-line parsing and wiring of the library crates. Kept thin: every
+//! capability lives in a library crate; this crate only turns commands into calls and errors into
+//! messages (anyhow is used here and nowhere else).
+
+mod bench;
+mod cli;
+mod import;
+mod query;
+mod serve;
+
+use clap::Parser;
+
+use cli::{Cli, Command, ConfigCmd};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+        Command::Import(args) => import::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Config(ConfigCmd::Check { file }) => {
+            let cfg = gemba_engine::Config::load_file_only(&file)?;
+            if let Some(plant) = &cfg.plant.file {
+                let p = gemba_engine::load_plant(plant)?;
+                let model = gemba_core::AssetModel::from_plant(&p)?;
+                println!(
+                    "{}: ok (plant {}: {} assets, {} signals, {} lots, {} operators, {} shifts)",
+                    file.display(),
+                    plant.display(),
+                    model.nodes().count(),
+                    model.signal_count(),
+                    model.lots.len(),
+                    model.operators.len(),
+                    model.shifts.len()
+                );
+            } else {
+                println!("{}: ok", file.display());
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Plant { file }) => {
+            let p = gemba_engine::load_plant(&file)?;
+            let model = gemba_core::AssetModel::from_plant(&p)?;
+            println!(
+                "{}: ok ({} assets, {} signals)",
+                file.display(),
+                model.nodes().count(),
+                model.signal_count()
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Default) => {
+            print!("{}", include_str!("../../../examples/gemba.toml"));
+            Ok(())
+        }
+    }
+}
+
+/// Sets up logging from the configuration (`RUST_LOG` wins when set).
+pub(crate) fn init_logging(level: &str, format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,286 @@
+//! Shared helpers of the end-to-end tests: start the real `gemba` binary on free ports with its own
+//! data directory, talk to it over HTTP, stop it.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gemba"))
+}
+
+/// A running `gemba serve`.
+pub struct Server {
+    pub child: Child,
+    pub http: u16,
+    pub mqtt: u16,
+    pub mqtt_v5: u16,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub agent: ureq::Agent,
+}
+
+pub const PLANT: &str = r#"
+[enterprise]
+name = "testco"
+
+[[sites]]
+name = "s1"
+
+[[sites.areas]]
+name = "a1"
+
+[[sites.areas.lines]]
+name = "l1"
+
+[[sites.areas.lines.machines]]
+name = "m1"
+ideal_cycle_time_s = 10.0
+
+[[sites.areas.lines.machines.signals]]
+name = "temp"
+unit = "K"
+range = [200.0, 400.0]
+
+[[sites.areas.lines.machines.signals]]
+name = "speed"
+unit = "rpm"
+
+[[sites.areas.lines.machines.signals]]
+name = "state"
+kind = "state"
+states = ["idle", "running", "down"]
+
+[[sites.areas.lines.machines.signals]]
+name = "door"
+kind = "boolean"
+"#;
+
+impl Server {
+    /// Writes a config (free ports, `extra` TOML appended) and the test plant into `dir`, then starts.
+    pub fn start_in(dir: &Path, extra: &str) -> Server {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Like [`Server::start_in`] with extra environment variables (e.g. `GEMBA__…` overrides).
+    pub fn start_with_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Server {
+        let http = free_port();
+        let mqtt = free_port();
+        let mqtt_v5 = free_port();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("plant.toml"), PLANT).unwrap();
+        let config = dir.join("gemba.toml");
+        let mut f = std::fs::File::create(&config).unwrap();
+        write!(
+            f,
+            "[server]\nlisten = \"127.0.0.1:{http}\"\n\
+             [storage]\npath = \"{}\"\n\
+             [mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nlisten_v5 = \"127.0.0.1:{mqtt_v5}\"\n\
+             [plant]\nfile = \"plant.toml\"\n{extra}\n",
+            dir.join("data/gemba.db").display()
+        )
+        .unwrap();
+        Self::spawn(dir, config, http, mqtt, mqtt_v5, env)
+    }
+
+    /// Restarts a server with the same directory and configuration.
+    pub fn restart(dir: &Path, config: PathBuf, http: u16, mqtt: u16, mqtt_v5: u16) -> Server {
+        Self::spawn(dir, config, http, mqtt, mqtt_v5, &[])
+    }
+
+    fn spawn(
+        dir: &Path,
+        config: PathBuf,
+        http: u16,
+        mqtt: u16,
+        mqtt_v5: u16,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let log = std::fs::File::create(dir.join(format!("server-{}.log", now_ms()))).unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gemba serve");
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        let mut s = Server {
+            child,
+            http,
+            mqtt,
+            mqtt_v5,
+            dir: dir.to_owned(),
+            config,
+            agent,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gemba exited early with {status}; log:\n{}", self.logs());
+            }
+            if let Ok(r) = self.agent.get(&self.url("/healthz")).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server not ready in 30 s; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            let mut files: Vec<_> = rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("server-")).collect();
+            files.sort_by_key(|e| e.file_name());
+            for e in files {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// POSTs a body; returns (status, parsed JSON body).
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        let mut r = self
+            .agent
+            .post(&self.url(path))
+            .header("content-type", content_type)
+            .send(body)
+            .expect("POST");
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post(path, "application/json", body.to_string().as_bytes())
+    }
+
+    /// GETs a path with a query string; returns (status, body text).
+    pub fn get_text(&self, path_and_query: &str) -> (u16, String) {
+        let mut r = self.agent.get(&self.url(path_and_query)).call().expect("GET");
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    pub fn get_json(&self, path_and_query: &str) -> (u16, Value) {
+        let (s, t) = self.get_text(path_and_query);
+        (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
+    }
+
+    /// Raw samples of a signal over all time.
+    pub fn samples(&self, signal: &str) -> Vec<(i64, f64)> {
+        let (s, v) = self.get_json(&format!(
+            "/api/v1/series?signal={signal}&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&limit=1000000"
+        ));
+        assert_eq!(s, 200, "{v}");
+        v["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+            .collect()
+    }
+
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        let (_, text) = self.get_text("/metrics");
+        text.lines()
+            .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+
+    pub fn stop(&mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill9();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Fails with an install hint when a required external program is missing.
+pub fn require_program(name: &str, package: &str) -> PathBuf {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "this test needs `{name}`: install it with `apt-get install -y {package}` (the CI script .ci/run does)"
+    );
+    PathBuf::from(path)
+}
+
+/// Polls `f` until it returns Some or the timeout passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
