@@ -403,7 +403,7 @@ pub(crate) fn auto_step(span_ms: i64, max_buckets: i64) -> i64 {
         .iter()
         .copied()
         .find(|s| *s >= want)
-        .unwrap_or_else(|| want.div_ceil(86_400_000) * 86_400_000)
+        .unwrap_or_else(|| (want + 86_399_999) / 86_400_000 * 86_400_000)
 }
 
 #[derive(Serialize)]

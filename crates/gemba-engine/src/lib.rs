@@ -282,7 +282,7 @@ impl Engine {
         let now = self.clock.now_ms();
         let max_future = (self.config.ingest.max_future_s as i64).saturating_mul(1000);
         let mut outcome = IngestOutcome::default();
-        let mut report = |outcome: &mut IngestOutcome, location: String, message: String| {
+        let report = |outcome: &mut IngestOutcome, location: String, message: String| {
             outcome.rejected += 1;
             if outcome.errors.len() < MAX_REPORTED_ERRORS {
                 outcome.errors.push(ItemError { location, message });

@@ -142,13 +142,23 @@ impl<'a> BitReader<'a> {
         self.pos += n as usize;
         Ok(v as u64)
     }
-    fn bit(&mut self) -> Result<bool, CodecError> {
-        let Some(&byte) = self.buf.get(self.pos / 8) else {
+    /// The next 13 bits without consuming them (zeros past the end).
+    fn peek13(&self) -> u64 {
+        let byte = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        let mut w: u32 = 0;
+        for i in 0..3 {
+            w = (w << 8) | u32::from(self.buf.get(byte + i).copied().unwrap_or(0));
+        }
+        u64::from((w << (8 + off)) >> (32 - 13))
+    }
+
+    fn skip(&mut self, n: u32) -> Result<(), CodecError> {
+        if self.pos + n as usize > self.buf.len() * 8 {
             return err("truncated value bits");
-        };
-        let b = (byte >> (7 - (self.pos % 8))) & 1;
-        self.pos += 1;
-        Ok(b == 1)
+        }
+        self.pos += n as usize;
+        Ok(())
     }
 }
 
@@ -262,24 +272,28 @@ pub fn decode_into(buf: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Resu
     values.push(f64::from_bits(prev));
     let (mut lead, mut trail) = (u32::MAX, 0u32);
     for _ in 1..n {
-        if r.bit()? {
-            if r.bit()? {
-                let l = r.read(5)? as u32;
-                let len = r.read(6)? as u32 + 1;
-                if l + len > 64 {
-                    return err("value window exceeds 64 bits");
-                }
-                let t = 64 - l - len;
-                prev ^= r.read(len)? << t;
-                lead = l;
-                trail = t;
-            } else {
-                if lead == u32::MAX {
-                    return err("value reuses a window before one was set");
-                }
-                let len = 64 - lead - trail;
-                prev ^= r.read(len)? << trail;
+        // Control bits and the window header in one look: '0', '10' or '11' + 5 + 6 bits.
+        let head = r.peek13();
+        if head & (1 << 12) == 0 {
+            r.skip(1)?;
+        } else if head & (1 << 11) == 0 {
+            r.skip(2)?;
+            if lead == u32::MAX {
+                return err("value reuses a window before one was set");
             }
+            let len = 64 - lead - trail;
+            prev ^= r.read(len)? << trail;
+        } else {
+            r.skip(13)?;
+            let l = ((head >> 6) & 0x1f) as u32;
+            let len = (head & 0x3f) as u32 + 1;
+            if l + len > 64 {
+                return err("value window exceeds 64 bits");
+            }
+            let t = 64 - l - len;
+            prev ^= r.read(len)? << t;
+            lead = l;
+            trail = t;
         }
         values.push(f64::from_bits(prev));
     }

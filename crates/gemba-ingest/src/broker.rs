@@ -1,0 +1,123 @@
+//! The embedded MQTT broker (rumqttd) on its own OS thread: `Broker::start` blocks forever.
+//!
+//! MQTT 3.1.1 and MQTT 5 are served on separate listeners (rumqttd binds one protocol per port).
+//! The ports are checked before the broker starts, so that a taken port is an error at start-up
+//! instead of a log line from a background thread.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use crate::MqttError;
+
+/// Settings of the embedded broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedBrokerConfig {
+    /// MQTT 3.1.1 listener.
+    pub listen_v4: SocketAddr,
+    /// MQTT 5 listener.
+    pub listen_v5: Option<SocketAddr>,
+    pub max_payload_bytes: usize,
+    pub max_connections: usize,
+    /// In-flight QoS 1/2 messages per connection.
+    pub max_inflight: usize,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig {
+            listen_v4: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            listen_v5: Some(SocketAddr::from(([127, 0, 0, 1], 1884))),
+            max_payload_bytes: 1024 * 1024,
+            max_connections: 1000,
+            max_inflight: 1000,
+        }
+    }
+}
+
+/// A running embedded broker. rumqttd cannot be stopped; it ends with the process.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    pub listen_v4: SocketAddr,
+    pub listen_v5: Option<SocketAddr>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+fn check_free(addr: SocketAddr) -> Result<(), MqttError> {
+    TcpListener::bind(addr).map(drop).map_err(|e| MqttError::BrokerStart {
+        addr: addr.to_string(),
+        reason: format!("{e} (is another MQTT broker, e.g. mosquitto, running? set mqtt.listen or mqtt.mode)"),
+    })
+}
+
+fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerSettings {
+    ServerSettings {
+        name: name.to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: cfg.max_payload_bytes,
+            max_inflight_count: cfg.max_inflight,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    }
+}
+
+/// Starts the broker; returns once its ports were found free and its thread runs.
+pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttError> {
+    check_free(cfg.listen_v4)?;
+    if let Some(v5) = cfg.listen_v5 {
+        check_free(v5)?;
+    }
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: cfg.max_connections,
+            max_outgoing_packet_count: 1000,
+            // The router keeps a commit log per filter: 8 segments of 16 MiB bound its memory.
+            max_segment_size: 16 * 1024 * 1024,
+            max_segment_count: 8,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("v4".to_owned(), server("gemba-v4", cfg.listen_v4, &cfg))])),
+        v5: cfg
+            .listen_v5
+            .map(|a| HashMap::from([("v5".to_owned(), server("gemba-v5", a, &cfg))])),
+        ..Config::default()
+    };
+    let thread = std::thread::Builder::new()
+        .name("gemba-mqtt-broker".into())
+        .spawn(move || {
+            let mut broker = Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })
+        .map_err(|e| MqttError::BrokerStart {
+            addr: cfg.listen_v4.to_string(),
+            reason: format!("cannot start the broker thread: {e}"),
+        })?;
+    // Wait until the listeners accept connections (rumqttd binds asynchronously).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for addr in std::iter::once(cfg.listen_v4).chain(cfg.listen_v5) {
+        while std::net::TcpStream::connect(addr).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(MqttError::BrokerStart {
+                    addr: addr.to_string(),
+                    reason: "the broker did not start listening within 5 s".into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    Ok(BrokerHandle {
+        listen_v4: cfg.listen_v4,
+        listen_v5: cfg.listen_v5,
+        _thread: thread,
+    })
+}

@@ -1,0 +1,253 @@
+//! The MQTT subscriber Gemba uses for the embedded broker and for external brokers.
+//!
+//! An explicit event loop (rumqttc) runs as a tokio task: it subscribes to `<prefix>/#` after every
+//! (re)connect, reconnects with backoff, and forwards each publish on a bounded channel (awaiting when
+//! the channel is full: back-pressure, not loss). Acknowledgements are manual: a QoS 1 message is
+//! acknowledged to the broker only when the engine calls [`AckHandle::ack`] after the commit that
+//! holds its samples, so a broker with a persistent session redelivers what Gemba did not store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+
+use crate::MqttError;
+
+/// Settings of the subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttClientConfig {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub topic_prefix: String,
+    pub qos: u8,
+    pub keep_alive_s: u64,
+    pub clean_session: bool,
+    pub max_payload_bytes: usize,
+}
+
+impl Default for MqttClientConfig {
+    fn default() -> Self {
+        MqttClientConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "gemba".into(),
+            username: None,
+            password: None,
+            tls: false,
+            ca_file: None,
+            topic_prefix: "gemba/v1".into(),
+            qos: 1,
+            keep_alive_s: 30,
+            clean_session: false,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Acknowledges one message to the broker once it is stored.
+#[derive(Debug)]
+pub struct AckHandle {
+    client: AsyncClient,
+    publish: Publish,
+}
+
+impl AckHandle {
+    /// Sends the PUBACK (no-op for QoS 0).
+    pub fn ack(self) {
+        if self.publish.qos != QoS::AtMostOnce {
+            if let Err(e) = self.client.try_ack(&self.publish) {
+                tracing::debug!(error = %e, "MQTT ack not sent");
+            }
+        }
+    }
+}
+
+/// One received message.
+#[derive(Debug)]
+pub struct MqttMessage {
+    pub topic: String,
+    pub payload: Bytes,
+    /// Time of receipt, ms since the epoch.
+    pub received_at: i64,
+    pub ack: AckHandle,
+}
+
+/// Counters of the subscriber.
+#[derive(Debug, Default)]
+pub struct SubscriberStats {
+    pub messages: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+/// The running subscriber.
+#[derive(Debug)]
+pub struct SubscriberHandle {
+    pub stats: Arc<SubscriberStats>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn qos(q: u8) -> QoS {
+    match q {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// Starts the subscriber task on the current tokio runtime.
+pub fn spawn_subscriber(
+    cfg: MqttClientConfig,
+    tx: mpsc::Sender<MqttMessage>,
+) -> Result<SubscriberHandle, MqttError> {
+    if cfg.tls {
+        return Err(MqttError::Client(
+            "mqtt.external.tls = true: TLS to an external broker is not in this build yet; \
+             terminate TLS at the broker's plain listener on loopback or use the embedded broker"
+                .into(),
+        ));
+    }
+    let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+    opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)));
+    opts.set_clean_session(cfg.clean_session);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(cfg.max_payload_bytes + 4096, cfg.max_payload_bytes + 4096);
+    opts.set_inflight(1000);
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        opts.set_credentials(u.clone(), p.clone());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let stats = Arc::new(SubscriberStats::default());
+    let st = stats.clone();
+    let filter = format!("{}/#", cfg.topic_prefix);
+    let sub_qos = qos(cfg.qos);
+    let task = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(100);
+                    tracing::info!(filter = %filter, "MQTT subscriber connected");
+                    if let Err(e) = client.subscribe(filter.clone(), sub_qos).await {
+                        tracing::error!(error = %e, "MQTT subscribe failed");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    st.messages.fetch_add(1, Ordering::Relaxed);
+                    let msg = MqttMessage {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                        received_at: now_ms(),
+                        ack: AckHandle {
+                            client: client.clone(),
+                            publish: p,
+                        },
+                    };
+                    if tx.send(msg).await.is_err() {
+                        tracing::info!("MQTT subscriber stops: no receiver");
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    st.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
+    Ok(SubscriberHandle { stats, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{EmbeddedBrokerConfig, start_embedded};
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broker_and_subscriber_round_trip_v4_and_v5() {
+        let (p4, p5) = (free_port(), free_port());
+        let broker = start_embedded(EmbeddedBrokerConfig {
+            listen_v4: ([127, 0, 0, 1], p4).into(),
+            listen_v5: Some(([127, 0, 0, 1], p5).into()),
+            ..EmbeddedBrokerConfig::default()
+        })
+        .expect("broker starts");
+        // A second broker on the same port is an error, not a silent log line.
+        let again = start_embedded(EmbeddedBrokerConfig {
+            listen_v4: broker.listen_v4,
+            listen_v5: None,
+            ..EmbeddedBrokerConfig::default()
+        });
+        assert!(matches!(again, Err(MqttError::BrokerStart { .. })));
+
+        let (tx, mut rx) = mpsc::channel(100);
+        let sub = spawn_subscriber(
+            MqttClientConfig {
+                port: p4,
+                client_id: "test-sub".into(),
+                ..MqttClientConfig::default()
+            },
+            tx,
+        )
+        .expect("subscriber");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let (c4, mut l4) = AsyncClient::new(MqttOptions::new("pub-v4", "127.0.0.1", p4), 10);
+        tokio::spawn(async move { while l4.poll().await.is_ok() {} });
+        c4.publish("gemba/v1/s/a/l/m/x", QoS::AtLeastOnce, false, "1.5").await.expect("publish");
+
+        let (c5, mut l5) = rumqttc::v5::AsyncClient::new(rumqttc::v5::MqttOptions::new("pub-v5", "127.0.0.1", p5), 10);
+        tokio::spawn(async move { while l5.poll().await.is_ok() {} });
+        c5.publish("gemba/v1/s/a/l/m/y", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, "2.5")
+            .await
+            .expect("publish v5");
+
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("message within 10 s")
+                .expect("channel open");
+            got.push((m.topic.clone(), m.payload.clone()));
+            m.ack.ack();
+        }
+        got.sort();
+        assert_eq!(got[0], ("gemba/v1/s/a/l/m/x".to_owned(), Bytes::from_static(b"1.5")));
+        assert_eq!(got[1], ("gemba/v1/s/a/l/m/y".to_owned(), Bytes::from_static(b"2.5")));
+        assert_eq!(sub.stats.messages.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn tls_is_refused_with_a_clear_error() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let (tx, _rx) = mpsc::channel(1);
+            let err = spawn_subscriber(MqttClientConfig { tls: true, ..MqttClientConfig::default() }, tx).unwrap_err();
+            assert!(err.to_string().contains("TLS"));
+        });
+    }
+}

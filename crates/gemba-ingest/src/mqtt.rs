@@ -1,0 +1,259 @@
+//! Gemba's MQTT topic scheme and payload decoding.
+//!
+//! | topic | payload |
+//! |---|---|
+//! | `<prefix>/<site>/<area>/<line>/<machine>/<signal>` | one sample: `21.5`, `true`, a state name, or `{"value": 21.5, "ts": 1700000000000}` |
+//! | `<prefix>/<site>/<area>/<line>/<machine>` | machine batch: `{"ts": …, "values": {"name": value, …}}`, an array of those, or the HTTP JSON body with signal names relative to the machine (events default to the machine) |
+//!
+//! The prefix is `gemba/v1` by default. A sample without `ts` is stamped with the time of receipt.
+
+use gemba_core::check_segment;
+use serde_json::Value;
+
+use crate::wire::{Names, decode_json_with, scalar, syntax_error, ts_of, value_of};
+use crate::{DecodeError, DecodedBatch, ItemError, RawPoint};
+
+/// Decodes one MQTT message received at `received_at` (ms).
+pub fn decode_mqtt(
+    prefix: &str,
+    topic: &str,
+    payload: &[u8],
+    received_at: i64,
+) -> Result<DecodedBatch, DecodeError> {
+    let bad_topic = |reason: String| DecodeError::Topic {
+        topic: topic.to_owned(),
+        reason,
+    };
+    let rest = topic
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(|| bad_topic(format!("does not start with {prefix}/")))?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    for s in &segs {
+        check_segment(s).map_err(|r| bad_topic(format!("segment {s:?} {r}")))?;
+    }
+    let text = std::str::from_utf8(payload).map_err(|_| DecodeError::NotUtf8)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    match segs.len() {
+        5 => single(rest, text, received_at),
+        4 => machine_batch(rest, text, received_at),
+        n => Err(bad_topic(format!(
+            "has {n} levels after {prefix}/; expected site/area/line/machine (batch) or site/area/line/machine/signal"
+        ))),
+    }
+}
+
+fn single(signal: &str, text: &str, received_at: i64) -> Result<DecodedBatch, DecodeError> {
+    let mut out = DecodedBatch::default();
+    let loc = "payload".to_owned();
+    if text.starts_with('{') {
+        let v: Value = serde_json::from_str(text).map_err(|e| syntax_error(&e))?;
+        let Some(obj) = v.as_object() else {
+            return Err(DecodeError::Shape {
+                path: "payload".into(),
+                message: "expected an object".into(),
+            });
+        };
+        if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "ts" | "value")) {
+            out.errors.push(ItemError {
+                location: format!("payload.{k}"),
+                message: "unknown field; a single-sample payload has value and ts".into(),
+            });
+            return Ok(out);
+        }
+        let ts = match ts_of(obj.get("ts").unwrap_or(&Value::Null)) {
+            Ok(t) => t.unwrap_or(received_at),
+            Err(message) => {
+                out.errors.push(ItemError {
+                    location: "payload.ts".into(),
+                    message,
+                });
+                return Ok(out);
+            }
+        };
+        match obj.get("value").map(value_of) {
+            Some(Ok(value)) => out.points.push(RawPoint {
+                signal: signal.to_owned(),
+                ts: Some(ts),
+                value,
+                location: loc,
+            }),
+            Some(Err(message)) => out.errors.push(ItemError {
+                location: "payload.value".into(),
+                message,
+            }),
+            None => out.errors.push(ItemError {
+                location: "payload.value".into(),
+                message: "missing".into(),
+            }),
+        }
+        return Ok(out);
+    }
+    let text = text.trim_matches('"');
+    match scalar(text) {
+        Ok(value) => out.points.push(RawPoint {
+            signal: signal.to_owned(),
+            ts: Some(received_at),
+            value,
+            location: loc,
+        }),
+        Err(message) => out.errors.push(ItemError { location: loc, message }),
+    }
+    Ok(out)
+}
+
+fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedBatch, DecodeError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| syntax_error(&e))?;
+    let is_values_form = |v: &Value| v.as_object().is_some_and(|o| o.contains_key("values") && !o.contains_key("series"));
+    let rows: Vec<&Value> = match &v {
+        Value::Array(items) => items.iter().collect(),
+        obj if is_values_form(obj) => vec![obj],
+        Value::Object(_) => {
+            let mut out = decode_json_with(text.as_bytes(), Names::RelativeTo(machine), Some(machine))?;
+            for p in &mut out.points {
+                p.ts = Some(p.ts.unwrap_or(received_at));
+            }
+            return Ok(out);
+        }
+        _ => {
+            return Err(DecodeError::Shape {
+                path: "payload".into(),
+                message: "expected an object or an array of {\"ts\", \"values\"} objects".into(),
+            });
+        }
+    };
+    let mut out = DecodedBatch::default();
+    for (i, row) in rows.iter().enumerate() {
+        let loc = if matches!(v, Value::Array(_)) {
+            format!("payload[{i}]")
+        } else {
+            "payload".to_owned()
+        };
+        let Some(obj) = row.as_object() else {
+            out.errors.push(ItemError {
+                location: loc,
+                message: "expected an object {\"ts\", \"values\"}".into(),
+            });
+            continue;
+        };
+        if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "ts" | "values")) {
+            out.errors.push(ItemError {
+                location: format!("{loc}.{k}"),
+                message: "unknown field; a row has ts and values".into(),
+            });
+            continue;
+        }
+        let ts = match ts_of(obj.get("ts").unwrap_or(&Value::Null)) {
+            Ok(t) => t.unwrap_or(received_at),
+            Err(message) => {
+                out.errors.push(ItemError {
+                    location: format!("{loc}.ts"),
+                    message,
+                });
+                continue;
+            }
+        };
+        let Some(values) = obj.get("values").and_then(Value::as_object) else {
+            out.errors.push(ItemError {
+                location: format!("{loc}.values"),
+                message: "expected an object of signal name → value".into(),
+            });
+            continue;
+        };
+        for (name, val) in values {
+            let vloc = format!("{loc}.values.{name}");
+            if let Err(r) = check_segment(name) {
+                out.errors.push(ItemError {
+                    location: vloc,
+                    message: format!("signal name {r}"),
+                });
+                continue;
+            }
+            match value_of(val) {
+                Ok(value) => out.points.push(RawPoint {
+                    signal: format!("{machine}/{name}"),
+                    ts: Some(ts),
+                    value,
+                    location: vloc,
+                }),
+                Err(message) => out.errors.push(ItemError { location: vloc, message }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RawValue;
+
+    const P: &str = "gemba/v1";
+
+    #[test]
+    fn single_sample_payloads() {
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", b"21.5", 7).expect("ok");
+        assert_eq!(b.points[0].signal, "s/a/l/m/temp");
+        assert_eq!((b.points[0].ts, b.points[0].value.clone()), (Some(7), RawValue::Number(21.5)));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/door", b"true", 7).expect("ok");
+        assert_eq!(b.points[0].value, RawValue::Bool(true));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/state", b"running", 7).expect("ok");
+        assert_eq!(b.points[0].value, RawValue::Text("running".into()));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", br#"{"value": 3, "ts": 1700000000000}"#, 7).expect("ok");
+        assert_eq!(b.points[0].ts, Some(1_700_000_000_000));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", b"NaN", 7).expect("ok");
+        assert!(b.points.is_empty() && b.errors[0].message.contains("finite"));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", b"12abc", 7).expect("ok");
+        assert!(b.errors[0].message.contains("not a number"));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", br#"{"value": null}"#, 7).expect("ok");
+        assert_eq!(b.errors[0].location, "payload.value");
+    }
+
+    #[test]
+    fn machine_batches() {
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m", br#"{"ts": 5, "values": {"speed": 1500, "state": "running"}}"#, 7)
+            .expect("ok");
+        let mut sigs: Vec<&str> = b.points.iter().map(|p| p.signal.as_str()).collect();
+        sigs.sort_unstable();
+        assert_eq!(sigs, vec!["s/a/l/m/speed", "s/a/l/m/state"]);
+        assert!(b.points.iter().all(|p| p.ts == Some(5)));
+        let b = decode_mqtt(P, "gemba/v1/s/a/l/m", br#"[{"values": {"x": 1}}, {"ts": 9, "values": {"x": 2}}, 3]"#, 7)
+            .expect("ok");
+        assert_eq!(b.points.iter().map(|p| p.ts).collect::<Vec<_>>(), vec![Some(7), Some(9)]);
+        assert_eq!(b.errors[0].location, "payload[2]");
+        let b = decode_mqtt(
+            P,
+            "gemba/v1/s/a/l/m",
+            br#"{"series": [{"signal": "x", "t0": 1, "dt": 1, "values": [1, 2]}], "events": [{"ts": 1, "type": "state", "state": "idle"}]}"#,
+            7,
+        )
+        .expect("ok");
+        assert_eq!(b.series[0].signal, "s/a/l/m/x");
+        assert_eq!(b.events[0].asset, "s/a/l/m");
+    }
+
+    #[test]
+    fn junk_is_an_error_not_a_panic() {
+        assert!(matches!(decode_mqtt(P, "other/s/a/l/m/x", b"1", 0), Err(DecodeError::Topic { .. })));
+        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a", b"1", 0), Err(DecodeError::Topic { .. })));
+        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x/y", b"1", 0), Err(DecodeError::Topic { .. })));
+        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a b/l/m/x", b"1", 0), Err(DecodeError::Topic { .. })));
+        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"", 0), Err(DecodeError::Empty)));
+        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"\xff", 0), Err(DecodeError::NotUtf8)));
+        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"{not json", 0), Err(DecodeError::Syntax { .. })));
+        assert!(decode_mqtt(P, "gemba/v1/s/a/l/m", b"42", 0).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                        topic in "[a-z/#+ ]{0,40}") {
+            let _ = decode_mqtt(P, "gemba/v1/s/a/l/m/x", &bytes, 0);
+            let _ = decode_mqtt(P, "gemba/v1/s/a/l/m", &bytes, 0);
+            let _ = decode_mqtt(P, &topic, &bytes, 0);
+        }
+    }
+}
