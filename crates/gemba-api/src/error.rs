@@ -74,7 +74,9 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let msg = e.to_string();
         match e {
-            EngineError::UnknownSignal(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_signal", msg),
+            EngineError::UnknownSignal(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_signal", msg)
+            }
             EngineError::InvalidQuery(_) => ApiError::bad_request(msg),
             EngineError::Model(_) | EngineError::Plant { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
@@ -82,7 +84,9 @@ impl From<EngineError> for ApiError {
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
             }
-            EngineError::Store(gemba_store::StoreError::InvalidQuery(_)) => ApiError::bad_request(msg),
+            EngineError::Store(gemba_store::StoreError::InvalidQuery(_)) => {
+                ApiError::bad_request(msg)
+            }
             EngineError::Config(_)
             | EngineError::Store(_)
             | EngineError::Storage(_)

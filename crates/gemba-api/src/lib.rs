@@ -47,8 +47,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/", get(routes::index))
         .route("/api/v1/ingest", post(routes::ingest))
-        .route("/api/v1/assets", get(routes::assets).post(routes::define_node))
-        .route("/api/v1/signals", get(routes::signals).post(routes::define_signal))
+        .route(
+            "/api/v1/assets",
+            get(routes::assets).post(routes::define_node),
+        )
+        .route(
+            "/api/v1/signals",
+            get(routes::signals).post(routes::define_signal),
+        )
         .route("/api/v1/lots", get(routes::lots).post(routes::define_lot))
         .route("/api/v1/operators", get(routes::operators))
         .route("/api/v1/shifts", get(routes::shifts))

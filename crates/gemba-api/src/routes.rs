@@ -44,7 +44,9 @@ impl Params {
                 )));
             }
             if map.insert(k.clone(), v).is_some() {
-                return Err(ApiError::bad_request(format!("query parameter {k:?} is given twice")));
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {k:?} is given twice"
+                )));
             }
         }
         Ok(Params { map })
@@ -69,7 +71,11 @@ impl Params {
                     .parse()
                     .map_err(|_| ApiError::param(k, v, "not a whole number"))?;
                 if n == 0 || n > max {
-                    return Err(ApiError::param(k, v, format!("must be between 1 and {max}")));
+                    return Err(ApiError::param(
+                        k,
+                        v,
+                        format!("must be between 1 and {max}"),
+                    ));
                 }
                 Ok(n)
             }
@@ -106,7 +112,9 @@ fn decode_component(s: &str) -> ApiResult<String> {
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| ApiError::bad_request(format!("bad percent-encoding in query {s:?}")))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("bad percent-encoding in query {s:?}"))
+                    })?;
                 out.push(hex);
                 i += 2;
             }
@@ -170,7 +178,10 @@ pub async fn openapi() -> Response {
 
 pub async fn metrics(State(engine): AppState) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         engine.metrics().render(),
     )
         .into_response()
@@ -212,7 +223,9 @@ pub async fn ingest(
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("content-type {ctype:?} is not accepted; send application/json or text/plain (line protocol)"),
+            format!(
+                "content-type {ctype:?} is not accepted; send application/json or text/plain (line protocol)"
+            ),
         ));
     };
     let decode = move |b: Bytes| -> Result<DecodedBatch, gemba_ingest::DecodeError> {
@@ -225,7 +238,9 @@ pub async fn ingest(
     let decoded = if body.len() > INLINE_DECODE_BYTES {
         tokio::task::spawn_blocking(move || decode(body))
             .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??
     } else {
         decode(body)?
     };
@@ -251,13 +266,20 @@ pub async fn assets(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
 
 fn parse_json<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() { "malformed" } else { "invalid" };
+        let code = if e.is_syntax() || e.is_eof() {
+            "malformed"
+        } else {
+            "invalid"
+        };
         ApiError::new(StatusCode::BAD_REQUEST, code, format!("{what}: {e}"))
     })
 }
 
 /// `POST /api/v1/assets`: a site, area, line or machine node.
-pub async fn define_node(State(engine): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
+pub async fn define_node(
+    State(engine): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let body = body_or_error(body)?;
     let node: AssetNode = parse_json("asset", &body)?;
     engine.registry().define_node(node.clone())?;
@@ -277,7 +299,10 @@ pub async fn signals(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResul
 }
 
 /// `POST /api/v1/signals`: one definition or an array of them.
-pub async fn define_signal(State(engine): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
+pub async fn define_signal(
+    State(engine): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let body = body_or_error(body)?;
     let defs: Vec<SignalDef> = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         parse_json("signals", &body)?
@@ -375,7 +400,13 @@ impl Agg {
             "count" => Agg::Count,
             "last" => Agg::Last,
             "all" => Agg::All,
-            _ => return Err(ApiError::param("agg", v, "must be mean, min, max, sum, count, last or all")),
+            _ => {
+                return Err(ApiError::param(
+                    "agg",
+                    v,
+                    "must be mean, min, max, sum, count, last or all",
+                ));
+            }
         })
     }
     fn pick(self, b: &Bucket) -> f64 {
@@ -392,8 +423,19 @@ impl Agg {
 
 /// Steps that `step=auto` chooses from.
 const NICE_STEPS_MS: &[i64] = &[
-    1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000, 1_800_000, 3_600_000, 21_600_000,
-    43_200_000, 86_400_000, 604_800_000,
+    1_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    300_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    21_600_000,
+    43_200_000,
+    86_400_000,
+    604_800_000,
 ];
 
 /// The smallest nice step that gives at most `max_buckets` buckets over `span_ms`.
@@ -447,7 +489,10 @@ struct BucketOut {
 
 /// `GET /api/v1/series?signal=…&from=…&to=…[&step=1m|auto&agg=mean][&limit=…][&format=csv]`
 pub async fn series(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::parse(q, &["signal", "from", "to", "step", "agg", "limit", "format"])?;
+    let p = Params::parse(
+        q,
+        &["signal", "from", "to", "step", "agg", "limit", "format"],
+    )?;
     let signal = p.required("signal")?;
     let def = engine.registry().get(signal).ok_or_else(|| {
         ApiError::new(
@@ -477,12 +522,18 @@ pub async fn series(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     };
     let Some(step) = step else {
         if p.get("agg").is_some() {
-            return Err(ApiError::bad_request("agg needs step (e.g. step=1m or step=auto)"));
+            return Err(ApiError::bad_request(
+                "agg needs step (e.g. step=1m or step=auto)",
+            ));
         }
         let limit = p.usize("limit", 100_000, 1_000_000)?;
         let samples = engine.range(signal, from, to, limit + 1).await?;
         let truncated = samples.len() > limit;
-        let points: Vec<(Timestamp, f64)> = samples.iter().take(limit).map(|s| (s.ts, s.value)).collect();
+        let points: Vec<(Timestamp, f64)> = samples
+            .iter()
+            .take(limit)
+            .map(|s| (s.ts, s.value))
+            .collect();
         if format == Format::Csv {
             let mut out = String::from("ts,time,value\n");
             for (ts, v) in &points {
@@ -501,7 +552,9 @@ pub async fn series(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
         .into_response());
     };
     if p.get("limit").is_some() {
-        return Err(ApiError::bad_request("limit applies to raw samples only, not with step"));
+        return Err(ApiError::bad_request(
+            "limit applies to raw samples only, not with step",
+        ));
     }
     let agg_name = p.get("agg").unwrap_or("mean");
     let agg = Agg::parse(agg_name)?;
@@ -540,7 +593,10 @@ pub async fn series(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
             .collect();
         (None, Some(b))
     } else {
-        (Some(result.buckets.iter().map(|b| (b.ts, agg.pick(b))).collect()), None)
+        (
+            Some(result.buckets.iter().map(|b| (b.ts, agg.pick(b))).collect()),
+            None,
+        )
     };
     Ok(Json(AggSeriesReply {
         signal,

@@ -196,55 +196,71 @@ impl SignalDef {
             field,
             reason,
         };
-        if let Some(r) = self.range {
-            if !(r.min.is_finite() && r.max.is_finite() && r.min < r.max) {
-                return Err(bad(
-                    "range",
-                    format!("[{}, {}] must be two finite numbers with min < max", r.min, r.max),
-                ));
-            }
+        if let Some(r) = self.range
+            && !(r.min.is_finite() && r.max.is_finite() && r.min < r.max)
+        {
+            return Err(bad(
+                "range",
+                format!(
+                    "[{}, {}] must be two finite numbers with min < max",
+                    r.min, r.max
+                ),
+            ));
         }
         if let Some(s) = self.spec {
-            for (name, v) in [("spec.lsl", s.lsl), ("spec.target", s.target), ("spec.usl", s.usl)] {
-                if let Some(v) = v {
-                    if !v.is_finite() {
-                        return Err(bad("spec", format!("{name} = {v} is not finite")));
-                    }
+            for (name, v) in [
+                ("spec.lsl", s.lsl),
+                ("spec.target", s.target),
+                ("spec.usl", s.usl),
+            ] {
+                if let Some(v) = v
+                    && !v.is_finite()
+                {
+                    return Err(bad("spec", format!("{name} = {v} is not finite")));
                 }
             }
-            if let (Some(l), Some(u)) = (s.lsl, s.usl) {
-                if l >= u {
-                    return Err(bad("spec", format!("lsl {l} must be below usl {u}")));
-                }
+            if let (Some(l), Some(u)) = (s.lsl, s.usl)
+                && l >= u
+            {
+                return Err(bad("spec", format!("lsl {l} must be below usl {u}")));
             }
-            if let (Some(l), Some(t)) = (s.lsl, s.target) {
-                if t < l {
-                    return Err(bad("spec", format!("target {t} is below lsl {l}")));
-                }
+            if let (Some(l), Some(t)) = (s.lsl, s.target)
+                && t < l
+            {
+                return Err(bad("spec", format!("target {t} is below lsl {l}")));
             }
-            if let (Some(t), Some(u)) = (s.target, s.usl) {
-                if t > u {
-                    return Err(bad("spec", format!("target {t} is above usl {u}")));
-                }
+            if let (Some(t), Some(u)) = (s.target, s.usl)
+                && t > u
+            {
+                return Err(bad("spec", format!("target {t} is above usl {u}")));
             }
         }
         match self.kind {
             SignalKind::State if self.states.is_empty() => {
-                return Err(bad("states", "a state signal needs its list of state names".into()));
+                return Err(bad(
+                    "states",
+                    "a state signal needs its list of state names".into(),
+                ));
             }
             SignalKind::State => {}
             _ if !self.states.is_empty() => {
-                return Err(bad("states", "only a signal of kind \"state\" has states".into()));
+                return Err(bad(
+                    "states",
+                    "only a signal of kind \"state\" has states".into(),
+                ));
             }
             _ => {}
         }
-        if let Some(u) = &self.unit {
-            if u.len() > 32 {
-                return Err(bad("unit", format!("{u:?} is longer than 32 characters")));
-            }
+        if let Some(u) = &self.unit
+            && u.len() > 32
+        {
+            return Err(bad("unit", format!("{u:?} is longer than 32 characters")));
         }
         if self.retention_days == Some(0) {
-            return Err(bad("retention_days", "must be at least 1 (omit it to keep data forever)".into()));
+            return Err(bad(
+                "retention_days",
+                "must be at least 1 (omit it to keep data forever)".into(),
+            ));
         }
         Ok(())
     }
@@ -269,13 +285,13 @@ impl SignalDef {
             }
             _ => {}
         }
-        if let Some(r) = self.range {
-            if value < r.min || value > r.max {
-                return Err(format!(
-                    "value {value} is outside the signal's range [{}, {}]",
-                    r.min, r.max
-                ));
-            }
+        if let Some(r) = self.range
+            && (value < r.min || value > r.max)
+        {
+            return Err(format!(
+                "value {value} is outside the signal's range [{}, {}]",
+                r.min, r.max
+            ));
         }
         Ok(())
     }
@@ -373,7 +389,10 @@ impl LotDef {
             return Err(bad("product", "must not be empty".into()));
         }
         if !self.quantity.is_finite() || self.quantity < 0.0 {
-            return Err(bad("quantity", format!("{} must be a finite number >= 0", self.quantity)));
+            return Err(bad(
+                "quantity",
+                format!("{} must be a finite number >= 0", self.quantity),
+            ));
         }
         Ok(())
     }
@@ -570,15 +589,15 @@ impl AssetModel {
                     for machine in &line.machines {
                         let mpath = format!("{line_path}/{}", machine.name);
                         check_path(&mpath, Level::Machine)?;
-                        if let Some(c) = machine.ideal_cycle_time_s {
-                            if !c.is_finite() || c <= 0.0 {
-                                return Err(ModelError::InvalidEntity {
-                                    what: "machine",
-                                    id: mpath,
-                                    field: "ideal_cycle_time_s",
-                                    reason: format!("{c} must be a finite number > 0"),
-                                });
-                            }
+                        if let Some(c) = machine.ideal_cycle_time_s
+                            && (!c.is_finite() || c <= 0.0)
+                        {
+                            return Err(ModelError::InvalidEntity {
+                                what: "machine",
+                                id: mpath,
+                                field: "ideal_cycle_time_s",
+                                reason: format!("{c} must be a finite number > 0"),
+                            });
                         }
                         let mut node = AssetNode::new(mpath.clone(), Level::Machine);
                         node.kind = machine.kind.clone();
@@ -700,8 +719,13 @@ impl AssetModel {
         self.signals.len()
     }
     /// Signals whose path starts with `prefix` followed by `/` (or all when the prefix is empty).
-    pub fn signals_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a SignalDef> + 'a {
-        self.signals.values().filter(move |s| is_under(&s.path, prefix))
+    pub fn signals_under<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a SignalDef> + 'a {
+        self.signals
+            .values()
+            .filter(move |s| is_under(&s.path, prefix))
     }
 
     /// The hierarchy as a nested tree for display and the API.
@@ -752,7 +776,9 @@ impl AssetModel {
 pub fn is_under(path: &str, prefix: &str) -> bool {
     prefix.is_empty()
         || path == prefix
-        || (path.len() > prefix.len() && path.starts_with(prefix) && path.as_bytes()[prefix.len()] == b'/')
+        || (path.len() > prefix.len()
+            && path.starts_with(prefix)
+            && path.as_bytes()[prefix.len()] == b'/')
 }
 
 /// A node of [`AssetModel::tree`].
@@ -787,7 +813,9 @@ mod tests {
 
     fn plant() -> Plant {
         Plant {
-            enterprise: EnterpriseDef { name: "acme".into() },
+            enterprise: EnterpriseDef {
+                name: "acme".into(),
+            },
             sites: vec![SiteDef {
                 name: "plant1".into(),
                 timezone: None,
@@ -805,7 +833,10 @@ mod tests {
                                     unit: Some("rpm".into()),
                                     kind: SignalKind::Gauge,
                                     description: None,
-                                    range: Some(Range { min: 0.0, max: 5000.0 }),
+                                    range: Some(Range {
+                                        min: 0.0,
+                                        max: 5000.0,
+                                    }),
                                     spec: None,
                                     states: vec![],
                                     retention_days: None,
@@ -833,11 +864,15 @@ mod tests {
     fn flattens_and_builds_tree() {
         let m = AssetModel::from_plant(&plant()).expect("valid plant");
         assert_eq!(m.signal_count(), 2);
-        let s = m.signal("plant1/machining/line1/cnc1/spindle_speed").expect("signal");
+        let s = m
+            .signal("plant1/machining/line1/cnc1/spindle_speed")
+            .expect("signal");
         assert_eq!(s.machine_path(), "plant1/machining/line1/cnc1");
         assert!(s.check_value(1200.0).is_ok());
         assert!(s.check_value(9000.0).unwrap_err().contains("outside"));
-        let state = m.signal("plant1/machining/line1/cnc1/state").expect("state");
+        let state = m
+            .signal("plant1/machining/line1/cnc1/state")
+            .expect("state");
         assert_eq!(state.state_index("running"), Some(1));
         assert!(state.check_value(2.0).is_err());
         let tree = m.tree();
@@ -865,13 +900,19 @@ mod tests {
             usl: Some(5.0),
         });
         let err = AssetModel::from_plant(&p).expect_err("lsl above usl");
-        assert!(err.to_string().contains("lsl 10 must be below usl 5"), "{err}");
+        assert!(
+            err.to_string().contains("lsl 10 must be below usl 5"),
+            "{err}"
+        );
     }
 
     #[test]
     fn define_signal_creates_parents() {
         let mut m = AssetModel::default();
-        assert!(m.define_signal(SignalDef::auto("s/a/l/m/x")).expect("valid"));
+        assert!(
+            m.define_signal(SignalDef::auto("s/a/l/m/x"))
+                .expect("valid")
+        );
         assert_eq!(m.nodes().count(), 4);
         assert!(m.node("s/a/l/m").is_some());
         assert!(m.define_signal(SignalDef::auto("s/a/l/m")).is_err());

@@ -44,7 +44,9 @@ pub enum ValueError {
     NotFinite { value: f64 },
     #[error("timestamp {ts} ms is out of range: {reason}")]
     TimestampOutOfRange { ts: i64, reason: String },
-    #[error("cannot parse timestamp {input:?}: expected integer milliseconds since the Unix epoch or RFC 3339 (e.g. 2026-11-24T08:00:00Z)")]
+    #[error(
+        "cannot parse timestamp {input:?}: expected integer milliseconds since the Unix epoch or RFC 3339 (e.g. 2026-11-24T08:00:00Z)"
+    )]
     TimestampSyntax { input: String },
     #[error("value {value:?} is not a state of this signal; known states: {known}")]
     UnknownState { value: String, known: String },

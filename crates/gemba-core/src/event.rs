@@ -78,10 +78,13 @@ impl Event {
         };
         match &self.body {
             EventBody::Production { cycle_time_s, .. } => {
-                if let Some(c) = cycle_time_s {
-                    if !c.is_finite() || *c < 0.0 {
-                        return Err(bad("cycle_time_s", format!("{c} must be a finite number >= 0")));
-                    }
+                if let Some(c) = cycle_time_s
+                    && (!c.is_finite() || *c < 0.0)
+                {
+                    return Err(bad(
+                        "cycle_time_s",
+                        format!("{c} must be a finite number >= 0"),
+                    ));
                 }
             }
             EventBody::State { state, .. } => {
@@ -102,7 +105,10 @@ impl Event {
                     return Err(bad("from/to", "locations must not be empty".into()));
                 }
                 if !quantity.is_finite() || *quantity <= 0.0 {
-                    return Err(bad("quantity", format!("{quantity} must be a finite number > 0")));
+                    return Err(bad(
+                        "quantity",
+                        format!("{quantity} must be a finite number > 0"),
+                    ));
                 }
             }
             EventBody::Custom { name } => {
@@ -137,8 +143,10 @@ mod tests {
         let err = e.validate().expect_err("negative quantity");
         assert!(err.to_string().contains("quantity"), "{err}");
         assert!(
-            serde_json::from_str::<Event>(r#"{"ts":1,"asset":"p","type":"state","state":"run","colour":"red"}"#)
-                .is_err()
+            serde_json::from_str::<Event>(
+                r#"{"ts":1,"asset":"p","type":"state","state":"run","colour":"red"}"#
+            )
+            .is_err()
         );
     }
 }

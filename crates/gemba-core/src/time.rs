@@ -58,13 +58,15 @@ impl Clock for ManualClock {
 }
 
 /// Checks that `ts` is plausible: not before 1990, and not more than `max_future_ms` ahead of `now`.
-pub fn check_timestamp(ts: Timestamp, now: Timestamp, max_future_ms: i64) -> Result<(), ValueError> {
+pub fn check_timestamp(
+    ts: Timestamp,
+    now: Timestamp,
+    max_future_ms: i64,
+) -> Result<(), ValueError> {
     if ts < MIN_TIMESTAMP {
         return Err(ValueError::TimestampOutOfRange {
             ts,
-            reason: format!(
-                "before 1990-01-01T00:00:00Z (timestamps are milliseconds since the Unix epoch; was it sent in seconds?)"
-            ),
+            reason: "before 1990-01-01T00:00:00Z (timestamps are milliseconds since the Unix epoch; was it sent in seconds?)".to_string(),
         });
     }
     let limit = now.saturating_add(max_future_ms).min(MAX_TIMESTAMP);
@@ -119,7 +121,11 @@ pub fn parse_duration_ms(input: &str) -> Result<i64, String> {
         "m" | "min" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("duration {input:?} has unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "duration {input:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
     };
     n.checked_mul(mult)
         .filter(|v| *v > 0)
@@ -133,7 +139,10 @@ mod tests {
     #[test]
     fn parses_both_forms() {
         assert_eq!(parse_timestamp("1700000000000"), Ok(1_700_000_000_000));
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20Z"),
+            Ok(1_700_000_000_000)
+        );
         assert_eq!(
             parse_timestamp("2023-11-14T23:13:20.5+01:00"),
             Ok(1_700_000_000_500)

@@ -13,6 +13,7 @@ use crate::EngineError;
 /// The whole configuration. Every field has a default, so an empty file is a valid configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
@@ -20,19 +21,6 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub plant: PlantConfig,
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            ingest: IngestConfig::default(),
-            mqtt: MqttConfig::default(),
-            plant: PlantConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,7 +230,10 @@ impl Config {
 
     /// Like [`Config::load`] without environment overrides (for `gemba config check`).
     pub fn load_file_only(file: &Path) -> Result<Config, EngineError> {
-        Self::load_with_env(Some(file), Env::prefixed("GEMBA_NEVER_SET_PREFIX__").split("__"))
+        Self::load_with_env(
+            Some(file),
+            Env::prefixed("GEMBA_NEVER_SET_PREFIX__").split("__"),
+        )
     }
 
     fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, EngineError> {
@@ -260,12 +251,11 @@ impl Config {
             .merge(env)
             .extract()
             .map_err(|e| EngineError::Config(figment_message(e)))?;
-        if let (Some(cfg_file), Some(plant)) = (file, cfg.plant.file.as_ref()) {
-            if plant.is_relative() {
-                if let Some(dir) = cfg_file.parent() {
-                    cfg.plant.file = Some(dir.join(plant));
-                }
-            }
+        if let (Some(cfg_file), Some(plant)) = (file, cfg.plant.file.as_ref())
+            && plant.is_relative()
+            && let Some(dir) = cfg_file.parent()
+        {
+            cfg.plant.file = Some(dir.join(plant));
         }
         cfg.validate()?;
         Ok(cfg)
@@ -344,7 +334,9 @@ mod tests {
 
     #[test]
     fn defaults_and_file() {
-        let f = write("[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nunknown_signals = \"register\"\n");
+        let f = write(
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nunknown_signals = \"register\"\n",
+        );
         let c = Config::load_file_only(f.path()).expect("valid");
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.ingest.unknown_signals, UnknownSignals::Register);
@@ -366,6 +358,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
     fn env_overrides_file() {
         let f = write("[server]\nlisten = \"127.0.0.1:9000\"\n");
         figment::Jail::expect_with(|jail| {

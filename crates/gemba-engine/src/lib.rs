@@ -122,15 +122,15 @@ impl Engine {
     /// Opens the configured store, loads the plant file and starts the writer thread.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Engine>, EngineError> {
         let path = &config.storage.path;
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    EngineError::Config(format!(
-                        "storage.path: cannot create directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-            }
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                EngineError::Config(format!(
+                    "storage.path: cannot create directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let opts = SqliteOptions {
             synchronous: match config.storage.sync {
@@ -239,7 +239,10 @@ impl Engine {
     ) -> Result<IngestOutcome, EngineError> {
         let (batch, mut outcome) = self.prepare(decoded);
         let label = Metrics::label(source);
-        self.metrics.rejected.get_or_create(&label).inc_by(outcome.rejected as u64);
+        self.metrics
+            .rejected
+            .get_or_create(&label)
+            .inc_by(outcome.rejected as u64);
         if outcome.rejected > 0 && mode == BatchMode::Strict {
             return Ok(outcome);
         }
@@ -259,7 +262,10 @@ impl Engine {
         outcome: &mut IngestOutcome,
     ) -> Result<(), EngineError> {
         let label = Metrics::label(source);
-        self.metrics.rejected.get_or_create(&label).inc_by(outcome.rejected as u64);
+        self.metrics
+            .rejected
+            .get_or_create(&label)
+            .inc_by(outcome.rejected as u64);
         if batch.is_empty() {
             return Ok(());
         }
@@ -272,9 +278,17 @@ impl Engine {
 
     fn count(&self, source: Source, outcome: &IngestOutcome) {
         let label = Metrics::label(source);
-        self.metrics.points.get_or_create(&label).inc_by(outcome.accepted_points as u64);
-        self.metrics.events.get_or_create(&label).inc_by(outcome.accepted_events as u64);
-        self.metrics.signals.set(self.registry.signal_count() as i64);
+        self.metrics
+            .points
+            .get_or_create(&label)
+            .inc_by(outcome.accepted_points as u64);
+        self.metrics
+            .events
+            .get_or_create(&label)
+            .inc_by(outcome.accepted_events as u64);
+        self.metrics
+            .signals
+            .set(self.registry.signal_count() as i64);
     }
 
     /// Resolves every item; returns the valid part as a write batch and the errors.
@@ -306,7 +320,10 @@ impl Engine {
                 continue;
             }
             match to_value(&reg.def, &p.value) {
-                Ok(v) => by_signal.entry(reg.id).or_default().push(Sample { ts, value: v }),
+                Ok(v) => by_signal
+                    .entry(reg.id)
+                    .or_default()
+                    .push(Sample { ts, value: v }),
                 Err(msg) => report(&mut outcome, format!("{}.value", p.location), msg),
             }
         }
@@ -323,7 +340,11 @@ impl Engine {
             samples.reserve(s.values.len());
             for (i, (&ts, &value)) in s.ts.iter().zip(s.values.iter()).enumerate() {
                 if let Err(e) = check_timestamp(ts, now, max_future) {
-                    report(&mut outcome, format!("{}.ts[{i}]", s.location), e.to_string());
+                    report(
+                        &mut outcome,
+                        format!("{}.ts[{i}]", s.location),
+                        e.to_string(),
+                    );
                     continue;
                 }
                 if let Err(msg) = reg.def.check_value(value) {
@@ -433,7 +454,9 @@ impl Engine {
     /// Defines a signal over the API.
     pub fn define_signal(&self, def: SignalDef) -> Result<gemba_store::SignalId, EngineError> {
         let id = self.registry.define_signal(def)?;
-        self.metrics.signals.set(self.registry.signal_count() as i64);
+        self.metrics
+            .signals
+            .set(self.registry.signal_count() as i64);
         Ok(id)
     }
 

@@ -68,14 +68,26 @@ impl Metrics {
             "Samples, events or payloads rejected as invalid",
             rejected.clone(),
         );
-        registry.register("mqtt_messages", "MQTT messages received", mqtt_messages.clone());
+        registry.register(
+            "mqtt_messages",
+            "MQTT messages received",
+            mqtt_messages.clone(),
+        );
         registry.register(
             "mqtt_undecodable_messages",
             "MQTT messages whose topic or payload could not be decoded at all",
             mqtt_undecodable.clone(),
         );
-        registry.register("store_commit_failures", "Failed store commits", commit_failures.clone());
-        registry.register("store_commit_seconds", "Duration of store commits", commit_seconds.clone());
+        registry.register(
+            "store_commit_failures",
+            "Failed store commits",
+            commit_failures.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Duration of store commits",
+            commit_seconds.clone(),
+        );
         registry.register("signals", "Registered signals", signals.clone());
         Metrics {
             registry,

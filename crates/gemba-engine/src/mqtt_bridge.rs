@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gemba_ingest::DecodedBatch;
 use gemba_ingest::broker::{BrokerHandle, EmbeddedBrokerConfig, start_embedded};
 use gemba_ingest::client::{MqttClientConfig, MqttMessage, SubscriberHandle, spawn_subscriber};
 use gemba_ingest::mqtt::decode_mqtt;
-use gemba_ingest::DecodedBatch;
 use tokio::sync::mpsc;
 
 use crate::config::MqttMode;
@@ -81,7 +81,12 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
 /// Most samples merged into one commit by the bridge.
 const MAX_BATCH_SAMPLES: usize = 200_000;
 
-async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<MqttMessage>, prefix: String, window: Duration) {
+async fn run(
+    engine: Arc<Engine>,
+    mut rx: mpsc::Receiver<MqttMessage>,
+    prefix: String,
+    window: Duration,
+) {
     while let Some(first) = rx.recv().await {
         let deadline = tokio::time::Instant::now() + window;
         let mut msgs = vec![first];
@@ -100,7 +105,8 @@ async fn run(engine: Arc<Engine>, mut rx: mpsc::Receiver<MqttMessage>, prefix: S
         }
         let engine2 = engine.clone();
         let prefix2 = prefix.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode_all(&engine2, &prefix2, msgs)).await;
+        let decoded =
+            tokio::task::spawn_blocking(move || decode_all(&engine2, &prefix2, msgs)).await;
         let (batch, acks) = match decoded {
             Ok(x) => x,
             Err(e) => {

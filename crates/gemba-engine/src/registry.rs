@@ -44,8 +44,9 @@ impl Registry {
     ) -> Result<Self, EngineError> {
         let mut inner = Inner::default();
         for (_, json) in store.records("node")? {
-            let node: AssetNode = serde_json::from_str(&json)
-                .map_err(|e| EngineError::Internal(format!("stored asset node is unreadable: {e}")))?;
+            let node: AssetNode = serde_json::from_str(&json).map_err(|e| {
+                EngineError::Internal(format!("stored asset node is unreadable: {e}"))
+            })?;
             inner.model.define_node(node)?;
         }
         for (_, json) in store.records("lot")? {
@@ -57,7 +58,9 @@ impl Registry {
             inner.model.define_signal(def.clone())?;
             let def = Arc::new(def);
             inner.by_id.insert(id, def.clone());
-            inner.by_path.insert(def.path.clone(), Registered { id, def });
+            inner
+                .by_path
+                .insert(def.path.clone(), Registered { id, def });
         }
         let reg = Registry {
             inner: RwLock::new(inner),
@@ -96,10 +99,10 @@ impl Registry {
         if def.retention_days.is_none() {
             def.retention_days = self.default_retention_days;
         }
-        if let Some(existing) = self.get(&def.path) {
-            if *existing.def == def {
-                return Ok(existing.id);
-            }
+        if let Some(existing) = self.get(&def.path)
+            && *existing.def == def
+        {
+            return Ok(existing.id);
         }
         let machine = def.machine_path().to_owned();
         self.persist_parents(&machine)?;
@@ -108,7 +111,9 @@ impl Registry {
         inner.model.define_signal(def.clone())?;
         let def = Arc::new(def);
         inner.by_id.insert(id, def.clone());
-        inner.by_path.insert(def.path.clone(), Registered { id, def });
+        inner
+            .by_path
+            .insert(def.path.clone(), Registered { id, def });
         Ok(id)
     }
 
@@ -121,7 +126,8 @@ impl Registry {
         if self.inner.read().model.node(&node.path) == Some(&node) {
             return Ok(());
         }
-        self.store.put_record("node", &node.path, &to_json(&node)?)?;
+        self.store
+            .put_record("node", &node.path, &to_json(&node)?)?;
         self.inner.write().model.define_node(node)?;
         Ok(())
     }
@@ -238,7 +244,13 @@ impl Registry {
     }
 
     pub fn operators(&self) -> Vec<gemba_core::OperatorDef> {
-        self.inner.read().model.operators.values().cloned().collect()
+        self.inner
+            .read()
+            .model
+            .operators
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn shifts(&self) -> Vec<gemba_core::ShiftDef> {

@@ -34,7 +34,9 @@ pub struct Writer {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("points", &self.batch.point_count()).finish()
+        f.debug_struct("Job")
+            .field("points", &self.batch.point_count())
+            .finish()
     }
 }
 
@@ -122,7 +124,12 @@ fn run(
         match result {
             Ok(receipt) => {
                 update_latest(&latest, &merged);
-                tracing::trace!(points = receipt.points, events = receipt.events, requests = acks.len(), "committed");
+                tracing::trace!(
+                    points = receipt.points,
+                    events = receipt.events,
+                    requests = acks.len(),
+                    "committed"
+                );
                 for ack in acks {
                     // The submitter may have gone away (client disconnected): its data is stored anyway.
                     let _ = ack.send(Ok(receipt));

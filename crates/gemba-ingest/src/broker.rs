@@ -84,7 +84,10 @@ pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttErr
             max_segment_count: 8,
             ..RouterConfig::default()
         },
-        v4: Some(HashMap::from([("v4".to_owned(), server("gemba-v4", cfg.listen_v4, &cfg))])),
+        v4: Some(HashMap::from([(
+            "v4".to_owned(),
+            server("gemba-v4", cfg.listen_v4, &cfg),
+        )])),
         v5: cfg
             .listen_v5
             .map(|a| HashMap::from([("v5".to_owned(), server("gemba-v5", a, &cfg))])),

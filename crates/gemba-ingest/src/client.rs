@@ -63,10 +63,10 @@ pub struct AckHandle {
 impl AckHandle {
     /// Sends the PUBACK (no-op for QoS 0).
     pub fn ack(self) {
-        if self.publish.qos != QoS::AtMostOnce {
-            if let Err(e) = self.client.try_ack(&self.publish) {
-                tracing::debug!(error = %e, "MQTT ack not sent");
-            }
+        if self.publish.qos != QoS::AtMostOnce
+            && let Err(e) = self.client.try_ack(&self.publish)
+        {
+            tracing::debug!(error = %e, "MQTT ack not sent");
         }
     }
 }
@@ -218,13 +218,23 @@ mod tests {
 
         let (c4, mut l4) = AsyncClient::new(MqttOptions::new("pub-v4", "127.0.0.1", p4), 10);
         tokio::spawn(async move { while l4.poll().await.is_ok() {} });
-        c4.publish("gemba/v1/s/a/l/m/x", QoS::AtLeastOnce, false, "1.5").await.expect("publish");
-
-        let (c5, mut l5) = rumqttc::v5::AsyncClient::new(rumqttc::v5::MqttOptions::new("pub-v5", "127.0.0.1", p5), 10);
-        tokio::spawn(async move { while l5.poll().await.is_ok() {} });
-        c5.publish("gemba/v1/s/a/l/m/y", rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, "2.5")
+        c4.publish("gemba/v1/s/a/l/m/x", QoS::AtLeastOnce, false, "1.5")
             .await
-            .expect("publish v5");
+            .expect("publish");
+
+        let (c5, mut l5) = rumqttc::v5::AsyncClient::new(
+            rumqttc::v5::MqttOptions::new("pub-v5", "127.0.0.1", p5),
+            10,
+        );
+        tokio::spawn(async move { while l5.poll().await.is_ok() {} });
+        c5.publish(
+            "gemba/v1/s/a/l/m/y",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "2.5",
+        )
+        .await
+        .expect("publish v5");
 
         let mut got = Vec::new();
         while got.len() < 2 {
@@ -236,17 +246,33 @@ mod tests {
             m.ack.ack();
         }
         got.sort();
-        assert_eq!(got[0], ("gemba/v1/s/a/l/m/x".to_owned(), Bytes::from_static(b"1.5")));
-        assert_eq!(got[1], ("gemba/v1/s/a/l/m/y".to_owned(), Bytes::from_static(b"2.5")));
+        assert_eq!(
+            got[0],
+            ("gemba/v1/s/a/l/m/x".to_owned(), Bytes::from_static(b"1.5"))
+        );
+        assert_eq!(
+            got[1],
+            ("gemba/v1/s/a/l/m/y".to_owned(), Bytes::from_static(b"2.5"))
+        );
         assert_eq!(sub.stats.messages.load(Ordering::Relaxed), 2);
     }
 
     #[test]
     fn tls_is_refused_with_a_clear_error() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
         rt.block_on(async {
             let (tx, _rx) = mpsc::channel(1);
-            let err = spawn_subscriber(MqttClientConfig { tls: true, ..MqttClientConfig::default() }, tx).unwrap_err();
+            let err = spawn_subscriber(
+                MqttClientConfig {
+                    tls: true,
+                    ..MqttClientConfig::default()
+                },
+                tx,
+            )
+            .unwrap_err();
             assert!(err.to_string().contains("TLS"));
         });
     }

@@ -29,7 +29,9 @@ impl std::str::FromStr for TsFormat {
             "ms" => Ok(TsFormat::Millis),
             "s" => Ok(TsFormat::Seconds),
             "rfc3339" => Ok(TsFormat::Rfc3339),
-            _ => Err(format!("unknown timestamp format {s:?}; use ms, s or rfc3339")),
+            _ => Err(format!(
+                "unknown timestamp format {s:?}; use ms, s or rfc3339"
+            )),
         }
     }
 }
@@ -88,7 +90,9 @@ impl CsvMapping {
                     None => {
                         return Err(bad(
                             spec,
-                            format!("{key:?} is not a full signal path; give --machine or write site/area/line/machine/{key}"),
+                            format!(
+                                "{key:?} is not a full signal path; give --machine or write site/area/line/machine/{key}"
+                            ),
                         ));
                     }
                 }
@@ -103,11 +107,19 @@ impl CsvMapping {
             return Err(bad("", "map at least one column to a signal".into()));
         }
         let time = match (ts_col, spaced) {
-            (Some(name), None) => RowTime::Column { name, format: ts_format },
-            (None, Some((start, interval_ms))) if interval_ms > 0 => RowTime::Spaced { start, interval_ms },
+            (Some(name), None) => RowTime::Column {
+                name,
+                format: ts_format,
+            },
+            (None, Some((start, interval_ms))) if interval_ms > 0 => {
+                RowTime::Spaced { start, interval_ms }
+            }
             (None, Some(_)) => return Err(bad("--interval", "must be positive".into())),
             (Some(_), Some(_)) => {
-                return Err(bad("ts", "give either a ts column or --start/--interval, not both".into()));
+                return Err(bad(
+                    "ts",
+                    "give either a ts column or --start/--interval, not both".into(),
+                ));
             }
             (None, None) => {
                 return Err(bad("", "map the timestamp column with --map ts=<column>, or give --start and --interval".into()));
@@ -146,13 +158,20 @@ pub struct CsvImporter<R: Read> {
 
 impl<R: Read> std::fmt::Debug for CsvImporter<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CsvImporter").field("row", &self.row).finish()
+        f.debug_struct("CsvImporter")
+            .field("row", &self.row)
+            .finish()
     }
 }
 
 impl<R: Read> CsvImporter<R> {
     /// Reads the header and resolves the mapped columns.
-    pub fn new(input: R, mapping: CsvMapping, delimiter: u8, batch_rows: usize) -> Result<Self, CsvError> {
+    pub fn new(
+        input: R,
+        mapping: CsvMapping,
+        delimiter: u8,
+        batch_rows: usize,
+    ) -> Result<Self, CsvError> {
         let bytes = Arc::new(AtomicU64::new(0));
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -170,7 +189,11 @@ impl<R: Read> CsvImporter<R> {
             names.iter().position(|h| *h == col).ok_or_else(|| {
                 CsvError::Header(format!(
                     "no column {col:?}; the file has: {}",
-                    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| format!("{n:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
         };
@@ -207,9 +230,13 @@ impl<R: Read> CsvImporter<R> {
 
     fn row_ts(&self, record: &csv::ByteRecord) -> Result<i64, String> {
         match (&self.mapping.time, self.ts_index) {
-            (RowTime::Spaced { start, interval_ms }, _) => Ok(start + (self.row as i64 - 1) * interval_ms),
+            (RowTime::Spaced { start, interval_ms }, _) => {
+                Ok(start + (self.row as i64 - 1) * interval_ms)
+            }
             (RowTime::Column { name, format }, Some(i)) => {
-                let raw = record.get(i).ok_or_else(|| format!("column {name:?} is missing in this row"))?;
+                let raw = record
+                    .get(i)
+                    .ok_or_else(|| format!("column {name:?} is missing in this row"))?;
                 let s = std::str::from_utf8(raw)
                     .map_err(|_| format!("column {name:?} is not UTF-8"))?
                     .trim();
@@ -222,8 +249,12 @@ impl<R: Read> CsvImporter<R> {
                         .ok()
                         .filter(|v| v.is_finite())
                         .map(|v| (v * 1000.0).round() as i64)
-                        .ok_or_else(|| format!("column {name:?}: {s:?} is not a number of seconds")),
-                    TsFormat::Rfc3339 => parse_timestamp(s).map_err(|e| format!("column {name:?}: {e}")),
+                        .ok_or_else(|| {
+                            format!("column {name:?}: {s:?} is not a number of seconds")
+                        }),
+                    TsFormat::Rfc3339 => {
+                        parse_timestamp(s).map_err(|e| format!("column {name:?}: {e}"))
+                    }
                 }
             }
             (RowTime::Column { name, .. }, None) => Err(format!("column {name:?} not resolved")),
@@ -280,7 +311,10 @@ impl<R: Read> Iterator for CsvImporter<R> {
             let ts = match self.row_ts(&record) {
                 Ok(t) => t,
                 Err(message) => {
-                    out.errors.push(ItemError { location: loc, message });
+                    out.errors.push(ItemError {
+                        location: loc,
+                        message,
+                    });
                     continue;
                 }
             };
@@ -289,7 +323,11 @@ impl<R: Read> Iterator for CsvImporter<R> {
                 let Some(raw) = record.get(*idx) else {
                     out.errors.push(ItemError {
                         location: format!("{loc}, column {col:?}"),
-                        message: format!("the row has {} fields; the column is number {}", record.len(), idx + 1),
+                        message: format!(
+                            "the row has {} fields; the column is number {}",
+                            record.len(),
+                            idx + 1
+                        ),
                     });
                     continue;
                 };
@@ -319,7 +357,10 @@ impl<R: Read> Iterator for CsvImporter<R> {
         if rows == 0 {
             return None;
         }
-        out.series = series.into_iter().filter(|s| !s.values.is_empty()).collect();
+        out.series = series
+            .into_iter()
+            .filter(|s| !s.values.is_empty())
+            .collect();
         Some(out)
     }
 }
@@ -342,43 +383,85 @@ mod tests {
                    4,2026-01-01T00:00:03Z,,39.5\n\
                    5,2026-01-01T00:00:04Z\n\
                    6,2026-01-01T00:00:05Z,NaN,1\n";
-        let m = mapping(&["ts=time", "air_temp=Air temperature [K]", "s/a/l/m/torque=Torque [Nm]"]).expect("valid");
+        let m = mapping(&[
+            "ts=time",
+            "air_temp=Air temperature [K]",
+            "s/a/l/m/torque=Torque [Nm]",
+        ])
+        .expect("valid");
         let mut imp = CsvImporter::new(csv.as_bytes(), m, b',', 2).expect("header");
         let batches: Vec<DecodedBatch> = imp.by_ref().collect();
         assert_eq!(batches.len(), 3);
         let all_series: Vec<&RawSeries> = batches.iter().flat_map(|b| &b.series).collect();
-        let count = |sig: &str| all_series.iter().filter(|s| s.signal == sig).map(|s| s.values.len()).sum::<usize>();
+        let count = |sig: &str| {
+            all_series
+                .iter()
+                .filter(|s| s.signal == sig)
+                .map(|s| s.values.len())
+                .sum::<usize>()
+        };
         assert_eq!(count("s/a/l/m/air_temp"), 1);
         assert_eq!(count("s/a/l/m/torque"), 4);
         let errors: Vec<&ItemError> = batches.iter().flat_map(|b| &b.errors).collect();
         let locs: Vec<&str> = errors.iter().map(|e| e.location.as_str()).collect();
-        assert!(locs[0].starts_with("row 2") && locs[0].contains("Air temperature"), "{locs:?}");
+        assert!(
+            locs[0].starts_with("row 2") && locs[0].contains("Air temperature"),
+            "{locs:?}"
+        );
         assert!(errors[0].message.contains("\"abc\""));
-        assert!(locs[1].starts_with("row 3") && errors[1].message.contains("cannot parse timestamp"), "{errors:?}");
+        assert!(
+            locs[1].starts_with("row 3") && errors[1].message.contains("cannot parse timestamp"),
+            "{errors:?}"
+        );
         assert!(locs[2].starts_with("row 5"), "{locs:?}");
-        assert!(locs[4].starts_with("row 6") && errors[4].message.contains("NaN"), "{errors:?}");
+        assert!(
+            locs[4].starts_with("row 6") && errors[4].message.contains("NaN"),
+            "{errors:?}"
+        );
         assert_eq!(imp.rows_read(), 6);
         assert_eq!(imp.bytes_read(), csv.len() as u64);
     }
 
     #[test]
     fn mapping_errors_are_precise() {
-        assert!(mapping(&["air_temp"]).unwrap_err().to_string().contains("expected <signal>=<column>"));
-        assert!(mapping(&["ts=time"]).unwrap_err().to_string().contains("at least one"));
-        assert!(mapping(&["x=a"]).unwrap_err().to_string().contains("--map ts="));
+        assert!(
+            mapping(&["air_temp"])
+                .unwrap_err()
+                .to_string()
+                .contains("expected <signal>=<column>")
+        );
+        assert!(
+            mapping(&["ts=time"])
+                .unwrap_err()
+                .to_string()
+                .contains("at least one")
+        );
+        assert!(
+            mapping(&["x=a"])
+                .unwrap_err()
+                .to_string()
+                .contains("--map ts=")
+        );
         assert!(mapping(&["ts=t", "bad name=a"]).is_err());
-        let no_machine = CsvMapping::parse(&["ts=t".into(), "x=a".into()], None, TsFormat::Millis, None);
+        let no_machine =
+            CsvMapping::parse(&["ts=t".into(), "x=a".into()], None, TsFormat::Millis, None);
         assert!(no_machine.unwrap_err().to_string().contains("--machine"));
         let m = mapping(&["ts=time", "x=nope"]).expect("valid");
         let err = CsvImporter::new("time,a\n".as_bytes(), m, b',', 10).unwrap_err();
-        assert!(err.to_string().contains("no column \"nope\"") && err.to_string().contains("\"a\""), "{err}");
+        assert!(
+            err.to_string().contains("no column \"nope\"") && err.to_string().contains("\"a\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn spaced_rows_without_a_ts_column() {
         let specs = vec!["x=a".to_owned()];
-        let m = CsvMapping::parse(&specs, Some("s/a/l/m"), TsFormat::Millis, Some((1000, 500))).expect("valid");
-        let b: Vec<DecodedBatch> = CsvImporter::new("a\n1\n2\n3\n".as_bytes(), m, b',', 100).expect("ok").collect();
+        let m = CsvMapping::parse(&specs, Some("s/a/l/m"), TsFormat::Millis, Some((1000, 500)))
+            .expect("valid");
+        let b: Vec<DecodedBatch> = CsvImporter::new("a\n1\n2\n3\n".as_bytes(), m, b',', 100)
+            .expect("ok")
+            .collect();
         assert_eq!(b[0].series[0].ts, vec![1000, 1500, 2000]);
     }
 }

@@ -100,19 +100,26 @@ fn single(signal: &str, text: &str, received_at: i64) -> Result<DecodedBatch, De
             value,
             location: loc,
         }),
-        Err(message) => out.errors.push(ItemError { location: loc, message }),
+        Err(message) => out.errors.push(ItemError {
+            location: loc,
+            message,
+        }),
     }
     Ok(out)
 }
 
 fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedBatch, DecodeError> {
     let v: Value = serde_json::from_str(text).map_err(|e| syntax_error(&e))?;
-    let is_values_form = |v: &Value| v.as_object().is_some_and(|o| o.contains_key("values") && !o.contains_key("series"));
+    let is_values_form = |v: &Value| {
+        v.as_object()
+            .is_some_and(|o| o.contains_key("values") && !o.contains_key("series"))
+    };
     let rows: Vec<&Value> = match &v {
         Value::Array(items) => items.iter().collect(),
         obj if is_values_form(obj) => vec![obj],
         Value::Object(_) => {
-            let mut out = decode_json_with(text.as_bytes(), Names::RelativeTo(machine), Some(machine))?;
+            let mut out =
+                decode_json_with(text.as_bytes(), Names::RelativeTo(machine), Some(machine))?;
             for p in &mut out.points {
                 p.ts = Some(p.ts.unwrap_or(received_at));
             }
@@ -179,7 +186,10 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
                     value,
                     location: vloc,
                 }),
-                Err(message) => out.errors.push(ItemError { location: vloc, message }),
+                Err(message) => out.errors.push(ItemError {
+                    location: vloc,
+                    message,
+                }),
             }
         }
     }
@@ -197,12 +207,21 @@ mod tests {
     fn single_sample_payloads() {
         let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", b"21.5", 7).expect("ok");
         assert_eq!(b.points[0].signal, "s/a/l/m/temp");
-        assert_eq!((b.points[0].ts, b.points[0].value.clone()), (Some(7), RawValue::Number(21.5)));
+        assert_eq!(
+            (b.points[0].ts, b.points[0].value.clone()),
+            (Some(7), RawValue::Number(21.5))
+        );
         let b = decode_mqtt(P, "gemba/v1/s/a/l/m/door", b"true", 7).expect("ok");
         assert_eq!(b.points[0].value, RawValue::Bool(true));
         let b = decode_mqtt(P, "gemba/v1/s/a/l/m/state", b"running", 7).expect("ok");
         assert_eq!(b.points[0].value, RawValue::Text("running".into()));
-        let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", br#"{"value": 3, "ts": 1700000000000}"#, 7).expect("ok");
+        let b = decode_mqtt(
+            P,
+            "gemba/v1/s/a/l/m/temp",
+            br#"{"value": 3, "ts": 1700000000000}"#,
+            7,
+        )
+        .expect("ok");
         assert_eq!(b.points[0].ts, Some(1_700_000_000_000));
         let b = decode_mqtt(P, "gemba/v1/s/a/l/m/temp", b"NaN", 7).expect("ok");
         assert!(b.points.is_empty() && b.errors[0].message.contains("finite"));
@@ -214,15 +233,28 @@ mod tests {
 
     #[test]
     fn machine_batches() {
-        let b = decode_mqtt(P, "gemba/v1/s/a/l/m", br#"{"ts": 5, "values": {"speed": 1500, "state": "running"}}"#, 7)
-            .expect("ok");
+        let b = decode_mqtt(
+            P,
+            "gemba/v1/s/a/l/m",
+            br#"{"ts": 5, "values": {"speed": 1500, "state": "running"}}"#,
+            7,
+        )
+        .expect("ok");
         let mut sigs: Vec<&str> = b.points.iter().map(|p| p.signal.as_str()).collect();
         sigs.sort_unstable();
         assert_eq!(sigs, vec!["s/a/l/m/speed", "s/a/l/m/state"]);
         assert!(b.points.iter().all(|p| p.ts == Some(5)));
-        let b = decode_mqtt(P, "gemba/v1/s/a/l/m", br#"[{"values": {"x": 1}}, {"ts": 9, "values": {"x": 2}}, 3]"#, 7)
-            .expect("ok");
-        assert_eq!(b.points.iter().map(|p| p.ts).collect::<Vec<_>>(), vec![Some(7), Some(9)]);
+        let b = decode_mqtt(
+            P,
+            "gemba/v1/s/a/l/m",
+            br#"[{"values": {"x": 1}}, {"ts": 9, "values": {"x": 2}}, 3]"#,
+            7,
+        )
+        .expect("ok");
+        assert_eq!(
+            b.points.iter().map(|p| p.ts).collect::<Vec<_>>(),
+            vec![Some(7), Some(9)]
+        );
         assert_eq!(b.errors[0].location, "payload[2]");
         let b = decode_mqtt(
             P,
@@ -237,13 +269,34 @@ mod tests {
 
     #[test]
     fn junk_is_an_error_not_a_panic() {
-        assert!(matches!(decode_mqtt(P, "other/s/a/l/m/x", b"1", 0), Err(DecodeError::Topic { .. })));
-        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a", b"1", 0), Err(DecodeError::Topic { .. })));
-        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x/y", b"1", 0), Err(DecodeError::Topic { .. })));
-        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a b/l/m/x", b"1", 0), Err(DecodeError::Topic { .. })));
-        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"", 0), Err(DecodeError::Empty)));
-        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"\xff", 0), Err(DecodeError::NotUtf8)));
-        assert!(matches!(decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"{not json", 0), Err(DecodeError::Syntax { .. })));
+        assert!(matches!(
+            decode_mqtt(P, "other/s/a/l/m/x", b"1", 0),
+            Err(DecodeError::Topic { .. })
+        ));
+        assert!(matches!(
+            decode_mqtt(P, "gemba/v1/s/a", b"1", 0),
+            Err(DecodeError::Topic { .. })
+        ));
+        assert!(matches!(
+            decode_mqtt(P, "gemba/v1/s/a/l/m/x/y", b"1", 0),
+            Err(DecodeError::Topic { .. })
+        ));
+        assert!(matches!(
+            decode_mqtt(P, "gemba/v1/s/a b/l/m/x", b"1", 0),
+            Err(DecodeError::Topic { .. })
+        ));
+        assert!(matches!(
+            decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"", 0),
+            Err(DecodeError::Empty)
+        ));
+        assert!(matches!(
+            decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"\xff", 0),
+            Err(DecodeError::NotUtf8)
+        ));
+        assert!(matches!(
+            decode_mqtt(P, "gemba/v1/s/a/l/m/x", b"{not json", 0),
+            Err(DecodeError::Syntax { .. })
+        ));
         assert!(decode_mqtt(P, "gemba/v1/s/a/l/m", b"42", 0).is_err());
     }
 

@@ -120,14 +120,20 @@ pub(crate) fn decode_json_with(
         let loc = format!("series[{i}]");
         match series_item(raw.get(), names) {
             Ok(s) => out.series.push(RawSeries { location: loc, ..s }),
-            Err(message) => out.errors.push(ItemError { location: loc, message }),
+            Err(message) => out.errors.push(ItemError {
+                location: loc,
+                message,
+            }),
         }
     }
     for (i, raw) in parsed.events.iter().enumerate() {
         let loc = format!("events[{i}]");
         match event_item(raw.get(), default_asset) {
             Ok(e) => out.events.push(e),
-            Err(message) => out.errors.push(ItemError { location: loc, message }),
+            Err(message) => out.errors.push(ItemError {
+                location: loc,
+                message,
+            }),
         }
     }
     Ok(out)
@@ -184,11 +190,18 @@ fn point_from_value(v: &Value, loc: &str, names: Names<'_>, out: &mut DecodedBat
         message,
     };
     let Some(obj) = v.as_object() else {
-        out.errors.push(err("", format!("expected an object, got {}", kind_of(v))));
+        out.errors
+            .push(err("", format!("expected an object, got {}", kind_of(v))));
         return;
     };
-    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "signal" | "ts" | "value")) {
-        out.errors.push(err(k, "unknown field; a point has signal, ts and value".into()));
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "signal" | "ts" | "value"))
+    {
+        out.errors.push(err(
+            k,
+            "unknown field; a point has signal, ts and value".into(),
+        ));
         return;
     }
     let signal = match obj.get("signal") {
@@ -196,7 +209,12 @@ fn point_from_value(v: &Value, loc: &str, names: Names<'_>, out: &mut DecodedBat
             Ok(s) => s,
             Err(m) => return out.errors.push(err("signal", m)),
         },
-        Some(other) => return out.errors.push(err("signal", format!("expected a string, got {}", kind_of(other)))),
+        Some(other) => {
+            return out.errors.push(err(
+                "signal",
+                format!("expected a string, got {}", kind_of(other)),
+            ));
+        }
         None => return out.errors.push(err("signal", "missing".into())),
     };
     let ts = match ts_of(obj.get("ts").unwrap_or(&Value::Null)) {
@@ -265,7 +283,8 @@ fn series_item(raw: &str, names: Names<'_>) -> Result<RawSeries, String> {
 fn event_item(raw: &str, default_asset: Option<&str>) -> Result<Event, String> {
     let mut v: Value = serde_json::from_str(raw).map_err(|e| strip_position(&e.to_string()))?;
     if let (Some(asset), Some(obj)) = (default_asset, v.as_object_mut()) {
-        obj.entry("asset").or_insert_with(|| Value::String(asset.to_owned()));
+        obj.entry("asset")
+            .or_insert_with(|| Value::String(asset.to_owned()));
     }
     if let Some(Value::String(s)) = v.get("ts") {
         let ms = parse_timestamp(s).map_err(|e| format!("ts: {e}"))?;
@@ -316,7 +335,10 @@ pub fn decode_line_protocol(body: &[u8]) -> Result<DecodedBatch, DecodeError> {
                 value,
                 location: loc,
             }),
-            Err(message) => out.errors.push(ItemError { location: loc, message }),
+            Err(message) => out.errors.push(ItemError {
+                location: loc,
+                message,
+            }),
         }
     }
     Ok(out)
@@ -337,10 +359,14 @@ pub(crate) fn scalar(s: &str) -> Result<RawValue, String> {
             Err(_) => Err(format!("{s:?} is not a number")),
         };
     }
-    if s.eq_ignore_ascii_case("nan") || s.eq_ignore_ascii_case("inf") || s.eq_ignore_ascii_case("infinity") {
+    if s.eq_ignore_ascii_case("nan")
+        || s.eq_ignore_ascii_case("inf")
+        || s.eq_ignore_ascii_case("infinity")
+    {
         return Err(format!("{s:?} is not a finite number"));
     }
-    check_segment(s).map_err(|r| format!("{s:?} is neither a number nor a state name: a state name {r}"))?;
+    check_segment(s)
+        .map_err(|r| format!("{s:?} is neither a number nor a state name: a state name {r}"))?;
     Ok(RawValue::Text(s.to_owned()))
 }
 
@@ -349,7 +375,10 @@ mod tests {
     use super::*;
 
     fn errs(b: &DecodedBatch) -> Vec<(String, String)> {
-        b.errors.iter().map(|e| (e.location.clone(), e.message.clone())).collect()
+        b.errors
+            .iter()
+            .map(|e| (e.location.clone(), e.message.clone()))
+            .collect()
     }
 
     #[test]
@@ -418,7 +447,10 @@ mod tests {
     #[test]
     fn whole_body_errors() {
         assert!(matches!(decode_json(b""), Err(DecodeError::Empty)));
-        assert!(matches!(decode_json(b"\xff\xfe"), Err(DecodeError::NotUtf8)));
+        assert!(matches!(
+            decode_json(b"\xff\xfe"),
+            Err(DecodeError::NotUtf8)
+        ));
         match decode_json(b"{\"points\": [\n{") {
             Err(DecodeError::Syntax { line, .. }) => assert_eq!(line, 2),
             other => panic!("{other:?}"),
@@ -438,7 +470,10 @@ mod tests {
         assert_eq!(b.points.len(), 2);
         assert_eq!(b.points[0].ts, Some(1_700_000_000_000));
         let e = errs(&b);
-        assert_eq!(e.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), vec!["line 5", "line 6", "line 7", "line 8"]);
+        assert_eq!(
+            e.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            vec!["line 5", "line 6", "line 7", "line 8"]
+        );
         assert!(e[1].1.contains("finite"));
     }
 

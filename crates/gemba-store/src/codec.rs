@@ -72,7 +72,11 @@ struct BitWriter {
 
 impl BitWriter {
     fn new(out: Vec<u8>) -> Self {
-        BitWriter { out, acc: 0, nbits: 0 }
+        BitWriter {
+            out,
+            acc: 0,
+            nbits: 0,
+        }
     }
     /// Writes the low `n` bits of `v` (n ≤ 64), most significant first.
     fn write(&mut self, v: u64, n: u32) {
@@ -240,7 +244,8 @@ pub fn decode_into(buf: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Resu
         return err("timestamp section longer than the chunk");
     };
     // Every sample costs at least one byte of timestamps (after the first) and one bit of value.
-    if n > ts_len.saturating_add(1) || n > (buf.len() - ts_end).saturating_mul(8).saturating_add(1) {
+    if n > ts_len.saturating_add(1) || n > (buf.len() - ts_end).saturating_mul(8).saturating_add(1)
+    {
         return err("sample count larger than the chunk can hold");
     }
     if n == 0 {
@@ -328,14 +333,19 @@ mod tests {
         round_trip(&[5], &[1.5]);
         round_trip(&[1, 2], &[-0.0, 0.0]);
         round_trip(&[0, 1000, 2000, 3000], &[1.0, 1.0, 1.0, 1.0]);
-        round_trip(&[i64::MIN, 0, i64::MAX], &[f64::MAX, f64::MIN_POSITIVE, 5e-324]);
+        round_trip(
+            &[i64::MIN, 0, i64::MAX],
+            &[f64::MAX, f64::MIN_POSITIVE, 5e-324],
+        );
         round_trip(&[1, 3, 7, 8], &[f64::MAX, -f64::MAX, 1e-300, 12345.678]);
     }
 
     #[test]
     fn regular_series_compresses_well() {
         let ts: Vec<i64> = (0..10_000).map(|i| 1_700_000_000_000 + i * 1000).collect();
-        let vals: Vec<f64> = (0..10_000).map(|i| 300.0 + ((i / 10) % 7) as f64 * 0.25).collect();
+        let vals: Vec<f64> = (0..10_000)
+            .map(|i| 300.0 + ((i / 10) % 7) as f64 * 0.25)
+            .collect();
         let buf = encode(&ts, &vals);
         // about one byte of time and a few bits of value per sample
         assert!(buf.len() < 10_000 * 3, "{} bytes", buf.len());
@@ -351,7 +361,12 @@ mod tests {
             assert!(decode(&buf[..cut]).is_err(), "truncated at {cut} decoded");
         }
         assert!(decode(&[2, 0, 0]).is_err());
-        assert!(decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            decode(&[
+                1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+            ])
+            .is_err()
+        );
     }
 
     proptest! {

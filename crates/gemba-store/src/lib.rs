@@ -175,12 +175,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn latest_all(&self) -> Result<Vec<(SignalId, Sample)>>;
 
     /// Samples of one signal with `from <= ts < to`, in time order, at most `limit` (the earliest).
-    fn range(&self, signal: SignalId, from: Timestamp, to: Timestamp, limit: usize) -> Result<Vec<Sample>>;
+    fn range(
+        &self,
+        signal: SignalId,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Sample>>;
 
     /// Buckets of width `step_ms` aligned to multiples of `step_ms` since the epoch, covering samples
     /// with `from <= ts < to`. Uses the 1 h or 1 m rollups when `step_ms` is a multiple of their width,
     /// reading raw data only for partial buckets at the ends of the range.
-    fn aggregate(&self, signal: SignalId, from: Timestamp, to: Timestamp, step_ms: i64) -> Result<Aggregate>;
+    fn aggregate(
+        &self,
+        signal: SignalId,
+        from: Timestamp,
+        to: Timestamp,
+        step_ms: i64,
+    ) -> Result<Aggregate>;
 
     /// Events matching the query, in time order.
     fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;

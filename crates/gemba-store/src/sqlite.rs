@@ -189,7 +189,11 @@ impl SqliteStore {
         let conn = Self::connect(path, &opts, true)?;
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match version {
             None => {
@@ -208,7 +212,8 @@ impl SqliteStore {
                 });
             }
         }
-        let seq: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM chunks", [], |r| r.get(0))?;
+        let seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM chunks", [], |r| r.get(0))?;
         Ok(SqliteStore {
             path: path.to_owned(),
             opts,
@@ -305,7 +310,12 @@ impl SqliteStore {
     }
 
     /// Chunk metadata of a signal overlapping `[from, to)`, ordered by start and seq.
-    fn chunk_metas(conn: &Connection, signal: SignalId, from: i64, to: i64) -> Result<Vec<ChunkMeta>> {
+    fn chunk_metas(
+        conn: &Connection,
+        signal: SignalId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ChunkMeta>> {
         let max_span: i64 = conn
             .query_row(
                 "SELECT max_span FROM series_state WHERE signal = ?1",
@@ -319,44 +329,55 @@ impl SqliteStore {
              WHERE signal = ?1 AND start_ts >= ?2 AND start_ts < ?3 AND end_ts >= ?4
              ORDER BY start_ts, seq",
         )?;
-        let rows = st.query_map(params![signal, from.saturating_sub(max_span), to, from], |r| {
-            Ok(ChunkMeta {
-                start: r.get(0)?,
-                seq: r.get(1)?,
-                end: r.get(2)?,
-                count: r.get(3)?,
-            })
-        })?;
+        let rows = st.query_map(
+            params![signal, from.saturating_sub(max_span), to, from],
+            |r| {
+                Ok(ChunkMeta {
+                    start: r.get(0)?,
+                    seq: r.get(1)?,
+                    end: r.get(2)?,
+                    count: r.get(3)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 
     /// Samples of `[from, to)` merged across chunks (last write wins), sorted by time.
-    fn merged(conn: &Connection, signal: SignalId, from: i64, to: i64) -> Result<(Vec<i64>, Vec<f64>)> {
+    fn merged(
+        conn: &Connection,
+        signal: SignalId,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<i64>, Vec<f64>)> {
         let metas = Self::chunk_metas(conn, signal, from, to)?;
-        let overlapping = metas.windows(2).any(|w| w[1].start <= w[0].end)
-            || {
-                // also catch overlaps that are not adjacent after sorting
-                let mut hi = i64::MIN;
-                let mut any = false;
-                for m in &metas {
-                    if m.start <= hi {
-                        any = true;
-                        break;
-                    }
-                    hi = hi.max(m.end);
+        let overlapping = metas.windows(2).any(|w| w[1].start <= w[0].end) || {
+            // also catch overlaps that are not adjacent after sorting
+            let mut hi = i64::MIN;
+            let mut any = false;
+            for m in &metas {
+                if m.start <= hi {
+                    any = true;
+                    break;
                 }
-                any
-            };
+                hi = hi.max(m.end);
+            }
+            any
+        };
         let mut st = conn.prepare_cached(
             "SELECT data FROM chunks WHERE signal = ?1 AND start_ts = ?2 AND seq = ?3",
         )?;
         let total: i64 = metas.iter().map(|m| m.count).sum();
-        let (mut ts, mut vals) = (Vec::with_capacity(total as usize), Vec::with_capacity(total as usize));
+        let (mut ts, mut vals) = (
+            Vec::with_capacity(total as usize),
+            Vec::with_capacity(total as usize),
+        );
         if !overlapping {
             for m in &metas {
                 let data: Vec<u8> = st.query_row(params![signal, m.start, m.seq], |r| r.get(0))?;
                 let before = ts.len();
-                codec::decode_into(&data, &mut ts, &mut vals).map_err(|e| corrupt(signal, m.start, e))?;
+                codec::decode_into(&data, &mut ts, &mut vals)
+                    .map_err(|e| corrupt(signal, m.start, e))?;
                 if ts.len() - before != m.count as usize {
                     return Err(StoreError::Corrupt {
                         signal,
@@ -388,7 +409,7 @@ impl SqliteStore {
                     .map(|(t, v)| (*t, m.seq, *v)),
             );
         }
-        tagged.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        tagged.sort_unstable_by_key(|a| (a.0, a.1));
         for (i, (t, _, v)) in tagged.iter().enumerate() {
             if tagged.get(i + 1).is_some_and(|n| n.0 == *t) {
                 continue;
@@ -448,7 +469,16 @@ impl SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))?;
             for (k, a) in rows.iter() {
-                st.execute(params![signal, k, a.count as i64, a.min, a.max, a.sum, a.last, a.last_ts])?;
+                st.execute(params![
+                    signal,
+                    k,
+                    a.count as i64,
+                    a.min,
+                    a.max,
+                    a.sum,
+                    a.last,
+                    a.last_ts
+                ])?;
                 written += 1;
             }
         }
@@ -478,7 +508,10 @@ impl SqliteStore {
             |r| r.get(0),
         )?;
         let Some(first_small) = first_small else {
-            conn.execute("UPDATE series_state SET small_chunks = 0 WHERE signal = ?1", [signal])?;
+            conn.execute(
+                "UPDATE series_state SET small_chunks = 0 WHERE signal = ?1",
+                [signal],
+            )?;
             return Ok(0);
         };
         let mut metas = Self::chunk_metas(conn, signal, first_small, i64::MAX)?;
@@ -538,14 +571,20 @@ impl SqliteStore {
 fn sort_dedup(samples: &[Sample]) -> (Vec<i64>, Vec<f64>) {
     let sorted = samples.windows(2).all(|w| w[0].ts < w[1].ts);
     if sorted {
-        return (samples.iter().map(|s| s.ts).collect(), samples.iter().map(|s| s.value).collect());
+        return (
+            samples.iter().map(|s| s.ts).collect(),
+            samples.iter().map(|s| s.value).collect(),
+        );
     }
     let mut idx: Vec<usize> = (0..samples.len()).collect();
     idx.sort_by_key(|&i| samples[i].ts); // stable: equal timestamps keep input order
     let mut ts = Vec::with_capacity(samples.len());
     let mut vals = Vec::with_capacity(samples.len());
     for (k, &i) in idx.iter().enumerate() {
-        if idx.get(k + 1).is_some_and(|&j| samples[j].ts == samples[i].ts) {
+        if idx
+            .get(k + 1)
+            .is_some_and(|&j| samples[j].ts == samples[i].ts)
+        {
             continue;
         }
         ts.push(samples[i].ts);
@@ -565,7 +604,10 @@ impl Store for SqliteStore {
             "INSERT INTO signals(path, def) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET def = excluded.def",
             params![def.path, json],
         )?;
-        let id: i64 = conn.query_row("SELECT id FROM signals WHERE path = ?1", [&def.path], |r| r.get(0))?;
+        let id: i64 =
+            conn.query_row("SELECT id FROM signals WHERE path = ?1", [&def.path], |r| {
+                r.get(0)
+            })?;
         u32::try_from(id).map_err(|_| StoreError::Encode {
             what: "signal id",
             reason: format!("{id} does not fit in 32 bits"),
@@ -575,7 +617,13 @@ impl Store for SqliteStore {
     fn signals(&self) -> Result<Vec<(SignalId, SignalDef)>> {
         self.read(|c| {
             let mut st = c.prepare("SELECT id, path, def FROM signals ORDER BY id")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, path, json) = row?;
@@ -599,7 +647,8 @@ impl Store for SqliteStore {
 
     fn records(&self, kind: &str) -> Result<Vec<(String, String)>> {
         self.read(|c| {
-            let mut st = c.prepare_cached("SELECT key, json FROM records WHERE kind = ?1 ORDER BY key")?;
+            let mut st =
+                c.prepare_cached("SELECT key, json FROM records WHERE kind = ?1 ORDER BY key")?;
             let rows = st.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
         })
@@ -634,10 +683,20 @@ impl Store for SqliteStore {
                    max_span = MAX(max_span, excluded.max_span),
                    small_chunks = small_chunks + excluded.small_chunks",
             )?;
-            st.execute(params![s.signal, hi, vals[vals.len() - 1], lo, hi, span, small])?;
+            st.execute(params![
+                s.signal,
+                hi,
+                vals[vals.len() - 1],
+                lo,
+                hi,
+                span,
+                small
+            ])?;
         }
         if !batch.events.is_empty() {
-            let mut st = tx.prepare_cached("INSERT INTO events(ts, asset, type, body) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut st = tx.prepare_cached(
+                "INSERT INTO events(ts, asset, type, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for e in &batch.events {
                 let body = serde_json::to_string(e).map_err(|err| StoreError::Encode {
                     what: "event",
@@ -657,13 +716,25 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut st = c.prepare("SELECT signal, latest_ts, latest_value FROM series_state")?;
             let rows = st.query_map([], |r| {
-                Ok((r.get::<_, u32>(0)?, Sample { ts: r.get(1)?, value: r.get(2)? }))
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    Sample {
+                        ts: r.get(1)?,
+                        value: r.get(2)?,
+                    },
+                ))
             })?;
             Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
         })
     }
 
-    fn range(&self, signal: SignalId, from: Timestamp, to: Timestamp, limit: usize) -> Result<Vec<Sample>> {
+    fn range(
+        &self,
+        signal: SignalId,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Sample>> {
         if from >= to {
             return Ok(Vec::new());
         }
@@ -676,9 +747,17 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    fn aggregate(&self, signal: SignalId, from: Timestamp, to: Timestamp, step_ms: i64) -> Result<Aggregate> {
+    fn aggregate(
+        &self,
+        signal: SignalId,
+        from: Timestamp,
+        to: Timestamp,
+        step_ms: i64,
+    ) -> Result<Aggregate> {
         if step_ms <= 0 {
-            return Err(StoreError::InvalidQuery(format!("step {step_ms} ms must be positive")));
+            return Err(StoreError::InvalidQuery(format!(
+                "step {step_ms} ms must be positive"
+            )));
         }
         if from >= to {
             return Ok(Aggregate {
@@ -701,25 +780,30 @@ impl Store for SqliteStore {
                 _ => buckets.push((k, *acc)),
             }
         };
-        let raw_into = |buckets: &mut Vec<(i64, Acc)>, c: &Connection, a: i64, b: i64| -> Result<()> {
-            if a >= b {
-                return Ok(());
-            }
-            let (ts, vals) = Self::merged(c, signal, a, b)?;
-            for (t, v) in ts.iter().zip(&vals) {
-                let k = floor_to(*t, step_ms);
-                match buckets.last_mut() {
-                    Some((bk, acc)) if *bk == k => acc.add(*t, *v),
-                    _ => {
-                        let mut acc = Acc::new();
-                        acc.add(*t, *v);
-                        buckets.push((k, acc));
+        let raw_into =
+            |buckets: &mut Vec<(i64, Acc)>, c: &Connection, a: i64, b: i64| -> Result<()> {
+                if a >= b {
+                    return Ok(());
+                }
+                let (ts, vals) = Self::merged(c, signal, a, b)?;
+                for (t, v) in ts.iter().zip(&vals) {
+                    let k = floor_to(*t, step_ms);
+                    match buckets.last_mut() {
+                        Some((bk, acc)) if *bk == k => acc.add(*t, *v),
+                        _ => {
+                            let mut acc = Acc::new();
+                            acc.add(*t, *v);
+                            buckets.push((k, acc));
+                        }
                     }
                 }
-            }
-            Ok(())
+                Ok(())
+            };
+        let (inner_lo, inner_hi) = if gran > 0 {
+            (ceil_to(from, gran), floor_to(to, gran))
+        } else {
+            (0, 0)
         };
-        let (inner_lo, inner_hi) = if gran > 0 { (ceil_to(from, gran), floor_to(to, gran)) } else { (0, 0) };
         if gran == 0 || inner_lo >= inner_hi {
             self.read(|c| raw_into(&mut buckets, c, from, to))?;
             return Ok(Aggregate {
@@ -803,27 +887,29 @@ impl Store for SqliteStore {
 
     fn maintain(&self, now: Timestamp) -> Result<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
-        let (to_compact, dirty, retention): (Vec<SignalId>, Vec<SignalId>, Vec<(SignalId, u32)>) = self.read(|c| {
-            let ids = |sql: &str| -> Result<Vec<SignalId>> {
-                let mut st = c.prepare(sql)?;
-                let rows = st.query_map([], |r| r.get::<_, u32>(0))?;
-                Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
-            };
-            let compact = ids("SELECT signal FROM series_state WHERE small_chunks >= 4")?;
-            let dirty = ids("SELECT signal FROM series_state WHERE dirty_lo IS NOT NULL")?;
-            let mut st = c.prepare("SELECT id, def FROM signals")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
-            let mut retention = Vec::new();
-            for row in rows {
-                let (id, json) = row?;
-                if let Ok(def) = serde_json::from_str::<SignalDef>(&json) {
-                    if let Some(days) = def.retention_days {
+        let (to_compact, dirty, retention): (Vec<SignalId>, Vec<SignalId>, Vec<(SignalId, u32)>) =
+            self.read(|c| {
+                let ids = |sql: &str| -> Result<Vec<SignalId>> {
+                    let mut st = c.prepare(sql)?;
+                    let rows = st.query_map([], |r| r.get::<_, u32>(0))?;
+                    Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+                };
+                let compact = ids("SELECT signal FROM series_state WHERE small_chunks >= 4")?;
+                let dirty = ids("SELECT signal FROM series_state WHERE dirty_lo IS NOT NULL")?;
+                let mut st = c.prepare("SELECT id, def FROM signals")?;
+                let rows =
+                    st.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?;
+                let mut retention = Vec::new();
+                for row in rows {
+                    let (id, json) = row?;
+                    if let Ok(def) = serde_json::from_str::<SignalDef>(&json)
+                        && let Some(days) = def.retention_days
+                    {
                         retention.push((id, days));
                     }
                 }
-            }
-            Ok((compact, dirty, retention))
-        })?;
+                Ok((compact, dirty, retention))
+            })?;
         // One short transaction per signal so that ingest never waits long for the writer.
         for signal in to_compact {
             let mut conn = self.writer.lock();
@@ -879,8 +965,17 @@ mod tests;
 
 /// Helpers shared with the tests.
 #[cfg(test)]
-pub(crate) fn naive_buckets(samples: &std::collections::HashMap<i64, f64>, from: i64, to: i64, step: i64) -> Vec<Bucket> {
-    let mut keys: Vec<i64> = samples.keys().copied().filter(|t| *t >= from && *t < to).collect();
+pub(crate) fn naive_buckets(
+    samples: &std::collections::HashMap<i64, f64>,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Vec<Bucket> {
+    let mut keys: Vec<i64> = samples
+        .keys()
+        .copied()
+        .filter(|t| *t >= from && *t < to)
+        .collect();
     keys.sort_unstable();
     let mut out: Vec<(i64, Acc)> = Vec::new();
     for t in keys {

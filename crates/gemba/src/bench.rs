@@ -46,7 +46,9 @@ impl Drop for Child_ {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
@@ -74,10 +76,12 @@ fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
     let mut c = Child_ { child, http, mqtt };
     let agent = crate::query::agent();
     loop {
-        if let Ok(r) = agent.get(&format!("http://127.0.0.1:{http}/healthz")).call() {
-            if r.status() == 200 {
-                break;
-            }
+        if let Ok(r) = agent
+            .get(&format!("http://127.0.0.1:{http}/healthz"))
+            .call()
+            && r.status() == 200
+        {
+            break;
         }
         if let Ok(Some(st)) = c.child.try_wait() {
             bail!("gemba serve exited with {st}");
@@ -100,11 +104,15 @@ fn rss_mb(pid: u32) -> Option<f64> {
 
 /// Deterministic sensor-like values: a random walk with two decimals.
 fn values(seed: u64, n: usize) -> Vec<f64> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut v = 50.0 + (seed % 50) as f64;
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let step = ((x >> 33) % 201) as f64 / 100.0 - 1.0;
             v = ((v + step) * 100.0).round() / 100.0;
             v
@@ -139,7 +147,11 @@ fn ingest(args: BenchArgs) -> anyhow::Result<()> {
             tmp.0.clone()
         }
     };
-    println!("gemba bench ingest — {} cores, store in {}", num_cpus(), dir.display());
+    println!(
+        "gemba bench ingest — {} cores, store in {}",
+        num_cpus(),
+        dir.display()
+    );
     println!();
 
     // 1. Start-up and idle RSS.
@@ -154,8 +166,15 @@ fn ingest(args: BenchArgs) -> anyhow::Result<()> {
         .new_agent();
 
     // 2. HTTP bulk ingest.
-    let rounds = args.http_points.div_ceil(SIGNALS_PER_BODY * POINTS_PER_SERIES).max(2);
-    eprint!("preparing {} HTTP bodies of {} samples… ", rounds, SIGNALS_PER_BODY * POINTS_PER_SERIES);
+    let rounds = args
+        .http_points
+        .div_ceil(SIGNALS_PER_BODY * POINTS_PER_SERIES)
+        .max(2);
+    eprint!(
+        "preparing {} HTTP bodies of {} samples… ",
+        rounds,
+        SIGNALS_PER_BODY * POINTS_PER_SERIES
+    );
     let bodies: Vec<Arc<Vec<u8>>> = (0..rounds).map(|r| Arc::new(body(r))).collect();
     eprintln!("done ({:.1} MB each)", bodies[0].len() as f64 / 1e6);
     // Warm-up: registers the 100 signals.
@@ -164,7 +183,8 @@ fn ingest(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let clients: Vec<_> = (0..2)
         .map(|_| {
-            let (agent, base, bodies, next) = (agent.clone(), base.clone(), bodies.clone(), next.clone());
+            let (agent, base, bodies, next) =
+                (agent.clone(), base.clone(), bodies.clone(), next.clone());
             std::thread::spawn(move || -> anyhow::Result<usize> {
                 let mut n = 0;
                 loop {
@@ -178,7 +198,9 @@ fn ingest(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let mut http_points = 0;
     for c in clients {
-        http_points += c.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        http_points += c
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
     let http_secs = started.elapsed().as_secs_f64();
     let http_rate = http_points as f64 / http_secs;
@@ -200,42 +222,122 @@ fn ingest(args: BenchArgs) -> anyhow::Result<()> {
     let agg_sig = "bench/agg/line/m/one_million";
     let span_to = T0 + 1_000_000_000;
     // 1,000 s buckets are not a multiple of a minute: the raw path.
-    let raw_ms = time_get(&agent, &format!("{base}/api/v1/series?signal={agg_sig}&from={T0}&to={span_to}&step=1000000&agg=mean"), 1000)?;
+    let raw_ms = time_get(
+        &agent,
+        &format!(
+            "{base}/api/v1/series?signal={agg_sig}&from={T0}&to={span_to}&step=1000000&agg=mean"
+        ),
+        1000,
+    )?;
     // 1,020 s = 17 min: rollup_1m path (980 buckets).
-    let roll_ms = time_get(&agent, &format!("{base}/api/v1/series?signal={agg_sig}&from={T0}&to={span_to}&step=17m&agg=mean"), 980)?;
+    let roll_ms = time_get(
+        &agent,
+        &format!("{base}/api/v1/series?signal={agg_sig}&from={T0}&to={span_to}&step=17m&agg=mean"),
+        980,
+    )?;
     let _ = sig;
 
     // 4. Latest of 10,000 signals.
     let latest_body = json!({"points": (0..10_000).map(|i| json!({"signal": format!("bench/latest/l{}/m{}/s", i % 100, i), "ts": T0, "value": i})).collect::<Vec<_>>()});
     post(&agent, &base, latest_body.to_string().as_bytes())?;
-    let latest_ms = time_get(&agent, &format!("{base}/api/v1/latest?prefix=bench/latest"), 10_000)?;
+    let latest_ms = time_get(
+        &agent,
+        &format!("{base}/api/v1/latest?prefix=bench/latest"),
+        10_000,
+    )?;
 
     // 5. MQTT, batched (100 samples per message) and one sample per message.
     let (mqtt_batched, drain) = mqtt_bench(&agent, &base, srv.mqtt, args.mqtt_points, 100)?;
     let (window_median, window_max) = mqtt_window(&agent, &base, srv.mqtt)?;
-    let (mqtt_single, _) = mqtt_bench(&agent, &base, srv.mqtt, (args.mqtt_points / 20).max(10_000), 1)?;
+    let (mqtt_single, _) = mqtt_bench(
+        &agent,
+        &base,
+        srv.mqtt,
+        (args.mqtt_points / 20).max(10_000),
+        1,
+    )?;
     let busy_rss = rss_mb(srv.child.id());
     drop(srv);
 
-    println!("{:<58} {:>14} {:>14} {:>8}", "figure", "gemba", "reference", "target");
-    let row = |name: &str, g: String, r: String, t: &str| println!("{name:<58} {g:>14} {r:>14} {t:>8}");
+    println!(
+        "{:<58} {:>14} {:>14} {:>8}",
+        "figure", "gemba", "reference", "target"
+    );
+    let row =
+        |name: &str, g: String, r: String, t: &str| println!("{name:<58} {g:>14} {r:>14} {t:>8}");
     row(
-        &format!("HTTP bulk ingest, durable ({:.1} M samples), samples/s", http_points as f64 / 1e6),
+        &format!(
+            "HTTP bulk ingest, durable ({:.1} M samples), samples/s",
+            http_points as f64 / 1e6
+        ),
         format!("{:.0}", http_rate),
         format!("{:.0}", ref_rate),
         "≥1000000",
     );
-    println!("{:<58} {:>14.1}x  (reference: one SQLite row per sample, WAL, synchronous=FULL)", "  ratio gemba / reference", http_rate / ref_rate);
-    println!("{:<58} {:>14.1}x  (ThingsBoard reports 33,333 samples/s on 36 vCPUs)", "  ratio gemba / ThingsBoard's published figure", http_rate / 33_333.0);
-    row("MQTT ingest, 100 samples/message, samples/s", format!("{mqtt_batched:.0}"), "-".into(), "≥200000");
-    row("MQTT ingest, 1 sample/message, samples/s", format!("{mqtt_single:.0}"), "-".into(), "");
-    row("MQTT publish→durable, one sample at 10 Hz, median ms", format!("{window_median:.1}"), "-".into(), "");
-    row("MQTT publish→durable, one sample at 10 Hz, max ms", format!("{window_max:.1}"), "-".into(), "");
-    row("MQTT batched run: last publish→all durable, ms", format!("{drain:.0}"), "-".into(), "");
-    row("aggregate 1,000,000 samples → 1,000 buckets, raw, ms", format!("{raw_ms:.1}"), "-".into(), "<50");
-    row("aggregate 1,000,000 samples → 980 buckets, rollup, ms", format!("{roll_ms:.1}"), "-".into(), "<50");
-    row("latest value of 10,000 signals (HTTP, JSON), ms", format!("{latest_ms:.1}"), "-".into(), "<10");
-    row("gemba serve start to ready, ms", format!("{:.0}", ready.as_secs_f64() * 1000.0), "-".into(), "<1000");
+    println!(
+        "{:<58} {:>14.1}x  (reference: one SQLite row per sample, WAL, synchronous=FULL)",
+        "  ratio gemba / reference",
+        http_rate / ref_rate
+    );
+    println!(
+        "{:<58} {:>14.1}x  (ThingsBoard reports 33,333 samples/s on 36 vCPUs)",
+        "  ratio gemba / ThingsBoard's published figure",
+        http_rate / 33_333.0
+    );
+    row(
+        "MQTT ingest, 100 samples/message, samples/s",
+        format!("{mqtt_batched:.0}"),
+        "-".into(),
+        "≥200000",
+    );
+    row(
+        "MQTT ingest, 1 sample/message, samples/s",
+        format!("{mqtt_single:.0}"),
+        "-".into(),
+        "",
+    );
+    row(
+        "MQTT publish→durable, one sample at 10 Hz, median ms",
+        format!("{window_median:.1}"),
+        "-".into(),
+        "",
+    );
+    row(
+        "MQTT publish→durable, one sample at 10 Hz, max ms",
+        format!("{window_max:.1}"),
+        "-".into(),
+        "",
+    );
+    row(
+        "MQTT batched run: last publish→all durable, ms",
+        format!("{drain:.0}"),
+        "-".into(),
+        "",
+    );
+    row(
+        "aggregate 1,000,000 samples → 1,000 buckets, raw, ms",
+        format!("{raw_ms:.1}"),
+        "-".into(),
+        "<50",
+    );
+    row(
+        "aggregate 1,000,000 samples → 980 buckets, rollup, ms",
+        format!("{roll_ms:.1}"),
+        "-".into(),
+        "<50",
+    );
+    row(
+        "latest value of 10,000 signals (HTTP, JSON), ms",
+        format!("{latest_ms:.1}"),
+        "-".into(),
+        "<10",
+    );
+    row(
+        "gemba serve start to ready, ms",
+        format!("{:.0}", ready.as_secs_f64() * 1000.0),
+        "-".into(),
+        "<1000",
+    );
     row(
         "gemba serve idle RSS, MB",
         idle_rss.map_or("n/a".into(), |v| format!("{v:.1}")),
@@ -257,9 +359,12 @@ fn post(agent: &ureq::Agent, base: &str, body: &[u8]) -> anyhow::Result<usize> {
         .header("content-type", "application/json")
         .send(body)?;
     let status = r.status();
-    let text = r.body_mut().read_to_string()?;
+    let text = r.body_mut().with_config().limit(1 << 30).read_to_string()?;
     if status != 200 {
-        bail!("ingest answered {status}: {}", text.chars().take(500).collect::<String>());
+        bail!(
+            "ingest answered {status}: {}",
+            text.chars().take(500).collect::<String>()
+        );
     }
     let v: Value = serde_json::from_str(&text)?;
     Ok(v["accepted_points"].as_u64().unwrap_or(0) as usize)
@@ -271,10 +376,13 @@ fn time_get(agent: &ureq::Agent, url: &str, expect: usize) -> anyhow::Result<f64
     for i in 0..8 {
         let t = Instant::now();
         let mut r = agent.get(url).call()?;
-        let text = r.body_mut().read_to_string()?;
+        let text = r.body_mut().with_config().limit(1 << 30).read_to_string()?;
         let el = t.elapsed().as_secs_f64() * 1000.0;
         let v: Value = serde_json::from_str(&text)?;
-        let n = v["points"].as_array().or_else(|| v.as_array()).map_or(0, Vec::len);
+        let n = v["points"]
+            .as_array()
+            .or_else(|| v.as_array())
+            .map_or(0, Vec::len);
         if n != expect {
             bail!("{url} returned {n} entries, expected {expect}");
         }
@@ -287,7 +395,13 @@ fn time_get(agent: &ureq::Agent, url: &str, expect: usize) -> anyhow::Result<f64
 }
 
 fn mqtt_points_stored(agent: &ureq::Agent, base: &str) -> anyhow::Result<f64> {
-    let text = agent.get(&format!("{base}/metrics")).call()?.body_mut().read_to_string()?;
+    let text = agent
+        .get(&format!("{base}/metrics"))
+        .call()?
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()?;
     Ok(text
         .lines()
         .find(|l| l.starts_with("gemba_ingest_points_total{source=\"mqtt\"}"))
@@ -298,7 +412,13 @@ fn mqtt_points_stored(agent: &ureq::Agent, base: &str) -> anyhow::Result<f64> {
 
 /// Publishes `points` samples in messages of `per_msg` to the machine batch topic; returns samples/s
 /// from first publish to last durable commit, and the largest receipt→durable delay observed (ms).
-fn mqtt_bench(agent: &ureq::Agent, base: &str, port: u16, points: usize, per_msg: usize) -> anyhow::Result<(f64, f64)> {
+fn mqtt_bench(
+    agent: &ureq::Agent,
+    base: &str,
+    port: u16,
+    points: usize,
+    per_msg: usize,
+) -> anyhow::Result<(f64, f64)> {
     use rumqttc::{Client, MqttOptions, QoS};
     let before = mqtt_points_stored(agent, base)?;
     let mut opts = MqttOptions::new(format!("bench-{per_msg}"), "127.0.0.1", port);
@@ -326,7 +446,8 @@ fn mqtt_bench(agent: &ureq::Agent, base: &str, port: u16, points: usize, per_msg
                 let vals = values(i as u64, per_msg);
                 (
                     format!("gemba/v1/bench/mqtt/line1/m{}", i % 10),
-                    json!({"series": [{"signal": "batched", "t0": t, "dt": 10, "values": vals}]}).to_string(),
+                    json!({"series": [{"signal": "batched", "t0": t, "dt": 10, "values": vals}]})
+                        .to_string(),
                 )
             }
         })
@@ -344,7 +465,11 @@ fn mqtt_bench(agent: &ureq::Agent, base: &str, port: u16, points: usize, per_msg
             break;
         }
         if started.elapsed() > Duration::from_secs(300) {
-            bail!("MQTT: only {} of {} samples stored after 300 s", stored - before, expected - before);
+            bail!(
+                "MQTT: only {} of {} samples stored after 300 s",
+                stored - before,
+                expected - before
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -411,7 +536,12 @@ fn mqtt_window(agent: &ureq::Agent, base: &str, port: u16) -> anyhow::Result<(f6
     for i in 0..30i64 {
         let ts = T0 + 3_000_000_000 + i;
         let started = Instant::now();
-        client.publish(format!("gemba/v1/{signal}"), QoS::AtLeastOnce, false, format!("{{\"ts\":{ts},\"value\":{i}}}"))?;
+        client.publish(
+            format!("gemba/v1/{signal}"),
+            QoS::AtLeastOnce,
+            false,
+            format!("{{\"ts\":{ts},\"value\":{i}}}"),
+        )?;
         loop {
             let text = agent
                 .get(&format!("{base}/api/v1/latest?prefix={signal}"))

@@ -102,7 +102,12 @@ pub struct CsvArgs {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     /// Server to ask.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:8080",
+        env = "GEMBA_SERVER"
+    )]
     pub server: String,
     /// Print CSV instead of a table.
     #[arg(long, global = true)]

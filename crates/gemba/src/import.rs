@@ -20,6 +20,15 @@ pub fn run(cmd: ImportCmd) -> anyhow::Result<()> {
     }
 }
 
+/// What one batch did: samples stored, items rejected, (location, message) of the errors.
+struct Sent {
+    accepted: u64,
+    rejected: u64,
+    errors: Vec<(String, String)>,
+}
+
+type Sender = Box<dyn FnMut(DecodedBatch) -> anyhow::Result<Sent>>;
+
 /// Totals of an import.
 #[derive(Default)]
 struct Totals {
@@ -29,12 +38,18 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, accepted: u64, rejected: u64, errors: &[(String, String)], bar: &ProgressBar) {
+    fn add(
+        &mut self,
+        accepted: u64,
+        rejected: u64,
+        errors: &[(String, String)],
+        bar: &ProgressBar,
+    ) {
         self.accepted += accepted;
         self.rejected += rejected;
         for (loc, msg) in errors {
             if self.shown < 20 {
-                bar.println(format!("  {loc}: {msg}"));
+                bar.suspend(|| eprintln!("  {loc}: {msg}"));
                 self.shown += 1;
             }
         }
@@ -59,22 +74,38 @@ fn csv(args: CsvArgs) -> anyhow::Result<()> {
         .ok()
         .filter(u8::is_ascii)
         .context("--delimiter must be one ASCII character")?;
-    let mut importer = CsvImporter::new(std::io::BufReader::new(file), mapping, delimiter, args.batch_rows)?;
+    let mut importer = CsvImporter::new(
+        std::io::BufReader::new(file),
+        mapping,
+        delimiter,
+        args.batch_rows,
+    )?;
 
     let bar = ProgressBar::new(size);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta}) {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut totals = Totals::default();
 
-    let mut send: Box<dyn FnMut(DecodedBatch) -> anyhow::Result<(u64, u64, Vec<(String, String)>)>> = if args.direct {
+    let mut send: Sender = if args.direct {
         let config = Config::load(args.config.as_deref())?;
-        let engine = Engine::open(config, Arc::new(SystemClock)).context("cannot open the store (is a server using it?)")?;
+        let engine = Engine::open(config, Arc::new(SystemClock))
+            .context("cannot open the store (is a server using it?)")?;
         Box::new(move |batch| {
             let o = engine.ingest_blocking(batch, Source::Csv, BatchMode::Partial)?;
-            let errs = o.errors.into_iter().map(|e| (e.location, e.message)).collect();
-            Ok((o.accepted_points as u64, o.rejected as u64, errs))
+            let errs = o
+                .errors
+                .into_iter()
+                .map(|e| (e.location, e.message))
+                .collect();
+            Ok(Sent {
+                accepted: o.accepted_points as u64,
+                rejected: o.rejected as u64,
+                errors: errs,
+            })
         })
     } else {
         let agent = crate::query::agent();
@@ -83,10 +114,13 @@ fn csv(args: CsvArgs) -> anyhow::Result<()> {
     };
 
     while let Some(batch) = importer.next() {
-        let (a, r, errs) = send(batch)?;
-        totals.add(a, r, &errs, &bar);
+        let sent = send(batch)?;
+        totals.add(sent.accepted, sent.rejected, &sent.errors, &bar);
         bar.set_position(importer.bytes_read());
-        bar.set_message(format!("{} samples, {} rejected", totals.accepted, totals.rejected));
+        bar.set_message(format!(
+            "{} samples, {} rejected",
+            totals.accepted, totals.rejected
+        ));
     }
     bar.finish_and_clear();
     println!(
@@ -95,31 +129,50 @@ fn csv(args: CsvArgs) -> anyhow::Result<()> {
         importer.rows_read(),
         args.file.display(),
         totals.rejected,
-        if totals.rejected as usize > totals.shown { " (first 20 shown)" } else { "" }
+        if totals.rejected as usize > totals.shown {
+            " (first 20 shown)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
 
 /// Sends one decoded batch as the columnar JSON body; decode errors of the CSV travel along.
-fn post_batch(agent: &ureq::Agent, url: &str, batch: DecodedBatch) -> anyhow::Result<(u64, u64, Vec<(String, String)>)> {
+fn post_batch(agent: &ureq::Agent, url: &str, batch: DecodedBatch) -> anyhow::Result<Sent> {
     let series: Vec<Value> = batch
         .series
         .iter()
         .map(|s| json!({"signal": s.signal, "ts": s.ts, "values": s.values}))
         .collect();
-    let mut errors: Vec<(String, String)> = batch.errors.iter().map(|e| (e.location.clone(), e.message.clone())).collect();
+    let mut errors: Vec<(String, String)> = batch
+        .errors
+        .iter()
+        .map(|e| (e.location.clone(), e.message.clone()))
+        .collect();
     let local_rejected = errors.len() as u64;
     if series.is_empty() {
-        return Ok((0, local_rejected, errors));
+        return Ok(Sent {
+            accepted: 0,
+            rejected: local_rejected,
+            errors,
+        });
     }
     let body = json!({ "series": series }).to_string();
     let mut resp = agent
         .post(url)
         .header("content-type", "application/json")
         .send(body)
-        .with_context(|| format!("cannot reach {url}; is `gemba serve` running? (--server, or --direct)"))?;
+        .with_context(|| {
+            format!("cannot reach {url}; is `gemba serve` running? (--server, or --direct)")
+        })?;
     let status = resp.status();
-    let text = resp.body_mut().read_to_string().context("cannot read the server's answer")?;
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .context("cannot read the server's answer")?;
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if status != 200 && status != 422 {
         bail!(
@@ -133,9 +186,9 @@ fn post_batch(agent: &ureq::Agent, url: &str, batch: DecodedBatch) -> anyhow::Re
             e["message"].as_str().unwrap_or("").to_owned(),
         ));
     }
-    Ok((
-        v["accepted_points"].as_u64().unwrap_or(0),
-        local_rejected + v["rejected"].as_u64().unwrap_or(0),
+    Ok(Sent {
+        accepted: v["accepted_points"].as_u64().unwrap_or(0),
+        rejected: local_rejected + v["rejected"].as_u64().unwrap_or(0),
         errors,
-    ))
+    })
 }

@@ -71,10 +71,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Sets up logging from the configuration (`RUST_LOG` wins when set).
 pub(crate) fn init_logging(level: &str, format: &str) {
     use tracing_subscriber::EnvFilter;
+    // rumqttd logs every connection at info; keep it at warn unless asked for.
+    let level = if level.contains("rumqttd") {
+        level.to_owned()
+    } else {
+        format!("{level},rumqttd=warn")
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

@@ -26,6 +26,8 @@ pub fn get(agent: &ureq::Agent, url: &str, params: &[(&str, String)]) -> anyhow:
     let status = resp.status();
     let body = resp
         .body_mut()
+        .with_config()
+        .limit(1 << 30)
         .read_to_string()
         .context("cannot read the response")?;
     if !status.is_success() {
@@ -108,12 +110,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 table(
                     &["time", "value"],
                     pts.iter()
-                        .map(|p| {
-                            vec![
-                                format_rfc3339(p[0].as_i64().unwrap_or(0)),
-                                p[1].to_string(),
-                            ]
-                        })
+                        .map(|p| vec![format_rfc3339(p[0].as_i64().unwrap_or(0)), p[1].to_string()])
                         .collect(),
                 )
             }
@@ -170,13 +167,19 @@ fn print_tree(node: &Value, depth: usize, out: &mut String) {
     let indent = "  ".repeat(depth);
     let name = node["name"].as_str().unwrap_or("");
     let level = node["level"].as_str().unwrap_or("");
-    let kind = node["kind"].as_str().map(|k| format!(" ({k})")).unwrap_or_default();
+    let kind = node["kind"]
+        .as_str()
+        .map(|k| format!(" ({k})"))
+        .unwrap_or_default();
     out.push_str(&format!("{indent}{name} [{level}]{kind}\n"));
     if let Some(sigs) = node["signals"].as_array() {
         for s in sigs {
             let path = s["path"].as_str().unwrap_or("");
             let short = path.rsplit('/').next().unwrap_or(path);
-            let unit = s["unit"].as_str().map(|u| format!(" [{u}]")).unwrap_or_default();
+            let unit = s["unit"]
+                .as_str()
+                .map(|u| format!(" [{u}]"))
+                .unwrap_or_default();
             out.push_str(&format!("{indent}  · {short}{unit}\n"));
         }
     }

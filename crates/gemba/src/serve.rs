@@ -22,7 +22,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create demo directory {}", args.data.display()))?;
     let plant = args.data.join("plant.toml");
-    std::fs::write(&plant, DEMO_PLANT).with_context(|| format!("cannot write {}", plant.display()))?;
+    std::fs::write(&plant, DEMO_PLANT)
+        .with_context(|| format!("cannot write {}", plant.display()))?;
     config.plant.file = Some(plant);
     config.storage.path = args.data.join("gemba.db");
     config.server.listen = args.listen;
@@ -53,11 +54,15 @@ async fn async_serve(config: Config) -> anyhow::Result<()> {
     // Bind first so that a taken port is reported before anything else starts.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen} (server.listen); is another Gemba running?"))?;
+        .with_context(|| {
+            format!("cannot listen on {listen} (server.listen); is another Gemba running?")
+        })?;
     let store_path = config.storage.path.clone();
     let engine = Engine::open(config, Arc::new(SystemClock))
         .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
-    let mqtt = mqtt_bridge::start(engine.clone()).await.context("cannot start MQTT")?;
+    let mqtt = mqtt_bridge::start(engine.clone())
+        .await
+        .context("cannot start MQTT")?;
     let _maintenance = engine.spawn_maintenance();
     let app = gemba_api::router(engine.clone());
     let signals = engine.registry().signal_count();

@@ -16,7 +16,7 @@ fn every_acknowledged_sample_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut srv = Server::start_in(dir.path(), "");
     let url = srv.url("/api/v1/ingest");
-    let base = now_ms() - 3_600_000;
+    let base = now_ms() - 7 * 86_400_000;
     let stop = Arc::new(AtomicBool::new(false));
     // (writer, batch) pairs acknowledged with 200.
     let acked: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
@@ -44,7 +44,11 @@ fn every_acknowledged_sample_survives_sigkill() {
                     }]});
                     match agent.post(&url).header("content-type", "application/json").send(body.to_string()) {
                         Ok(r) if r.status() == 200 => acked.lock().unwrap().push((w, batch)),
-                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Ok(mut r) => panic!(
+                            "unexpected status {}: {}",
+                            r.status(),
+                            r.body_mut().with_config().limit(1 << 30).read_to_string().unwrap_or_default()
+                        ),
                         Err(_) => break, // the server died mid-request: not acknowledged
                     }
                     batch += 1;
@@ -60,7 +64,11 @@ fn every_acknowledged_sample_survives_sigkill() {
         h.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 20, "too few acknowledged batches ({}) to prove anything", acked.len());
+    assert!(
+        acked.len() > 20,
+        "too few acknowledged batches ({}) to prove anything",
+        acked.len()
+    );
 
     let (config, http, mqtt, v5) = (srv.config.clone(), srv.http, srv.mqtt, srv.mqtt_v5);
     drop(srv);

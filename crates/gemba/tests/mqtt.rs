@@ -11,9 +11,15 @@ use std::time::Duration;
 use common::{Server, eventually, now_ms, require_program};
 
 fn mosquitto_pub(srv: &Server, args: &[&str]) {
+    // MQTT 5 has its own listener on the embedded broker.
+    let port = if args.contains(&"mqttv5") {
+        srv.mqtt_v5
+    } else {
+        srv.mqtt
+    };
     let prog = require_program("mosquitto_pub", "mosquitto-clients");
     let out = Command::new(prog)
-        .args(["-h", "127.0.0.1", "-p", &srv.mqtt.to_string(), "-q", "1"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
         .args(args)
         .output()
         .unwrap();
@@ -34,7 +40,12 @@ fn mosquitto_pub_single_values_batches_and_junk() {
     mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", "301.5"]);
     mosquitto_pub(
         &srv,
-        &["-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", &format!("{{\"value\": 302.5, \"ts\": {}}}", now - 1000)],
+        &[
+            "-t",
+            "gemba/v1/s1/a1/l1/m1/temp",
+            "-m",
+            &format!("{{\"value\": 302.5, \"ts\": {}}}", now - 1000),
+        ],
     );
     mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1/l1/m1/door", "-m", "true"]);
     mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1/l1/m1/state", "-m", "running"]);
@@ -47,11 +58,17 @@ fn mosquitto_pub_single_values_batches_and_junk() {
             "-t",
             "gemba/v1/s1/a1/l1/m1",
             "-m",
-            &format!("{{\"ts\": {}, \"values\": {{\"speed\": 1500, \"temp\": 303.5}}}}", now - 500),
+            &format!(
+                "{{\"ts\": {}, \"values\": {{\"speed\": 1500, \"temp\": 303.5}}}}",
+                now - 500
+            ),
         ],
     );
     // Junk: undecodable payload, unknown signal, wrong topic shape, out-of-range value.
-    mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", "{not json"]);
+    mosquitto_pub(
+        &srv,
+        &["-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", "{not json"],
+    );
     mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1/l1/m1/unknown", "-m", "1"]);
     mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1", "-m", "1"]);
     mosquitto_pub(&srv, &["-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", "-40"]);
@@ -62,9 +79,16 @@ fn mosquitto_pub_single_values_batches_and_junk() {
     })
     .unwrap_or_else(|| panic!("MQTT samples did not arrive; log:\n{}", srv.logs()));
     let values: Vec<f64> = temps.iter().map(|p| p.1).collect();
-    assert!(values.contains(&301.5) && values.contains(&302.5) && values.contains(&303.5), "{values:?}");
+    assert!(
+        values.contains(&301.5) && values.contains(&302.5) && values.contains(&303.5),
+        "{values:?}"
+    );
     assert!(temps.iter().any(|p| p.0 == now - 1000));
-    assert_eq!(temps.len(), 3, "the out-of-range -40 must have been rejected: {temps:?}");
+    assert_eq!(
+        temps.len(),
+        3,
+        "the out-of-range -40 must have been rejected: {temps:?}"
+    );
     let speed = eventually(Duration::from_secs(5), || {
         let s = srv.samples("s1/a1/l1/m1/speed");
         (!s.is_empty()).then_some(s)
@@ -80,7 +104,11 @@ fn mosquitto_pub_single_values_batches_and_junk() {
         let rejected = srv.metric("gemba_ingest_rejected_items_total{source=\"mqtt\"}");
         (junk >= 1.0 && rejected >= 4.0).then_some((junk, rejected))
     });
-    assert!(counted.is_some(), "junk not counted; metrics:\n{}", srv.get_text("/metrics").1);
+    assert!(
+        counted.is_some(),
+        "junk not counted; metrics:\n{}",
+        srv.get_text("/metrics").1
+    );
     let (s, _) = srv.get_text("/healthz");
     assert_eq!(s, 200);
 }
@@ -107,7 +135,12 @@ fn mqtt5_client_and_many_messages() {
     for i in 0..N {
         let payload = format!("{{\"ts\": {}, \"value\": {}}}", t0 + i, i);
         client
-            .publish("gemba/v1/s1/a1/l1/m1/speed", QoS::AtLeastOnce, false, payload)
+            .publish(
+                "gemba/v1/s1/a1/l1/m1/speed",
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
             .unwrap();
     }
     let got = eventually(Duration::from_secs(20), || {

@@ -15,7 +15,10 @@ fn series(signal: SignalId, pts: &[(i64, f64)]) -> WriteBatch {
     WriteBatch {
         series: vec![SeriesWrite {
             signal,
-            samples: pts.iter().map(|&(ts, value)| Sample { ts, value }).collect(),
+            samples: pts
+                .iter()
+                .map(|&(ts, value)| Sample { ts, value })
+                .collect(),
         }],
         events: vec![],
     }
@@ -30,14 +33,21 @@ fn last_write_wins_within_and_across_writes() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir);
     let id = s.put_signal(&SignalDef::auto("a/b/c/d/e")).unwrap();
-    s.write(&series(id, &[(30, 3.0), (10, 1.0), (20, 2.0), (10, 1.5)])).unwrap();
+    s.write(&series(id, &[(30, 3.0), (10, 1.0), (20, 2.0), (10, 1.5)]))
+        .unwrap();
     s.write(&series(id, &[(20, 20.0), (40, 4.0)])).unwrap();
     assert_eq!(
         pairs(s.range(id, 0, 100, 100).unwrap()),
         vec![(10, 1.5), (20, 20.0), (30, 3.0), (40, 4.0)]
     );
-    assert_eq!(pairs(s.range(id, 15, 40, 100).unwrap()), vec![(20, 20.0), (30, 3.0)]);
-    assert_eq!(pairs(s.range(id, 0, 100, 2).unwrap()), vec![(10, 1.5), (20, 20.0)]);
+    assert_eq!(
+        pairs(s.range(id, 15, 40, 100).unwrap()),
+        vec![(20, 20.0), (30, 3.0)]
+    );
+    assert_eq!(
+        pairs(s.range(id, 0, 100, 2).unwrap()),
+        vec![(10, 1.5), (20, 20.0)]
+    );
     let latest = s.latest_all().unwrap();
     assert_eq!(latest, vec![(id, Sample { ts: 40, value: 4.0 })]);
     // A late write does not move latest backwards.
@@ -53,7 +63,7 @@ fn aggregates_agree_with_naive_on_raw_and_rollup_paths() {
     let t0 = 1_700_000_000_000i64 - 1_700_000_000_000 % HOUR;
     let mut truth = HashMap::new();
     // Irregular samples over 5 hours, written in three out-of-order batches with overwrites.
-    let mut batches = vec![vec![], vec![], vec![]];
+    let mut batches = [vec![], vec![], vec![]];
     for i in 0..18_000i64 {
         let ts = t0 + i * 1000 + (i * 7919) % 900;
         let v = ((i * 31) % 997) as f64 / 10.0 - 20.0;
@@ -63,26 +73,60 @@ fn aggregates_agree_with_naive_on_raw_and_rollup_paths() {
     for b in batches.iter().rev() {
         s.write(&series(id, b)).unwrap();
     }
-    let overwrite: Vec<(i64, f64)> = (0..500).map(|i| (t0 + i * 1000 + (i * 7919) % 900, 999.0)).collect();
+    let overwrite: Vec<(i64, f64)> = (0..500)
+        .map(|i| (t0 + i * 1000 + (i * 7919) % 900, 999.0))
+        .collect();
     for (t, v) in &overwrite {
         truth.insert(*t, *v);
     }
     s.write(&series(id, &overwrite)).unwrap();
-    let check = |truth: &HashMap<i64, f64>, from: i64, to: i64, step: i64, expect_source: AggSource| {
-        let got = s.aggregate(id, from, to, step).unwrap();
-        assert_eq!(got.source, expect_source, "step {step}");
-        let want = naive_buckets(truth, from, to, step);
-        assert_eq!(got.buckets.len(), want.len(), "step {step} from {from} to {to}");
-        for (g, w) in got.buckets.iter().zip(&want) {
-            assert_eq!((g.ts, g.count, g.min, g.max, g.last), (w.ts, w.count, w.min, w.max, w.last));
-            assert!((g.sum - w.sum).abs() < 1e-6, "{} vs {}", g.sum, w.sum);
-        }
-    };
+    let check =
+        |truth: &HashMap<i64, f64>, from: i64, to: i64, step: i64, expect_source: AggSource| {
+            let got = s.aggregate(id, from, to, step).unwrap();
+            assert_eq!(got.source, expect_source, "step {step}");
+            let want = naive_buckets(truth, from, to, step);
+            assert_eq!(
+                got.buckets.len(),
+                want.len(),
+                "step {step} from {from} to {to}"
+            );
+            for (g, w) in got.buckets.iter().zip(&want) {
+                assert_eq!(
+                    (g.ts, g.count, g.min, g.max, g.last),
+                    (w.ts, w.count, w.min, w.max, w.last)
+                );
+                assert!((g.sum - w.sum).abs() < 1e-6, "{} vs {}", g.sum, w.sum);
+            }
+        };
     // Unaligned ends, raw and rollup paths; then after maintenance (rollups from maintain).
-    check(&truth, t0 + 12_345, t0 + 4 * HOUR + 777, 7_000, AggSource::Raw);
-    check(&truth, t0 + 12_345, t0 + 4 * HOUR + 777, 5 * MINUTE, AggSource::Rollup1m);
-    check(&truth, t0 + 12_345, t0 + 5 * HOUR, HOUR, AggSource::Rollup1h);
-    check(&truth, t0 - HOUR, t0 + 6 * HOUR, 2 * HOUR, AggSource::Rollup1h);
+    check(
+        &truth,
+        t0 + 12_345,
+        t0 + 4 * HOUR + 777,
+        7_000,
+        AggSource::Raw,
+    );
+    check(
+        &truth,
+        t0 + 12_345,
+        t0 + 4 * HOUR + 777,
+        5 * MINUTE,
+        AggSource::Rollup1m,
+    );
+    check(
+        &truth,
+        t0 + 12_345,
+        t0 + 5 * HOUR,
+        HOUR,
+        AggSource::Rollup1h,
+    );
+    check(
+        &truth,
+        t0 - HOUR,
+        t0 + 6 * HOUR,
+        2 * HOUR,
+        AggSource::Rollup1h,
+    );
     // Late data into an hour whose rollups exist: they must be refreshed.
     let late = [(t0 + HOUR + 500, -500.0), (t0 + 2 * HOUR + 1, 500.0)];
     for (t, v) in late {
@@ -91,7 +135,13 @@ fn aggregates_agree_with_naive_on_raw_and_rollup_paths() {
     s.write(&series(id, &late)).unwrap();
     check(&truth, t0, t0 + 5 * HOUR, HOUR, AggSource::Rollup1h);
     s.maintain(t0 + 6 * HOUR).unwrap();
-    check(&truth, t0 + 1, t0 + 5 * HOUR - 1, MINUTE, AggSource::Rollup1m);
+    check(
+        &truth,
+        t0 + 1,
+        t0 + 5 * HOUR - 1,
+        MINUTE,
+        AggSource::Rollup1m,
+    );
     check(&truth, t0, t0 + 5 * HOUR, 30 * MINUTE, AggSource::Rollup1m);
 }
 
@@ -116,7 +166,10 @@ fn compaction_keeps_every_sample_and_last_write_wins() {
     assert!(after < before / 10, "{before} -> {after}");
     let mut want: Vec<(i64, f64)> = truth.into_iter().collect();
     want.sort_by_key(|p| p.0);
-    assert_eq!(pairs(s.range(id, i64::MIN, i64::MAX, usize::MAX).unwrap()), want);
+    assert_eq!(
+        pairs(s.range(id, i64::MIN, i64::MAX, usize::MAX).unwrap()),
+        want
+    );
     // And new writes after compaction still win.
     s.write(&series(id, &[(5, -1.0)])).unwrap();
     s.maintain(0).unwrap();
@@ -132,12 +185,16 @@ fn retention_deletes_only_expired_chunks() {
     let id = s.put_signal(&def).unwrap();
     let keep = s.put_signal(&SignalDef::auto("a/b/c/d/f")).unwrap();
     let now = 10 * DAY;
-    s.write(&series(id, &[(now - 3 * DAY, 1.0), (now - 2 * DAY, 2.0)])).unwrap();
+    s.write(&series(id, &[(now - 3 * DAY, 1.0), (now - 2 * DAY, 2.0)]))
+        .unwrap();
     s.write(&series(id, &[(now - 1000, 3.0)])).unwrap();
     s.write(&series(keep, &[(now - 3 * DAY, 1.0)])).unwrap();
     let r = s.maintain(now).unwrap();
     assert_eq!(r.chunks_expired, 1);
-    assert_eq!(pairs(s.range(id, 0, now, 10).unwrap()), vec![(now - 1000, 3.0)]);
+    assert_eq!(
+        pairs(s.range(id, 0, now, 10).unwrap()),
+        vec![(now - 1000, 3.0)]
+    );
     assert_eq!(s.range(keep, 0, now, 10).unwrap().len(), 1);
 }
 
@@ -159,9 +216,24 @@ fn events_filter_by_type_asset_and_range() {
         series: vec![],
         events: vec![
             ev(10, "s/a/l1/m1", state("running")),
-            ev(20, "s/a/l1/m1", EventBody::Production { good: 5, scrap: 1, lot: None, cycle_time_s: None }),
+            ev(
+                20,
+                "s/a/l1/m1",
+                EventBody::Production {
+                    good: 5,
+                    scrap: 1,
+                    lot: None,
+                    cycle_time_s: None,
+                },
+            ),
             ev(30, "s/a/l10/m1", state("down")),
-            ev(40, "s/a/l1", EventBody::Custom { name: "handover".into() }),
+            ev(
+                40,
+                "s/a/l1",
+                EventBody::Custom {
+                    name: "handover".into(),
+                },
+            ),
         ],
     })
     .unwrap();
@@ -200,12 +272,23 @@ fn reopen_finds_everything_and_ids_are_stable() {
     let s = store(&dir);
     assert_eq!(s.put_signal(&SignalDef::auto("s/a/l/m/x")).unwrap(), a);
     let sigs = s.signals().unwrap();
-    assert_eq!(sigs.iter().map(|(id, d)| (*id, d.path.as_str())).collect::<Vec<_>>(), vec![(a, "s/a/l/m/x"), (b, "s/a/l/m/y")]);
+    assert_eq!(
+        sigs.iter()
+            .map(|(id, d)| (*id, d.path.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(a, "s/a/l/m/x"), (b, "s/a/l/m/y")]
+    );
     assert_eq!(s.range(b, 0, 10, 10).unwrap().len(), 2);
-    assert_eq!(s.records("lot").unwrap(), vec![("L1".to_string(), "{\"id\":\"L1\"}".to_string())]);
+    assert_eq!(
+        s.records("lot").unwrap(),
+        vec![("L1".to_string(), "{\"id\":\"L1\"}".to_string())]
+    );
     // New writes get sequence numbers above the old ones: they still win.
     s.write(&series(b, &[(2, 22.0)])).unwrap();
-    assert_eq!(pairs(s.range(b, 0, 10, 10).unwrap()), vec![(1, 1.0), (2, 22.0)]);
+    assert_eq!(
+        pairs(s.range(b, 0, 10, 10).unwrap()),
+        vec![(1, 1.0), (2, 22.0)]
+    );
 }
 
 #[test]
@@ -213,8 +296,12 @@ fn corrupt_chunk_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir);
     let id = s.put_signal(&SignalDef::auto("s/a/l/m/x")).unwrap();
-    s.write(&series(id, &[(1, 1.0), (2, 2.0), (3, 3.0)])).unwrap();
-    s.writer.lock().execute("UPDATE chunks SET data = x'01ff'", []).unwrap();
+    s.write(&series(id, &[(1, 1.0), (2, 2.0), (3, 3.0)]))
+        .unwrap();
+    s.writer
+        .lock()
+        .execute("UPDATE chunks SET data = x'01ff'", [])
+        .unwrap();
     match s.range(id, 0, 10, 10) {
         Err(StoreError::Corrupt { signal, .. }) => assert_eq!(signal, id),
         other => panic!("expected Corrupt, got {other:?}"),
@@ -227,7 +314,12 @@ fn corrupt_chunk_is_an_error_not_a_panic() {
 fn throughput_figures() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir);
-    let ids: Vec<SignalId> = (0..100).map(|i| s.put_signal(&SignalDef::auto(&format!("s/a/l/m/x{i}"))).unwrap()).collect();
+    let ids: Vec<SignalId> = (0..100)
+        .map(|i| {
+            s.put_signal(&SignalDef::auto(&format!("s/a/l/m/x{i}")))
+                .unwrap()
+        })
+        .collect();
     let t0 = 1_700_000_000_000i64;
     let mut total = 0;
     let started = std::time::Instant::now();
@@ -238,7 +330,10 @@ fn throughput_figures() {
                 .map(|&id| SeriesWrite {
                     signal: id,
                     samples: (0..10_000i64)
-                        .map(|i| Sample { ts: t0 + (round * 10_000 + i) * 1000, value: 300.0 + ((i * 13 + id as i64) % 500) as f64 / 100.0 })
+                        .map(|i| Sample {
+                            ts: t0 + (round * 10_000 + i) * 1000,
+                            value: 300.0 + ((i * 13 + id as i64) % 500) as f64 / 100.0,
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -247,17 +342,32 @@ fn throughput_figures() {
         total += s.write(&batch).unwrap().points;
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("write: {total} samples in {secs:.2} s = {:.0} samples/s (fsync per commit)", total as f64 / secs);
+    eprintln!(
+        "write: {total} samples in {secs:.2} s = {:.0} samples/s (fsync per commit)",
+        total as f64 / secs
+    );
     let id = ids[0];
     let to = t0 + 100_000 * 1000;
     let st = std::time::Instant::now();
     let a = s.aggregate(id, t0, to, 100_000).unwrap();
-    eprintln!("raw aggregate 100,000 samples -> {} buckets: {:.2} ms", a.buckets.len(), st.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "raw aggregate 100,000 samples -> {} buckets: {:.2} ms",
+        a.buckets.len(),
+        st.elapsed().as_secs_f64() * 1e3
+    );
     let st = std::time::Instant::now();
     let a = s.aggregate(id, t0, to, 2 * MINUTE).unwrap();
-    eprintln!("first rollup aggregate (refresh) -> {} buckets: {:.2} ms", a.buckets.len(), st.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "first rollup aggregate (refresh) -> {} buckets: {:.2} ms",
+        a.buckets.len(),
+        st.elapsed().as_secs_f64() * 1e3
+    );
     let st = std::time::Instant::now();
     let a = s.aggregate(id, t0, to, 2 * MINUTE).unwrap();
-    eprintln!("rollup aggregate -> {} buckets: {:.2} ms", a.buckets.len(), st.elapsed().as_secs_f64() * 1e3);
+    eprintln!(
+        "rollup aggregate -> {} buckets: {:.2} ms",
+        a.buckets.len(),
+        st.elapsed().as_secs_f64() * 1e3
+    );
     eprintln!("{:?}", s.stats().unwrap());
 }

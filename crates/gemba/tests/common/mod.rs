@@ -144,12 +144,16 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("gemba exited early with {status}; log:\n{}", self.logs());
             }
-            if let Ok(r) = self.agent.get(&self.url("/healthz")).call() {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.agent.get(&self.url("/healthz")).call()
+                && r.status() == 200
+            {
+                return;
             }
-            assert!(Instant::now() < deadline, "server not ready in 30 s; log:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in 30 s; log:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -157,7 +161,10 @@ impl Server {
     pub fn logs(&self) -> String {
         let mut out = String::new();
         if let Ok(rd) = std::fs::read_dir(&self.dir) {
-            let mut files: Vec<_> = rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("server-")).collect();
+            let mut files: Vec<_> = rd
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("server-"))
+                .collect();
             files.sort_by_key(|e| e.file_name());
             for e in files {
                 out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
@@ -179,8 +186,16 @@ impl Server {
             .send(body)
             .expect("POST");
         let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let text = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -189,9 +204,20 @@ impl Server {
 
     /// GETs a path with a query string; returns (status, body text).
     pub fn get_text(&self, path_and_query: &str) -> (u16, String) {
-        let mut r = self.agent.get(&self.url(path_and_query)).call().expect("GET");
+        let mut r = self
+            .agent
+            .get(&self.url(path_and_query))
+            .call()
+            .expect("GET");
         let status = r.status().as_u16();
-        (status, r.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            r.body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .unwrap_or_default(),
+        )
     }
 
     pub fn get_json(&self, path_and_query: &str) -> (u16, Value) {
@@ -199,18 +225,35 @@ impl Server {
         (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
     }
 
-    /// Raw samples of a signal over all time.
+    /// Raw samples of a signal over all time (paged through the API's 1,000,000-sample limit).
     pub fn samples(&self, signal: &str) -> Vec<(i64, f64)> {
-        let (s, v) = self.get_json(&format!(
-            "/api/v1/series?signal={signal}&from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z&limit=1000000"
-        ));
-        assert_eq!(s, 200, "{v}");
-        v["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
-            .collect()
+        let mut out: Vec<(i64, f64)> = Vec::new();
+        let mut from = 946_684_800_000i64; // 2000-01-01
+        loop {
+            let (s, v) = self.get_json(&format!(
+                "/api/v1/series?signal={signal}&from={from}&to=4102444800000&limit=1000000"
+            ));
+            assert_eq!(s, 200, "{v}");
+            let page: Vec<(i64, f64)> = v["points"]
+                .as_array()
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no points in {}",
+                        v.to_string().chars().take(500).collect::<String>()
+                    )
+                })
+                .iter()
+                .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+                .collect();
+            let truncated = v["truncated"].as_bool().unwrap_or(false);
+            if let Some(last) = page.last() {
+                from = last.0 + 1;
+            }
+            out.extend(page);
+            if !truncated {
+                return out;
+            }
+        }
     }
 
     pub fn metric(&self, name_and_labels: &str) -> f64 {
@@ -230,7 +273,10 @@ impl Server {
     pub fn stop(&mut self) {
         #[cfg(unix)]
         {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
