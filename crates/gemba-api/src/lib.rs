@@ -73,3 +73,31 @@ pub fn router(engine: Arc<Engine>) -> Router {
         ))
         .with_state(engine)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route is documented, and the document names no route the router lacks.
+    #[test]
+    fn openapi_matches_the_router() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (method, path) in ROUTES {
+            assert!(
+                paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} is not in openapi.json"
+            );
+        }
+        let documented: usize = paths
+            .values()
+            .map(|p| p.as_object().map_or(0, |o| o.len()))
+            .sum();
+        assert_eq!(
+            documented,
+            ROUTES.len(),
+            "openapi.json documents routes the router does not have"
+        );
+    }
+}

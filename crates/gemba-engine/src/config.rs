@@ -150,7 +150,8 @@ pub struct MqttConfig {
     pub topic_prefix: String,
     pub qos: u8,
     pub max_payload_bytes: usize,
-    /// Messages are decoded and committed together for at most this long.
+    /// The bridge commits whatever has queued up as soon as the previous commit is done; with a
+    /// window > 0 it also waits up to this long for more messages while the queue is empty.
     pub batch_window_ms: u64,
     pub external: ExternalBrokerConfig,
 }
@@ -164,7 +165,7 @@ impl Default for MqttConfig {
             topic_prefix: "gemba/v1".into(),
             qos: 1,
             max_payload_bytes: 1024 * 1024,
-            batch_window_ms: 50,
+            batch_window_ms: 0,
             external: ExternalBrokerConfig::default(),
         }
     }

@@ -305,6 +305,16 @@ impl Engine {
         for e in decoded.errors {
             report(&mut outcome, e.location, e.message);
         }
+        // Register all new signals of the batch in one go (a no-op unless the policy is "register").
+        let new_signals = decoded
+            .points
+            .iter()
+            .map(|p| p.signal.as_str())
+            .chain(decoded.series.iter().map(|s| s.signal.as_str()))
+            .filter(|p| self.registry.get(p).is_none());
+        if let Err(e) = self.registry.register_unknown(new_signals) {
+            tracing::warn!(error = %e, "bulk signal registration failed; registering one by one");
+        }
         let mut by_signal: HashMap<gemba_store::SignalId, Vec<Sample>> = HashMap::new();
         for p in decoded.points {
             let reg = match self.registry.resolve_for_ingest(&p.signal) {

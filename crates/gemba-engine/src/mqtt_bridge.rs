@@ -69,7 +69,7 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
     };
     let (tx, rx) = mpsc::channel::<MqttMessage>(16_384);
     let subscriber = spawn_subscriber(client_cfg, tx)?;
-    let window = Duration::from_millis(cfg.batch_window_ms.max(1));
+    let window = Duration::from_millis(cfg.batch_window_ms);
     let bridge = tokio::spawn(run(engine, rx, cfg.topic_prefix, window));
     Ok(Some(MqttRuntime {
         broker,
@@ -88,19 +88,25 @@ async fn run(
     window: Duration,
 ) {
     while let Some(first) = rx.recv().await {
+        // Take whatever has queued up (natural group commit: the longer the last commit took,
+        // the more is waiting), and wait at most `window` for more while the batch is small.
         let deadline = tokio::time::Instant::now() + window;
         let mut msgs = vec![first];
         let mut approx = 0usize;
-        loop {
-            if approx >= MAX_BATCH_SAMPLES {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => {
+        while approx < MAX_BATCH_SAMPLES {
+            match rx.try_recv() {
+                Ok(m) => {
                     approx += 1 + m.payload.len() / 16;
                     msgs.push(m);
                 }
-                Ok(None) | Err(_) => break,
+                Err(_) if window.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(m)) => {
+                        approx += 1 + m.payload.len() / 16;
+                        msgs.push(m);
+                    }
+                    Ok(None) | Err(_) => break,
+                },
             }
         }
         let engine2 = engine.clone();

@@ -197,6 +197,80 @@ impl Registry {
         }
     }
 
+    /// Registers every unknown, valid signal path of `paths` at once (one store transaction for
+    /// the signals and one for their new parent assets) when the policy allows. Invalid paths are
+    /// left alone: resolving them later reports the error for each item.
+    pub fn register_unknown<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), EngineError> {
+        if self.policy != UnknownSignals::Register {
+            return Ok(());
+        }
+        let mut defs: Vec<SignalDef> = Vec::new();
+        {
+            let inner = self.inner.read();
+            let mut seen = std::collections::HashSet::new();
+            for p in paths {
+                if inner.by_path.contains_key(p) || !seen.insert(p) {
+                    continue;
+                }
+                let mut def = SignalDef::auto(p);
+                def.retention_days = self.default_retention_days;
+                if def.validate().is_ok() {
+                    defs.push(def);
+                }
+            }
+        }
+        if defs.is_empty() {
+            return Ok(());
+        }
+        // Parent nodes that do not exist yet, in top-down order.
+        let mut nodes: Vec<AssetNode> = Vec::new();
+        {
+            let inner = self.inner.read();
+            let mut seen = std::collections::HashSet::new();
+            for d in &defs {
+                let segs: Vec<&str> = d.machine_path().split('/').collect();
+                for depth in 1..=segs.len() {
+                    let p = segs[..depth].join("/");
+                    if inner.model.node(&p).is_none()
+                        && seen.insert(p.clone())
+                        && let Some(level) = gemba_core::level_of(&p)
+                    {
+                        nodes.push(AssetNode {
+                            path: p,
+                            level,
+                            kind: None,
+                            ideal_cycle_time_s: None,
+                            timezone: None,
+                        });
+                    }
+                }
+            }
+        }
+        nodes.sort_by_key(|n| n.level);
+        let records = nodes
+            .iter()
+            .map(|n| Ok((n.path.clone(), to_json(n)?)))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        self.store.put_records("node", &records)?;
+        let ids = self.store.put_signals(&defs)?;
+        let mut inner = self.inner.write();
+        for n in nodes {
+            inner.model.define_node(n)?;
+        }
+        for (id, def) in ids.into_iter().zip(defs) {
+            inner.model.define_signal(def.clone())?;
+            let def = Arc::new(def);
+            inner.by_id.insert(id, def.clone());
+            inner
+                .by_path
+                .insert(def.path.clone(), Registered { id, def });
+        }
+        Ok(())
+    }
+
     /// Whether an asset path (site … machine) exists, registering it when the policy allows.
     pub fn resolve_asset_for_ingest(&self, path: &str) -> Result<(), String> {
         if self.inner.read().model.node(path).is_some() {

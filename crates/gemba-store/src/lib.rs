@@ -159,12 +159,22 @@ pub struct StoreStats {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers a signal or updates its definition; the id of a path never changes.
     fn put_signal(&self, def: &SignalDef) -> Result<SignalId>;
+    /// Registers many signals in one transaction (ids in the order of `defs`).
+    fn put_signals(&self, defs: &[SignalDef]) -> Result<Vec<SignalId>> {
+        defs.iter().map(|d| self.put_signal(d)).collect()
+    }
     /// Every registered signal with its id.
     fn signals(&self) -> Result<Vec<(SignalId, SignalDef)>>;
 
     /// Stores an asset-model record (`kind` is e.g. `node`, `lot`, `operator`, `shift`) as JSON,
     /// replacing the record with the same kind and key.
     fn put_record(&self, kind: &str, key: &str, json: &str) -> Result<()>;
+    /// Stores many records of one kind in one transaction.
+    fn put_records(&self, kind: &str, records: &[(String, String)]) -> Result<()> {
+        records
+            .iter()
+            .try_for_each(|(k, j)| self.put_record(kind, k, j))
+    }
     /// All records of one kind as (key, json), ordered by key.
     fn records(&self, kind: &str) -> Result<Vec<(String, String)>>;
 

@@ -614,6 +614,47 @@ impl Store for SqliteStore {
         })
     }
 
+    fn put_signals(&self, defs: &[SignalDef]) -> Result<Vec<SignalId>> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        let mut ids = Vec::with_capacity(defs.len());
+        {
+            let mut up = tx.prepare_cached(
+                "INSERT INTO signals(path, def) VALUES (?1, ?2) ON CONFLICT(path) DO UPDATE SET def = excluded.def",
+            )?;
+            let mut get = tx.prepare_cached("SELECT id FROM signals WHERE path = ?1")?;
+            for def in defs {
+                let json = serde_json::to_string(def).map_err(|e| StoreError::Encode {
+                    what: "signal definition",
+                    reason: e.to_string(),
+                })?;
+                up.execute(params![def.path, json])?;
+                let id: i64 = get.query_row([&def.path], |r| r.get(0))?;
+                ids.push(u32::try_from(id).map_err(|_| StoreError::Encode {
+                    what: "signal id",
+                    reason: format!("{id} does not fit in 32 bits"),
+                })?);
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn put_records(&self, kind: &str, records: &[(String, String)]) -> Result<()> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO records(kind, key, json) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, j) in records {
+                st.execute(params![kind, k, j])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn signals(&self) -> Result<Vec<(SignalId, SignalDef)>> {
         self.read(|c| {
             let mut st = c.prepare("SELECT id, path, def FROM signals ORDER BY id")?;

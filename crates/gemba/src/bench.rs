@@ -53,6 +53,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
     let (http, mqtt, v5) = (free_port()?, free_port()?, free_port()?);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cfg = dir.join("gemba.toml");
     let mut f = std::fs::File::create(&cfg)?;
     write!(
@@ -383,7 +384,8 @@ fn time_get(agent: &ureq::Agent, url: &str, expect: usize) -> anyhow::Result<f64
             .as_array()
             .or_else(|| v.as_array())
             .map_or(0, Vec::len);
-        if n != expect {
+        // Buckets are aligned to the epoch, so an unaligned range has one or two partial ones more.
+        if n < expect || n > expect + 2 {
             bail!("{url} returned {n} entries, expected {expect}");
         }
         if i > 0 {
