@@ -215,10 +215,13 @@ pub async fn ingest(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let line_protocol = if ctype.starts_with("application/json") {
-        false
-    } else if ctype.starts_with("text/plain") {
+    // text/plain is the line protocol; JSON is accepted under any other type when the body is a
+    // JSON object, because `curl -d` sends application/x-www-form-urlencoded by default.
+    let looks_like_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let line_protocol = if ctype.starts_with("text/plain") {
         true
+    } else if ctype.starts_with("application/json") || looks_like_json {
+        false
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

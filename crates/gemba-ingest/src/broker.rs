@@ -105,10 +105,11 @@ pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttErr
             addr: cfg.listen_v4.to_string(),
             reason: format!("cannot start the broker thread: {e}"),
         })?;
-    // Wait until the listeners accept connections (rumqttd binds asynchronously).
+    // Wait until rumqttd has bound its listeners (it binds asynchronously). Probing by binding
+    // ourselves opens no connection, so the broker logs nothing for it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     for addr in std::iter::once(cfg.listen_v4).chain(cfg.listen_v5) {
-        while std::net::TcpStream::connect(addr).is_err() {
+        while TcpListener::bind(addr).is_ok() {
             if std::time::Instant::now() > deadline {
                 return Err(MqttError::BrokerStart {
                     addr: addr.to_string(),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
 use crate::MqttError;
@@ -95,6 +95,40 @@ pub struct SubscriberHandle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// A rustls client configuration (ring provider) trusting the CA certificates of `ca_file` (PEM).
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, MqttError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let path = ca_file.ok_or_else(|| {
+        MqttError::Client(
+            "mqtt.external.tls = true needs mqtt.external.ca_file: the PEM file of the CA that signed the broker's certificate"
+                .into(),
+        )
+    })?;
+    let bad = |reason: String| {
+        MqttError::Client(format!(
+            "mqtt.external.ca_file {}: {reason}",
+            path.display()
+        ))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("contains no certificate".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Client(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -114,14 +148,11 @@ pub fn spawn_subscriber(
     cfg: MqttClientConfig,
     tx: mpsc::Sender<MqttMessage>,
 ) -> Result<SubscriberHandle, MqttError> {
-    if cfg.tls {
-        return Err(MqttError::Client(
-            "mqtt.external.tls = true: TLS to an external broker is not in this build yet; \
-             terminate TLS at the broker's plain listener on loopback or use the embedded broker"
-                .into(),
-        ));
-    }
     let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+    if cfg.tls {
+        let tls = tls_config(cfg.ca_file.as_deref())?;
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+    }
     opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)));
     opts.set_clean_session(cfg.clean_session);
     opts.set_manual_acks(true);

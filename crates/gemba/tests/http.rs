@@ -254,6 +254,14 @@ fn bad_input_gets_precise_errors_and_loses_nothing_valid() {
     assert_eq!(s, 400);
     let (s, v) = srv.post("/api/v1/ingest", "application/xml", b"<x/>");
     assert_eq!(s, 415, "{v}");
+    // `curl -d` sends a form content type; a JSON object body is still taken as JSON.
+    let body = json!({"points": [{"signal": TEMP, "ts": now + 20, "value": 305.0}]}).to_string();
+    let (s, v) = srv.post(
+        "/api/v1/ingest",
+        "application/x-www-form-urlencoded",
+        body.as_bytes(),
+    );
+    assert_eq!(s, 200, "{v}");
     let (s, v) = srv.post_json("/api/v1/ingest?mode=yolo", &json!({}));
     assert_eq!(s, 400);
     assert!(

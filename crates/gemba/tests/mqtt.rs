@@ -153,3 +153,229 @@ fn mqtt5_client_and_many_messages() {
     let _ = client.disconnect();
     let _ = pump.join();
 }
+
+/// A real Mosquitto broker with password authentication; Gemba subscribes to it as an external broker.
+#[test]
+fn external_mosquitto_broker_with_credentials() {
+    let mosquitto = require_program("mosquitto", "mosquitto");
+    let passwd = require_program("mosquitto_passwd", "mosquitto");
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let pwfile = dir.path().join("passwd");
+    let st = Command::new(passwd)
+        .args(["-b", "-c"])
+        .arg(&pwfile)
+        .args(["gemba", "s3cret"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
+            pwfile.display()
+        ),
+    )
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _broker = Kill(
+        Command::new(mosquitto)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("mosquitto listens");
+
+    // The generated config has an [mqtt] table already; switch it to external through the environment.
+    let srv = Server::start_with_env(
+        &dir.path().join("gemba2"),
+        &format!(
+            "[mqtt.external]\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"gemba\"\npassword = \"s3cret\"\nclient_id = \"gemba-test\"\n"
+        ),
+        &[("GEMBA__MQTT__MODE", "external")],
+    );
+    let publish = |payload: &str| {
+        let out = Command::new(require_program("mosquitto_pub", "mosquitto-clients"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-u",
+                "gemba",
+                "-P",
+                "s3cret",
+                "-q",
+                "1",
+            ])
+            .args(["-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", payload])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The subscriber may still be connecting: publish until the first sample arrives.
+    let got = eventually(Duration::from_secs(15), || {
+        publish("310.5");
+        let s = srv.samples("s1/a1/l1/m1/temp");
+        (!s.is_empty()).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "nothing arrived from the external broker; log:\n{}",
+            srv.logs()
+        )
+    });
+    assert_eq!(got[0].1, 310.5);
+    // The embedded broker is not started in external mode.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", srv.mqtt)).is_err());
+}
+
+/// TLS to an external Mosquitto broker, with a CA and server certificate made for the test.
+#[test]
+fn external_mosquitto_broker_over_tls() {
+    let mosquitto = require_program("mosquitto", "mosquitto");
+    let openssl = require_program("openssl", "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .current_dir(d)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=gemba-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let port = common::free_port();
+    // Run as root, mosquitto drops to user "mosquitto", which cannot read the test's private key.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    std::fs::write(
+        d.join("mosquitto.conf"),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n{1}",
+            d.display(),
+            if is_root { "user root\n" } else { "" }
+        ),
+    )
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _broker = Kill(
+        Command::new(mosquitto)
+            .arg("-c")
+            .arg(d.join("mosquitto.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("mosquitto listens");
+    let srv = Server::start_with_env(
+        &d.join("gemba"),
+        &format!(
+            "[mqtt.external]\nhost = \"127.0.0.1\"\nport = {port}\ntls = true\nca_file = \"{}\"\nclient_id = \"gemba-tls\"\n",
+            d.join("ca.pem").display()
+        ),
+        &[("GEMBA__MQTT__MODE", "external")],
+    );
+    let publish = || {
+        let out = Command::new(require_program("mosquitto_pub", "mosquitto-clients"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+            .arg(d.join("ca.pem"))
+            .args(["-q", "1", "-t", "gemba/v1/s1/a1/l1/m1/temp", "-m", "311.5"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let got = eventually(Duration::from_secs(15), || {
+        publish();
+        let s = srv.samples("s1/a1/l1/m1/temp");
+        (!s.is_empty()).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("nothing arrived over TLS; log:\n{}", srv.logs()));
+    assert_eq!(got[0].1, 311.5);
+}
