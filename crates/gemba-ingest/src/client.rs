@@ -289,22 +289,22 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_with_a_clear_error() {
+    fn tls_needs_a_readable_ca_file() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("rt");
         rt.block_on(async {
             let (tx, _rx) = mpsc::channel(1);
-            let err = spawn_subscriber(
-                MqttClientConfig {
-                    tls: true,
-                    ..MqttClientConfig::default()
-                },
-                tx,
-            )
-            .unwrap_err();
-            assert!(err.to_string().contains("TLS"));
+            let tls = |ca: Option<&str>| MqttClientConfig {
+                tls: true,
+                ca_file: ca.map(Into::into),
+                ..MqttClientConfig::default()
+            };
+            let err = spawn_subscriber(tls(None), tx.clone()).unwrap_err();
+            assert!(err.to_string().contains("ca_file"), "{err}");
+            let err = spawn_subscriber(tls(Some("/nonexistent/ca.pem")), tx).unwrap_err();
+            assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
         });
     }
 }
