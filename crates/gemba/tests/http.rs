@@ -352,4 +352,28 @@ fn unknown_signals_can_be_auto_registered() {
         &json!({"points": [{"signal": "s2/x y/l/m/s", "value": 1.0}]}),
     );
     assert_eq!(s, 422, "{v}");
+
+    // 2,000 new signals in one batch are registered together and survive a restart.
+    let points: Vec<_> = (0..2000)
+        .map(|i| json!({"signal": format!("s3/a/l{}/m{}/x", i % 20, i), "ts": now, "value": i}))
+        .collect();
+    let (s, v) = srv.post_json("/api/v1/ingest", &json!({ "points": points }));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted_points"], 2000);
+    let mut srv = srv;
+    let (config, http, mqtt, v5) = (srv.config.clone(), srv.http, srv.mqtt, srv.mqtt_v5);
+    srv.stop();
+    let srv = Server::restart(dir.path(), config, http, mqtt, v5);
+    let (_, sigs) = srv.get_json("/api/v1/signals?prefix=s3");
+    assert_eq!(sigs.as_array().unwrap().len(), 2000);
+    let (_, latest) = srv.get_json("/api/v1/latest?prefix=s3/a/l7");
+    assert_eq!(latest.as_array().unwrap().len(), 100);
+    let (_, tree) = srv.get_json("/api/v1/assets");
+    let s3 = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "s3")
+        .unwrap();
+    assert_eq!(s3["children"][0]["children"].as_array().unwrap().len(), 20);
 }
