@@ -25,6 +25,18 @@ struct Inner {
     by_id: HashMap<SignalId, Arc<SignalDef>>,
 }
 
+impl Inner {
+    /// Adds a stored signal to the model and both indexes.
+    fn add_signal(&mut self, id: SignalId, def: SignalDef) -> Result<(), EngineError> {
+        self.model.define_signal(def.clone())?;
+        let def = Arc::new(def);
+        self.by_id.insert(id, def.clone());
+        self.by_path
+            .insert(def.path.clone(), Registered { id, def });
+        Ok(())
+    }
+}
+
 /// Thread-safe asset model plus signal ids.
 #[derive(Debug)]
 pub struct Registry {
@@ -55,12 +67,7 @@ impl Registry {
             inner.model.lots.insert(lot.id.clone(), lot);
         }
         for (id, def) in store.signals()? {
-            inner.model.define_signal(def.clone())?;
-            let def = Arc::new(def);
-            inner.by_id.insert(id, def.clone());
-            inner
-                .by_path
-                .insert(def.path.clone(), Registered { id, def });
+            inner.add_signal(id, def)?;
         }
         let reg = Registry {
             inner: RwLock::new(inner),
@@ -108,12 +115,7 @@ impl Registry {
         self.persist_parents(&machine)?;
         let id = self.store.put_signal(&def)?;
         let mut inner = self.inner.write();
-        inner.model.define_signal(def.clone())?;
-        let def = Arc::new(def);
-        inner.by_id.insert(id, def.clone());
-        inner
-            .by_path
-            .insert(def.path.clone(), Registered { id, def });
+        inner.add_signal(id, def)?;
         Ok(id)
     }
 
@@ -261,12 +263,7 @@ impl Registry {
             inner.model.define_node(n)?;
         }
         for (id, def) in ids.into_iter().zip(defs) {
-            inner.model.define_signal(def.clone())?;
-            let def = Arc::new(def);
-            inner.by_id.insert(id, def.clone());
-            inner
-                .by_path
-                .insert(def.path.clone(), Registered { id, def });
+            inner.add_signal(id, def)?;
         }
         Ok(())
     }
