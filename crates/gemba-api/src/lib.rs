@@ -31,7 +31,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/lots"),
     ("post", "/api/v1/lots"),
     ("get", "/api/v1/operators"),
+    ("post", "/api/v1/operators"),
     ("get", "/api/v1/shifts"),
+    ("post", "/api/v1/shifts"),
     ("get", "/api/v1/latest"),
     ("get", "/api/v1/series"),
     ("get", "/api/v1/events"),
@@ -56,8 +58,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
             get(routes::signals).post(routes::define_signal),
         )
         .route("/api/v1/lots", get(routes::lots).post(routes::define_lot))
-        .route("/api/v1/operators", get(routes::operators))
-        .route("/api/v1/shifts", get(routes::shifts))
+        .route(
+            "/api/v1/operators",
+            get(routes::operators).post(routes::define_operator),
+        )
+        .route(
+            "/api/v1/shifts",
+            get(routes::shifts).post(routes::define_shift),
+        )
         .route("/api/v1/latest", get(routes::latest))
         .route("/api/v1/series", get(routes::series))
         .route("/api/v1/events", get(routes::events))

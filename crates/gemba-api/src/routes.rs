@@ -335,6 +335,26 @@ pub async fn operators(State(engine): AppState, RawQuery(q): RawQuery) -> ApiRes
     Ok(Json(engine.registry().operators()).into_response())
 }
 
+pub async fn define_operator(
+    State(engine): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_or_error(body)?;
+    let op: gemba_core::OperatorDef = parse_json("operator", &body)?;
+    engine.registry().define_operator(op.clone())?;
+    Ok((StatusCode::CREATED, Json(op)).into_response())
+}
+
+pub async fn define_shift(
+    State(engine): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_or_error(body)?;
+    let shift: gemba_core::ShiftDef = parse_json("shift", &body)?;
+    engine.registry().define_shift(shift.clone())?;
+    Ok((StatusCode::CREATED, Json(shift)).into_response())
+}
+
 pub async fn shifts(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     Params::parse(q, &[])?;
     Ok(Json(engine.registry().shifts()).into_response())

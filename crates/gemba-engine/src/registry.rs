@@ -66,6 +66,17 @@ impl Registry {
                 .map_err(|e| EngineError::Internal(format!("stored lot is unreadable: {e}")))?;
             inner.model.lots.insert(lot.id.clone(), lot);
         }
+        for (_, json) in store.records("operator")? {
+            let op: gemba_core::OperatorDef = serde_json::from_str(&json).map_err(|e| {
+                EngineError::Internal(format!("stored operator is unreadable: {e}"))
+            })?;
+            inner.model.operators.insert(op.id.clone(), op);
+        }
+        for (_, json) in store.records("shift")? {
+            let shift: gemba_core::ShiftDef = serde_json::from_str(&json)
+                .map_err(|e| EngineError::Internal(format!("stored shift is unreadable: {e}")))?;
+            inner.model.shifts.push(shift);
+        }
         for (id, def) in store.signals()? {
             inner.add_signal(id, def)?;
         }
@@ -93,10 +104,13 @@ impl Registry {
         for lot in model.lots.values() {
             self.define_lot(lot.clone())?;
         }
-        let mut inner = self.inner.write();
-        inner.model.enterprise = model.enterprise.clone();
-        inner.model.operators = model.operators.clone();
-        inner.model.shifts = model.shifts.clone();
+        self.inner.write().model.enterprise = model.enterprise.clone();
+        for op in model.operators.values() {
+            self.define_operator(op.clone())?;
+        }
+        for shift in &model.shifts {
+            self.define_shift(shift.clone())?;
+        }
         Ok(())
     }
 
@@ -166,6 +180,48 @@ impl Registry {
         lot.validate()?;
         self.store.put_record("lot", &lot.id, &to_json(&lot)?)?;
         self.inner.write().model.lots.insert(lot.id.clone(), lot);
+        Ok(())
+    }
+
+    /// Adds or replaces an operator; persists it.
+    pub fn define_operator(&self, op: gemba_core::OperatorDef) -> Result<(), EngineError> {
+        gemba_core::check_segment(&op.id).map_err(|reason| {
+            gemba_core::ModelError::InvalidName {
+                level: "operator",
+                name: op.id.clone(),
+                reason,
+            }
+        })?;
+        if op.name.trim().is_empty() {
+            return Err(gemba_core::ModelError::InvalidEntity {
+                what: "operator",
+                id: op.id.clone(),
+                field: "name",
+                reason: "must not be empty".into(),
+            }
+            .into());
+        }
+        self.store.put_record("operator", &op.id, &to_json(&op)?)?;
+        self.inner.write().model.operators.insert(op.id.clone(), op);
+        Ok(())
+    }
+
+    /// Adds or replaces a shift (by name); persists it.
+    pub fn define_shift(&self, shift: gemba_core::ShiftDef) -> Result<(), EngineError> {
+        gemba_core::check_segment(&shift.name).map_err(|reason| {
+            gemba_core::ModelError::InvalidName {
+                level: "shift",
+                name: shift.name.clone(),
+                reason,
+            }
+        })?;
+        shift.minutes()?;
+        self.store
+            .put_record("shift", &shift.name, &to_json(&shift)?)?;
+        let mut inner = self.inner.write();
+        inner.model.shifts.retain(|s| s.name != shift.name);
+        inner.model.shifts.push(shift);
+        inner.model.shifts.sort_by(|a, b| a.start.cmp(&b.start));
         Ok(())
     }
 

@@ -377,3 +377,55 @@ fn unknown_signals_can_be_auto_registered() {
         .unwrap();
     assert_eq!(s3["children"][0]["children"].as_array().unwrap().len(), 20);
 }
+
+#[test]
+fn lots_operators_and_shifts_over_the_api_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start_in(dir.path(), "");
+    let (s, v) = srv.post_json(
+        "/api/v1/lots",
+        &json!({"id": "L-1", "product": "shaft", "quantity": 500, "state": "available", "location": "store-a"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = srv.post_json(
+        "/api/v1/lots",
+        &json!({"id": "L-2", "product": "shaft", "quantity": -1}),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("quantity"),
+        "{v}"
+    );
+    let (s, v) = srv.post_json(
+        "/api/v1/operators",
+        &json!({"id": "op-7", "name": "Wang Fang"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = srv.post_json("/api/v1/operators", &json!({"id": "op 8", "name": "X"}));
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = srv.post_json(
+        "/api/v1/shifts",
+        &json!({"name": "night", "start": "22:00", "end": "06:00"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = srv.post_json(
+        "/api/v1/shifts",
+        &json!({"name": "late", "start": "25:00", "end": "06:00"}),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("25:00"),
+        "{v}"
+    );
+    let (config, http, mqtt, v5) = (srv.config.clone(), srv.http, srv.mqtt, srv.mqtt_v5);
+    srv.stop();
+    let srv = Server::restart(dir.path(), config, http, mqtt, v5);
+    let (_, lots) = srv.get_json("/api/v1/lots");
+    assert_eq!(lots[0]["id"], "L-1");
+    assert_eq!(lots[0]["quantity"], 500.0);
+    let (_, ops) = srv.get_json("/api/v1/operators");
+    assert_eq!(ops.as_array().unwrap().len(), 1);
+    assert_eq!(ops[0]["name"], "Wang Fang");
+    let (_, shifts) = srv.get_json("/api/v1/shifts");
+    assert_eq!(shifts[0]["name"], "night");
+}
