@@ -49,7 +49,7 @@ pub enum EngineError {
     UnknownSignal(String),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Mqtt(#[from] gemba_ingest::MqttError),
     #[error("Gemba is shutting down")]
     ShuttingDown,

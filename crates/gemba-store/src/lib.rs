@@ -22,8 +22,9 @@ pub type SignalId = u32;
 /// Errors of the store. Messages name the signal, table or file concerned.
 #[derive(Debug, Error)]
 pub enum StoreError {
+    /// The message includes SQLite's, so it is not repeated as a source.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("cannot open store at {path:?}: {reason}")]
     Open { path: String, reason: String },
     #[error("unknown signal id {0}")]
@@ -38,6 +39,12 @@ pub enum StoreError {
     InvalidQuery(String),
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
