@@ -154,6 +154,7 @@ pub struct CsvImporter<R: Read> {
     row: u64,
     bytes: Arc<AtomicU64>,
     done: bool,
+    fatal: Option<String>,
 }
 
 impl<R: Read> std::fmt::Debug for CsvImporter<R> {
@@ -215,6 +216,7 @@ impl<R: Read> CsvImporter<R> {
             row: 0,
             bytes,
             done: false,
+            fatal: None,
         })
     }
 
@@ -226,6 +228,11 @@ impl<R: Read> CsvImporter<R> {
     /// Data rows read so far.
     pub fn rows_read(&self) -> u64 {
         self.row
+    }
+
+    /// Why reading stopped before the end of the input (an I/O error), if it did.
+    pub fn fatal_error(&self) -> Option<&str> {
+        self.fatal.as_deref()
     }
 
     fn row_ts(&self, record: &csv::ByteRecord) -> Result<i64, String> {
@@ -298,6 +305,7 @@ impl<R: Read> Iterator for CsvImporter<R> {
                         message: e.to_string(),
                     });
                     if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        self.fatal = Some(format!("reading stopped at row {}: {e}", self.row));
                         self.done = true;
                         break;
                     }
@@ -463,5 +471,47 @@ mod tests {
             .expect("ok")
             .collect();
         assert_eq!(b[0].series[0].ts, vec![1000, 1500, 2000]);
+    }
+}
+
+#[cfg(test)]
+mod io_error_tests {
+    use super::*;
+
+    /// A reader that fails after its first bytes, like a file on a dying disk.
+    struct Failing(&'static [u8]);
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = self.0.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_io_error_stops_the_import_and_is_reported() {
+        let specs = vec!["x=a".to_owned()];
+        let m = CsvMapping::parse(&specs, Some("s/a/l/m"), TsFormat::Millis, Some((0, 1)))
+            .expect("valid");
+        let mut imp = CsvImporter::new(Failing(b"a\n1\n2\n"), m, b',', 100).expect("header");
+        let batches: Vec<DecodedBatch> = imp.by_ref().collect();
+        assert_eq!(
+            batches
+                .iter()
+                .map(DecodedBatch::sample_count)
+                .sum::<usize>(),
+            2
+        );
+        assert!(
+            imp.fatal_error()
+                .is_some_and(|e| e.contains("disk on fire")),
+            "{:?}",
+            imp.fatal_error()
+        );
     }
 }

@@ -123,6 +123,13 @@ fn csv(args: CsvArgs) -> anyhow::Result<()> {
         ));
     }
     bar.finish_and_clear();
+    if let Some(err) = importer.fatal_error() {
+        bail!(
+            "{}: {err}; {} samples of the rows before were imported",
+            args.file.display(),
+            totals.accepted
+        );
+    }
     println!(
         "imported {} samples from {} rows of {}; {} rejected{}",
         totals.accepted,
