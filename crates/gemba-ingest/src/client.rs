@@ -162,10 +162,6 @@ pub fn spawn_subscriber(
         opts.set_credentials(u.clone(), p.clone());
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
-    // Small PUBACKs must not wait for Nagle's algorithm.
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
     let stats = Arc::new(SubscriberStats::default());
     let st = stats.clone();
     let filter = format!("{}/#", cfg.topic_prefix);

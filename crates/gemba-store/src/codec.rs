@@ -112,57 +112,91 @@ impl BitWriter {
     }
 }
 
+/// Reads bits most-significant first through a 64-bit accumulator refilled a word at a time.
 struct BitReader<'a> {
     buf: &'a [u8],
-    pos: usize, // bit position
+    /// Next byte of `buf` not yet in the accumulator.
+    byte: usize,
+    /// Valid bits, left-aligned.
+    acc: u64,
+    nbits: u32,
 }
 
 impl<'a> BitReader<'a> {
-    /// Reads `n` bits (n ≤ 64), most significant first.
+    fn new(buf: &'a [u8]) -> Self {
+        BitReader {
+            buf,
+            byte: 0,
+            acc: 0,
+            nbits: 0,
+        }
+    }
+
+    /// Tops the accumulator up to at least 57 bits (fewer only at the end of the input).
+    #[inline]
+    fn refill(&mut self) {
+        if let Some(word) = self.buf.get(self.byte..self.byte + 8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(word);
+            let w = u64::from_be_bytes(a);
+            self.acc |= w >> self.nbits;
+            let take = (63 - self.nbits) / 8;
+            self.byte += take as usize;
+            self.nbits += take * 8;
+        } else {
+            while self.nbits <= 56 {
+                let Some(&b) = self.buf.get(self.byte) else {
+                    break;
+                };
+                self.acc |= u64::from(b) << (56 - self.nbits);
+                self.byte += 1;
+                self.nbits += 8;
+            }
+        }
+    }
+
+    /// The next `n` (≤ 56) bits without consuming them; zeros past the end of the input.
+    #[inline]
+    fn peek(&mut self, n: u32) -> u64 {
+        if self.nbits < n {
+            self.refill();
+        }
+        self.acc >> (64 - n)
+    }
+
+    #[inline]
+    fn skip(&mut self, n: u32) -> Result<(), CodecError> {
+        if self.nbits < n {
+            self.refill();
+            if self.nbits < n {
+                return err("truncated value bits");
+            }
+        }
+        self.acc = if n == 64 { 0 } else { self.acc << n };
+        self.nbits -= n;
+        Ok(())
+    }
+
+    /// Reads `n` bits (n ≤ 64).
+    #[inline]
     fn read(&mut self, n: u32) -> Result<u64, CodecError> {
         if n == 0 {
             return Ok(0);
         }
-        if self.pos + n as usize > self.buf.len() * 8 {
-            return err("truncated value bits");
+        if n > 56 {
+            let hi = self.read(n - 32)?;
+            let lo = self.read(32)?;
+            return Ok((hi << 32) | lo);
         }
-        let byte = self.pos / 8;
-        let off = (self.pos % 8) as u32;
-        // Up to 7 bits of offset plus 64 bits fit in the 9 bytes at `byte`.
-        let window: u128 = match self.buf.get(byte..byte + 16) {
-            Some(b) => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(b);
-                u128::from_be_bytes(a)
-            }
-            None => {
-                let mut a = [0u8; 16];
-                let rest = &self.buf[byte..];
-                a[..rest.len()].copy_from_slice(rest);
-                u128::from_be_bytes(a)
-            }
-        };
-        let v = (window << off) >> (128 - n);
-        self.pos += n as usize;
-        Ok(v as u64)
-    }
-    /// The next 13 bits without consuming them (zeros past the end).
-    fn peek13(&self) -> u64 {
-        let byte = self.pos / 8;
-        let off = (self.pos % 8) as u32;
-        let mut w: u32 = 0;
-        for i in 0..3 {
-            w = (w << 8) | u32::from(self.buf.get(byte + i).copied().unwrap_or(0));
-        }
-        u64::from((w << (8 + off)) >> (32 - 13))
+        let v = self.peek(n);
+        self.skip(n)?;
+        Ok(v)
     }
 
-    fn skip(&mut self, n: u32) -> Result<(), CodecError> {
-        if self.pos + n as usize > self.buf.len() * 8 {
-            return err("truncated value bits");
-        }
-        self.pos += n as usize;
-        Ok(())
+    /// The next 13 bits without consuming them (zeros past the end).
+    #[inline]
+    fn peek13(&mut self) -> u64 {
+        self.peek(13)
     }
 }
 
@@ -269,10 +303,7 @@ pub fn decode_into(buf: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Resu
     if pos != ts_end {
         return err("timestamp section has trailing bytes");
     }
-    let mut r = BitReader {
-        buf: &buf[ts_end..],
-        pos: 0,
-    };
+    let mut r = BitReader::new(&buf[ts_end..]);
     let mut prev = r.read(64)?;
     values.push(f64::from_bits(prev));
     let (mut lead, mut trail) = (u32::MAX, 0u32);
