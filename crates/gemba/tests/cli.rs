@@ -4,21 +4,11 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, bin, now_ms};
+use common::{Server, now_ms};
 use serde_json::json;
 
 fn gemba(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    common::run_gemba(args)
 }
 
 #[test]

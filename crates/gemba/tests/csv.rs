@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Server, bin};
+use common::Server;
 
 const CSV: &str = "UDI,Product ID,time,Air temperature [K],Torque [Nm]\n\
 1,M14860,2026-01-01T00:00:00Z,298.1,42.8\n\
@@ -16,19 +14,7 @@ const CSV: &str = "UDI,Product ID,time,Air temperature [K],Torque [Nm]\n\
 5,L47184,2026-01-01T00:00:04Z,298.4,39.5\n";
 
 fn import(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
-        .args(["import", "csv"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    common::run_gemba(&[&["import", "csv"], args].concat())
 }
 
 #[test]

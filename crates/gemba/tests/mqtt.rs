@@ -157,7 +157,6 @@ fn mqtt5_client_and_many_messages() {
 /// A real Mosquitto broker with password authentication; Gemba subscribes to it as an external broker.
 #[test]
 fn external_mosquitto_broker_with_credentials() {
-    let mosquitto = require_program("mosquitto", "mosquitto");
     let passwd = require_program("mosquitto_passwd", "mosquitto");
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
@@ -178,26 +177,7 @@ fn external_mosquitto_broker_with_credentials() {
         ),
     )
     .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _broker = Kill(
-        Command::new(mosquitto)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(Duration::from_secs(5), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("mosquitto listens");
+    let _broker = common::start_mosquitto(&conf, port);
 
     // The generated config has an [mqtt] table already; switch it to external through the environment.
     let srv = Server::start_with_env(
@@ -250,7 +230,6 @@ fn external_mosquitto_broker_with_credentials() {
 /// TLS to an external Mosquitto broker, with a CA and server certificate made for the test.
 #[test]
 fn external_mosquitto_broker_over_tls() {
-    let mosquitto = require_program("mosquitto", "mosquitto");
     let openssl = require_program("openssl", "openssl");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -330,26 +309,7 @@ fn external_mosquitto_broker_over_tls() {
         ),
     )
     .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _broker = Kill(
-        Command::new(mosquitto)
-            .arg("-c")
-            .arg(d.join("mosquitto.conf"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    eventually(Duration::from_secs(5), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("mosquitto listens");
+    let _broker = common::start_mosquitto(&d.join("mosquitto.conf"), port);
     let srv = Server::start_with_env(
         &d.join("gemba"),
         &format!(

@@ -330,3 +330,45 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs the `gemba` binary; returns (success, stdout + stderr).
+pub fn run_gemba(args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A child process killed when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a real Mosquitto broker with `conf` and waits until it listens on `port`.
+pub fn start_mosquitto(conf: &Path, port: u16) -> KillOnDrop {
+    let mosquitto = require_program("mosquitto", "mosquitto");
+    let broker = KillOnDrop(
+        Command::new(mosquitto)
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .expect("mosquitto listens");
+    broker
+}
