@@ -608,6 +608,13 @@ impl SqliteStore {
             removed += g.len() as u64;
             if !ts.is_empty() {
                 small_left += self.insert_chunks(conn, signal, &ts, &vals)?;
+                // Merged chunks can span more time than any chunk before them; range lookups
+                // search back by the widest span, so it must grow with them.
+                let span = max_chunk_span(&ts, self.opts.compact_target_points);
+                conn.execute(
+                    "UPDATE series_state SET max_span = MAX(max_span, ?2) WHERE signal = ?1",
+                    params![signal, span],
+                )?;
             }
         }
         conn.execute(
@@ -616,6 +623,14 @@ impl SqliteStore {
         )?;
         Ok(removed)
     }
+}
+
+/// The widest time span of the chunks that `insert_chunks` makes of sorted timestamps.
+fn max_chunk_span(ts: &[i64], target: usize) -> i64 {
+    ts.chunks(target.max(1))
+        .map(|c| c[c.len() - 1] - c[0])
+        .max()
+        .unwrap_or(0)
 }
 
 /// Sorts samples by time and keeps the last occurrence of each timestamp.
@@ -758,12 +773,7 @@ impl Store for SqliteStore {
             points += s.samples.len();
             let small = self.insert_chunks(&tx, s.signal, &ts, &vals)?;
             let (lo, hi) = (ts[0], ts[ts.len() - 1]);
-            let target = self.opts.compact_target_points.max(1);
-            let span = ts
-                .chunks(target)
-                .map(|c| c[c.len() - 1] - c[0])
-                .max()
-                .unwrap_or(0);
+            let span = max_chunk_span(&ts, self.opts.compact_target_points);
             let mut st = tx.prepare_cached(
                 "INSERT INTO series_state(signal, latest_ts, latest_value, dirty_lo, dirty_hi, max_span, small_chunks)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)

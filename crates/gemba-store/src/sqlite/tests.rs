@@ -385,3 +385,23 @@ fn throughput_figures() {
     );
     eprintln!("{:?}", s.stats().unwrap());
 }
+
+/// Regression: compaction merges small chunks into one that spans more time than any chunk
+/// written before; a range starting inside it must still find it.
+#[test]
+fn range_inside_a_compacted_chunk_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let id = s.put_signal(&SignalDef::auto("a/b/c/d/e")).unwrap();
+    // 100 writes of one sample each, 1 s apart: every chunk spans 0 ms.
+    for i in 0..100i64 {
+        s.write(&series(id, &[(i * 1000, i as f64)])).unwrap();
+    }
+    s.maintain(0).unwrap();
+    assert_eq!(
+        pairs(s.range(id, 50_000, 52_000, 10).unwrap()),
+        vec![(50_000, 50.0), (51_000, 51.0)]
+    );
+    let agg = s.aggregate(id, 50_000, 60_000, 5_000).unwrap();
+    assert_eq!(agg.buckets.iter().map(|b| b.count).sum::<u64>(), 10);
+}
