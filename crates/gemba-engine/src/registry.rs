@@ -26,6 +26,38 @@ struct Inner {
 }
 
 impl Inner {
+    /// Nodes on the way down to the node `path` that the model lacks, parents first; paths in
+    /// `seen` were collected already and are skipped.
+    fn missing_nodes(
+        &self,
+        path: &str,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<Vec<AssetNode>, EngineError> {
+        let segs: Vec<&str> = path.split('/').collect();
+        let mut out = Vec::new();
+        for depth in 1..=segs.len() {
+            let p = segs[..depth].join("/");
+            if self.model.node(&p).is_some() || !seen.insert(p.clone()) {
+                continue;
+            }
+            let level = gemba_core::level_of(&p).ok_or_else(|| {
+                EngineError::Model(gemba_core::ModelError::Unknown {
+                    level: "asset",
+                    path: p.clone(),
+                })
+            })?;
+            gemba_core::check_path(&p, level)?;
+            out.push(AssetNode {
+                path: p,
+                level,
+                kind: None,
+                ideal_cycle_time_s: None,
+                timezone: None,
+            });
+        }
+        Ok(out)
+    }
+
     /// Adds a stored signal to the model and both indexes.
     fn add_signal(&mut self, id: SignalId, def: SignalDef) -> Result<(), EngineError> {
         self.model.define_signal(def.clone())?;
@@ -149,28 +181,26 @@ impl Registry {
     }
 
     fn persist_parents(&self, path: &str) -> Result<(), EngineError> {
-        let segs: Vec<&str> = path.split('/').collect();
-        for depth in 1..=segs.len() {
-            let p = segs[..depth].join("/");
-            if self.inner.read().model.node(&p).is_some() {
-                continue;
-            }
-            let level = gemba_core::level_of(&p).ok_or_else(|| {
-                EngineError::Model(gemba_core::ModelError::Unknown {
-                    level: "asset",
-                    path: p.clone(),
-                })
-            })?;
-            gemba_core::check_path(&p, level)?;
-            let node = AssetNode {
-                path: p.clone(),
-                level,
-                kind: None,
-                ideal_cycle_time_s: None,
-                timezone: None,
-            };
-            self.store.put_record("node", &p, &to_json(&node)?)?;
-            self.inner.write().model.define_node(node)?;
+        let nodes = self
+            .inner
+            .read()
+            .missing_nodes(path, &mut std::collections::HashSet::new())?;
+        self.persist_nodes(nodes)
+    }
+
+    /// Stores new nodes (parents before children) in one transaction and adds them to the model.
+    fn persist_nodes(&self, nodes: Vec<AssetNode>) -> Result<(), EngineError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let records = nodes
+            .iter()
+            .map(|n| Ok((n.path.clone(), to_json(n)?)))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        self.store.put_records("node", &records)?;
+        let mut inner = self.inner.write();
+        for n in nodes {
+            inner.model.define_node(n)?;
         }
         Ok(())
     }
@@ -283,41 +313,18 @@ impl Registry {
         if defs.is_empty() {
             return Ok(());
         }
-        // Parent nodes that do not exist yet, in top-down order.
+        // Parent nodes that do not exist yet, parents before children.
         let mut nodes: Vec<AssetNode> = Vec::new();
         {
             let inner = self.inner.read();
             let mut seen = std::collections::HashSet::new();
             for d in &defs {
-                let segs: Vec<&str> = d.machine_path().split('/').collect();
-                for depth in 1..=segs.len() {
-                    let p = segs[..depth].join("/");
-                    if inner.model.node(&p).is_none()
-                        && seen.insert(p.clone())
-                        && let Some(level) = gemba_core::level_of(&p)
-                    {
-                        nodes.push(AssetNode {
-                            path: p,
-                            level,
-                            kind: None,
-                            ideal_cycle_time_s: None,
-                            timezone: None,
-                        });
-                    }
-                }
+                nodes.extend(inner.missing_nodes(d.machine_path(), &mut seen)?);
             }
         }
-        nodes.sort_by_key(|n| n.level);
-        let records = nodes
-            .iter()
-            .map(|n| Ok((n.path.clone(), to_json(n)?)))
-            .collect::<Result<Vec<_>, EngineError>>()?;
-        self.store.put_records("node", &records)?;
+        self.persist_nodes(nodes)?;
         let ids = self.store.put_signals(&defs)?;
         let mut inner = self.inner.write();
-        for n in nodes {
-            inner.model.define_node(n)?;
-        }
         for (id, def) in ids.into_iter().zip(defs) {
             inner.add_signal(id, def)?;
         }

@@ -353,78 +353,39 @@ impl SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<(Vec<i64>, Vec<f64>)> {
-        let metas = Self::chunk_metas(conn, signal, from, to)?;
-        let overlapping = metas.windows(2).any(|w| w[1].start <= w[0].end) || {
-            // also catch overlaps that are not adjacent after sorting
-            let mut hi = i64::MIN;
-            let mut any = false;
-            for m in &metas {
-                if m.start <= hi {
-                    any = true;
-                    break;
-                }
-                hi = hi.max(m.end);
-            }
-            any
-        };
-        let mut st = conn.prepare_cached(
-            "SELECT data FROM chunks WHERE signal = ?1 AND start_ts = ?2 AND seq = ?3",
-        )?;
-        let total: i64 = metas.iter().map(|m| m.count).sum();
-        let (mut ts, mut vals) = (
-            Vec::with_capacity(total as usize),
-            Vec::with_capacity(total as usize),
-        );
-        if !overlapping {
-            for m in &metas {
-                let data: Vec<u8> = st.query_row(params![signal, m.start, m.seq], |r| r.get(0))?;
-                let before = ts.len();
-                codec::decode_into(&data, &mut ts, &mut vals)
-                    .map_err(|e| corrupt(signal, m.start, e))?;
-                if ts.len() - before != m.count as usize {
-                    return Err(StoreError::Corrupt {
-                        signal,
-                        start: m.start,
-                        reason: "sample count differs from the chunk header".into(),
-                    });
-                }
-            }
-            let lo = ts.partition_point(|t| *t < from);
-            let hi = ts.partition_point(|t| *t < to);
-            ts.truncate(hi);
-            vals.truncate(hi);
-            ts.drain(..lo);
-            vals.drain(..lo);
-            return Ok((ts, vals));
-        }
-        // General case: tag samples with their chunk's seq and keep the highest per timestamp.
-        let mut tagged: Vec<(i64, i64, f64)> = Vec::with_capacity(total as usize);
-        let (mut t1, mut v1) = (Vec::new(), Vec::new());
-        for m in &metas {
-            let data: Vec<u8> = st.query_row(params![signal, m.start, m.seq], |r| r.get(0))?;
-            t1.clear();
-            v1.clear();
-            codec::decode_into(&data, &mut t1, &mut v1).map_err(|e| corrupt(signal, m.start, e))?;
-            tagged.extend(
-                t1.iter()
-                    .zip(&v1)
-                    .filter(|(t, _)| **t >= from && **t < to)
-                    .map(|(t, v)| (*t, m.seq, *v)),
-            );
-        }
-        tagged.sort_unstable_by_key(|a| (a.0, a.1));
-        for (i, (t, _, v)) in tagged.iter().enumerate() {
-            if tagged.get(i + 1).is_some_and(|n| n.0 == *t) {
-                continue;
-            }
-            ts.push(*t);
-            vals.push(*v);
-        }
+        let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        Self::for_each_sample(conn, signal, from, to, |t, v| {
+            ts.push(t);
+            vals.push(v);
+        })?;
         Ok((ts, vals))
     }
 
-    /// Calls `f` for every sample of `[from, to)` in time order (last write wins), decoding chunk
-    /// by chunk into reused buffers when chunks do not overlap (the common case).
+    /// Decodes one chunk, appending to `ts` and `vals`; a sample count that differs from the
+    /// chunk's header is corruption too.
+    fn decode_chunk(
+        st: &mut rusqlite::CachedStatement<'_>,
+        signal: SignalId,
+        m: &ChunkMeta,
+        ts: &mut Vec<i64>,
+        vals: &mut Vec<f64>,
+    ) -> Result<()> {
+        let data: Vec<u8> = st.query_row(params![signal, m.start, m.seq], |r| r.get(0))?;
+        let before = ts.len();
+        codec::decode_into(&data, ts, vals).map_err(|e| corrupt(signal, m.start, e))?;
+        if ts.len() - before != m.count as usize {
+            return Err(StoreError::Corrupt {
+                signal,
+                start: m.start,
+                reason: "sample count differs from the chunk header".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Calls `f` for every sample of `[from, to)` in time order (last write wins). Chunks that
+    /// do not overlap (the common case) are decoded one at a time into reused buffers; overlapping
+    /// ones are merged, keeping the sample of the highest `seq` per timestamp.
     fn for_each_sample(
         conn: &Connection,
         signal: SignalId,
@@ -433,27 +394,36 @@ impl SqliteStore {
         mut f: impl FnMut(i64, f64),
     ) -> Result<()> {
         let metas = Self::chunk_metas(conn, signal, from, to)?;
-        let mut hi = i64::MIN;
-        let overlapping = metas.iter().any(|m| {
-            let o = m.start <= hi;
-            hi = hi.max(m.end);
-            o
-        });
-        if overlapping {
-            let (ts, vals) = Self::merged(conn, signal, from, to)?;
-            ts.iter().zip(&vals).for_each(|(t, v)| f(*t, *v));
-            return Ok(());
-        }
         let mut st = conn.prepare_cached(
             "SELECT data FROM chunks WHERE signal = ?1 AND start_ts = ?2 AND seq = ?3",
         )?;
         let (mut ts, mut vals) = (Vec::new(), Vec::new());
+        if any_overlap(&metas) {
+            let total: i64 = metas.iter().map(|m| m.count).sum();
+            let mut tagged: Vec<(i64, i64, f64)> = Vec::with_capacity(total as usize);
+            for m in &metas {
+                ts.clear();
+                vals.clear();
+                Self::decode_chunk(&mut st, signal, m, &mut ts, &mut vals)?;
+                tagged.extend(
+                    ts.iter()
+                        .zip(&vals)
+                        .filter(|(t, _)| **t >= from && **t < to)
+                        .map(|(t, v)| (*t, m.seq, *v)),
+                );
+            }
+            tagged.sort_unstable_by_key(|a| (a.0, a.1));
+            for (i, (t, _, v)) in tagged.iter().enumerate() {
+                if tagged.get(i + 1).is_none_or(|n| n.0 != *t) {
+                    f(*t, *v);
+                }
+            }
+            return Ok(());
+        }
         for m in &metas {
-            let data: Vec<u8> = st.query_row(params![signal, m.start, m.seq], |r| r.get(0))?;
             ts.clear();
             vals.clear();
-            codec::decode_into(&data, &mut ts, &mut vals)
-                .map_err(|e| corrupt(signal, m.start, e))?;
+            Self::decode_chunk(&mut st, signal, m, &mut ts, &mut vals)?;
             let lo = if m.start >= from {
                 0
             } else {
@@ -623,6 +593,16 @@ impl SqliteStore {
         )?;
         Ok(removed)
     }
+}
+
+/// Whether any two chunks (sorted by start) share a moment, so that last-write-wins merging is needed.
+fn any_overlap(metas: &[ChunkMeta]) -> bool {
+    let mut hi = i64::MIN;
+    metas.iter().any(|m| {
+        let o = m.start <= hi;
+        hi = hi.max(m.end);
+        o
+    })
 }
 
 /// The widest time span of the chunks that `insert_chunks` makes of sorted timestamps.
