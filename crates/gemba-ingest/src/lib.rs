@@ -66,6 +66,25 @@ impl DecodedBatch {
     pub fn sample_count(&self) -> usize {
         self.points.len() + self.series.iter().map(|s| s.values.len()).sum::<usize>()
     }
+
+    /// Adds a sample, or the reason its value could not be read, at `location`.
+    pub(crate) fn push_point(
+        &mut self,
+        signal: String,
+        ts: Option<Timestamp>,
+        value: Result<RawValue, String>,
+        location: String,
+    ) {
+        match value {
+            Ok(value) => self.points.push(RawPoint {
+                signal,
+                ts,
+                value,
+                location,
+            }),
+            Err(message) => self.errors.push(ItemError { location, message }),
+        }
+    }
 }
 
 /// A payload that could not be decoded at all.

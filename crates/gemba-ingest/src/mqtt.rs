@@ -93,18 +93,7 @@ fn single(signal: &str, text: &str, received_at: i64) -> Result<DecodedBatch, De
         return Ok(out);
     }
     let text = text.trim_matches('"');
-    match scalar(text) {
-        Ok(value) => out.points.push(RawPoint {
-            signal: signal.to_owned(),
-            ts: Some(received_at),
-            value,
-            location: loc,
-        }),
-        Err(message) => out.errors.push(ItemError {
-            location: loc,
-            message,
-        }),
-    }
+    out.push_point(signal.to_owned(), Some(received_at), scalar(text), loc);
     Ok(out)
 }
 
@@ -179,18 +168,7 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
                 });
                 continue;
             }
-            match value_of(val) {
-                Ok(value) => out.points.push(RawPoint {
-                    signal: format!("{machine}/{name}"),
-                    ts: Some(ts),
-                    value,
-                    location: vloc,
-                }),
-                Err(message) => out.errors.push(ItemError {
-                    location: vloc,
-                    message,
-                }),
-            }
+            out.push_point(format!("{machine}/{name}"), Some(ts), value_of(val), vloc);
         }
     }
     Ok(out)

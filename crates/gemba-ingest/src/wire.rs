@@ -328,18 +328,7 @@ pub fn decode_line_protocol(body: &[u8]) -> Result<DecodedBatch, DecodeError> {
             });
             continue;
         }
-        match scalar(value) {
-            Ok(value) => out.points.push(RawPoint {
-                signal: signal.to_owned(),
-                ts,
-                value,
-                location: loc,
-            }),
-            Err(message) => out.errors.push(ItemError {
-                location: loc,
-                message,
-            }),
-        }
+        out.push_point(signal.to_owned(), ts, scalar(value), loc);
     }
     Ok(out)
 }
