@@ -313,6 +313,23 @@ pub struct MachineDef {
     /// Ideal cycle time of one part in seconds (used by OEE performance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ideal_cycle_time_s: Option<f64>,
+    /// Name of a `[[templates]]` entry whose kind, cycle time and signals this machine takes;
+    /// fields and signals written on the machine itself win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub signals: Vec<SignalSpec>,
+}
+
+/// A machine type written once and used by many machines (`template = "cnc_mill"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineTemplate {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ideal_cycle_time_s: Option<f64>,
     #[serde(default)]
     pub signals: Vec<SignalSpec>,
 }
@@ -478,6 +495,9 @@ impl Default for EnterpriseDef {
 pub struct Plant {
     #[serde(default)]
     pub enterprise: EnterpriseDef,
+    /// Machine types that machines refer to with `template = "…"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<MachineTemplate>,
     #[serde(default)]
     pub sites: Vec<SiteDef>,
     #[serde(default)]
@@ -486,6 +506,61 @@ pub struct Plant {
     pub operators: Vec<OperatorDef>,
     #[serde(default)]
     pub shifts: Vec<ShiftDef>,
+}
+
+impl Plant {
+    /// Every machine with its path, its template applied: the machine's own kind and cycle time
+    /// win over the template's, and a signal written on the machine replaces the template's
+    /// signal of the same name.
+    pub fn machines(&self) -> Result<Vec<(String, MachineDef)>, ModelError> {
+        let mut out = Vec::new();
+        for site in &self.sites {
+            for area in &site.areas {
+                for line in &area.lines {
+                    for machine in &line.machines {
+                        let path =
+                            format!("{}/{}/{}/{}", site.name, area.name, line.name, machine.name);
+                        let resolved = self.apply_template(&path, machine)?;
+                        out.push((path, resolved));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply_template(&self, path: &str, machine: &MachineDef) -> Result<MachineDef, ModelError> {
+        let Some(name) = &machine.template else {
+            return Ok(machine.clone());
+        };
+        let Some(t) = self.templates.iter().find(|t| &t.name == name) else {
+            let known: Vec<&str> = self.templates.iter().map(|t| t.name.as_str()).collect();
+            return Err(ModelError::InvalidEntity {
+                what: "machine",
+                id: path.to_owned(),
+                field: "template",
+                reason: if known.is_empty() {
+                    format!("unknown template {name:?}: the plant file defines no [[templates]]")
+                } else {
+                    format!("unknown template {name:?}; defined: {}", known.join(", "))
+                },
+            });
+        };
+        let mut signals: Vec<SignalSpec> = t
+            .signals
+            .iter()
+            .filter(|s| !machine.signals.iter().any(|m| m.name == s.name))
+            .cloned()
+            .collect();
+        signals.extend(machine.signals.iter().cloned());
+        Ok(MachineDef {
+            name: machine.name.clone(),
+            kind: machine.kind.clone().or_else(|| t.kind.clone()),
+            ideal_cycle_time_s: machine.ideal_cycle_time_s.or(t.ideal_cycle_time_s),
+            template: None,
+            signals,
+        })
+    }
 }
 
 /// A node of the hierarchy above signals (site, area, line or machine).
@@ -589,6 +664,7 @@ impl AssetModel {
                     for machine in &line.machines {
                         let mpath = format!("{line_path}/{}", machine.name);
                         check_path(&mpath, Level::Machine)?;
+                        let machine = &plant.apply_template(&mpath, machine)?;
                         if let Some(c) = machine.ideal_cycle_time_s
                             && (!c.is_finite() || c <= 0.0)
                         {
@@ -827,6 +903,7 @@ mod tests {
                             name: "cnc1".into(),
                             kind: Some("cnc_mill".into()),
                             ideal_cycle_time_s: Some(30.0),
+                            template: None,
                             signals: vec![
                                 SignalSpec {
                                     name: "spindle_speed".into(),
@@ -902,6 +979,53 @@ mod tests {
         let err = AssetModel::from_plant(&p).expect_err("lsl above usl");
         assert!(
             err.to_string().contains("lsl 10 must be below usl 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn templates_give_machines_their_signals() {
+        let mut p = plant();
+        let line = &mut p.sites[0].areas[0].lines[0];
+        let cnc1 = line.machines[0].clone();
+        p.templates.push(MachineTemplate {
+            name: "mill".into(),
+            kind: Some("cnc_mill".into()),
+            ideal_cycle_time_s: Some(40.0),
+            signals: cnc1.signals.clone(),
+        });
+        let mut cnc2 = MachineDef {
+            name: "cnc2".into(),
+            kind: None,
+            ideal_cycle_time_s: Some(25.0),
+            template: Some("mill".into()),
+            signals: vec![cnc1.signals[0].clone()],
+        };
+        cnc2.signals[0].unit = Some("1/min".into());
+        let extra = SignalSpec {
+            name: "coolant_flow".into(),
+            ..cnc1.signals[0].clone()
+        };
+        cnc2.signals.push(extra);
+        p.sites[0].areas[0].lines[0].machines.push(cnc2);
+        let m = AssetModel::from_plant(&p).expect("valid");
+        assert_eq!(m.signal_count(), 2 + 3);
+        let node = m.node("plant1/machining/line1/cnc2").expect("machine");
+        assert_eq!(node.kind.as_deref(), Some("cnc_mill"));
+        assert_eq!(node.ideal_cycle_time_s, Some(25.0));
+        let speed = m
+            .signal("plant1/machining/line1/cnc2/spindle_speed")
+            .expect("overridden signal");
+        assert_eq!(speed.unit.as_deref(), Some("1/min"));
+        assert!(m.signal("plant1/machining/line1/cnc2/state").is_some());
+        let machines = p.machines().expect("resolved");
+        assert_eq!(machines[1].1.signals.len(), 3);
+
+        p.sites[0].areas[0].lines[0].machines[1].template = Some("lathe".into());
+        let err = AssetModel::from_plant(&p).expect_err("unknown template");
+        assert!(
+            err.to_string()
+                .contains("unknown template \"lathe\"; defined: mill"),
             "{err}"
         );
     }
