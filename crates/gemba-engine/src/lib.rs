@@ -105,7 +105,21 @@ pub fn load_plant(path: &Path) -> Result<Plant, EngineError> {
     if !path.is_file() {
         return Err(bad("does not exist or is not a file".into()));
     }
-    let plant: Plant = figment::Figment::from(Toml::file_exact(path))
+    parse_plant_with(figment::Figment::from(Toml::file_exact(path)), &path.display().to_string())
+}
+
+/// Parses and validates a plant file's text; `origin` names it in errors.
+pub fn parse_plant(text: &str, origin: &str) -> Result<Plant, EngineError> {
+    use figment::providers::{Format, Toml};
+    parse_plant_with(figment::Figment::from(Toml::string(text)), origin)
+}
+
+fn parse_plant_with(figment: figment::Figment, origin: &str) -> Result<Plant, EngineError> {
+    let bad = |reason: String| EngineError::Plant {
+        path: origin.to_owned(),
+        reason,
+    };
+    let plant: Plant = figment
         .extract()
         .map_err(|e| {
             bad(e

@@ -13,6 +13,8 @@ pub enum Source {
     Http,
     Mqtt,
     Csv,
+    /// `gemba simulate --direct` and the demo's history.
+    Simulator,
 }
 
 impl Source {
@@ -21,6 +23,7 @@ impl Source {
             Source::Http => "http",
             Source::Mqtt => "mqtt",
             Source::Csv => "csv",
+            Source::Simulator => "simulator",
         }
     }
 }

@@ -206,6 +206,127 @@ pub fn spawn_subscriber(
     Ok(SubscriberHandle { stats, task })
 }
 
+/// A publisher that knows when the broker has every message: QoS 1 publishes are counted,
+/// and [`Publisher::flush`] waits until the broker has acknowledged all of them.
+#[derive(Debug)]
+pub struct Publisher {
+    client: AsyncClient,
+    sent: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    /// Connects to the broker of `cfg` (credentials, TLS) and waits for its CONNACK, so that
+    /// a wrong address or password is an error here rather than a silent retry loop.
+    pub async fn connect(cfg: &MqttClientConfig) -> Result<Publisher, MqttError> {
+        let mut opts = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+        if cfg.tls {
+            let tls = tls_config(cfg.ca_file.as_deref())?;
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        }
+        opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)));
+        opts.set_clean_session(true);
+        opts.set_max_packet_size(cfg.max_payload_bytes + 4096, cfg.max_payload_bytes + 4096);
+        opts.set_inflight(200);
+        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+            opts.set_credentials(u.clone(), p.clone());
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let addr = format!("{}:{}", cfg.host, cfg.port);
+        let connected = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+        match connected {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(MqttError::Client(format!("cannot connect to {addr}: {e}"))),
+            Err(_) => return Err(MqttError::Client(format!("no CONNACK from {addr} within 10 s"))),
+        }
+        let sent = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let (ack, fail) = (acked.clone(), failed.clone());
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        ack.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "MQTT publisher connection lost; reconnecting");
+                        if let Ok(mut f) = fail.lock() {
+                            *f = Some(e.to_string());
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Ok(Publisher {
+            client,
+            sent,
+            acked,
+            failed,
+            task,
+        })
+    }
+
+    /// Publishes with QoS 1 (waits while the client's queue is full).
+    pub async fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), MqttError> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| MqttError::Client(format!("publish: {e}")))?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Messages published and acknowledged by the broker so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.sent.load(Ordering::Relaxed), self.acked.load(Ordering::Relaxed))
+    }
+
+    /// Waits until the broker has acknowledged every message published so far.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), MqttError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (sent, acked) = self.counts();
+            if acked >= sent {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let last = self.failed.lock().ok().and_then(|f| f.clone());
+                return Err(MqttError::Client(format!(
+                    "broker acknowledged {acked} of {sent} messages within {timeout:?}{}",
+                    last.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Flushes, then disconnects.
+    pub async fn close(self, timeout: Duration) -> Result<(), MqttError> {
+        let flushed = self.flush(timeout).await;
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.task.abort();
+        flushed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

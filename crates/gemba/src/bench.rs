@@ -29,6 +29,7 @@ const T0: i64 = 1_767_225_600_000;
 pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Ingest(args) => ingest(args),
+        BenchCmd::Simulate(args) => crate::simulate::bench(args),
     }
 }
 

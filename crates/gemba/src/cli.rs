@@ -23,6 +23,9 @@ pub enum Command {
     Import(ImportCmd),
     /// Query a running server.
     Query(QueryArgs),
+    /// Run the factory simulator: publish a plant's signals and events over MQTT, write them
+    /// into a store, or export them as CSV with their ground truth.
+    Simulate(SimulateArgs),
     /// Measure Gemba's performance on this machine and print the figures.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -50,6 +53,74 @@ pub struct DemoArgs {
     /// Configuration file; its plant file and storage path are replaced by the demo's.
     #[arg(short, long)]
     pub config: Option<PathBuf>,
+    /// Plant file to simulate instead of the sample plant.
+    #[arg(long)]
+    pub plant: Option<PathBuf>,
+    /// Scenario file instead of the default scenario.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Simulated history written at full speed before live data starts (e.g. 8h, 2d; 0s for none).
+    #[arg(long, default_value = "8h")]
+    pub history: String,
+    /// Speed of the live simulation: 1 is real time, 60 runs an hour a minute.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Seed of the simulation (overrides the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Plant file (default: the sample plant of `gemba demo`).
+    #[arg(long)]
+    pub plant: Option<PathBuf>,
+    /// Scenario file: rates, physics constants and injected faults (default: the default scenario).
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Seed (overrides the scenario's); the same seed, plant, scenario and --start give the same run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// 1 is real time, 60 runs an hour a minute, `max` runs as fast as the sink takes it.
+    #[arg(long, default_value = "1")]
+    pub speed: String,
+    /// How much simulated time to run (e.g. 30m, 8h, 7d); forever without it.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Simulated start time (RFC 3339 or ms). Default: now for real time; now − duration when
+    /// accelerated, so that the run ends at the present.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Where the data goes: `mqtt` (a broker), `direct` (the store of --config; no server may
+    /// run on it) or `none` (with --export only, or to measure the simulator).
+    #[arg(long, default_value = "mqtt")]
+    pub to: String,
+    /// Broker host for --to mqtt.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub mqtt_host: String,
+    /// Broker port for --to mqtt.
+    #[arg(long, default_value_t = 1883)]
+    pub mqtt_port: u16,
+    /// Topic prefix.
+    #[arg(long, default_value = "gemba/v1")]
+    pub topic_prefix: String,
+    #[arg(long, env = "GEMBA_MQTT_USERNAME")]
+    pub username: Option<String>,
+    #[arg(long, env = "GEMBA_MQTT_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// CA certificate (PEM) to connect with TLS.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Configuration file of the store for --to direct.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// Also write the run as CSV into this directory: one file per machine (signals and labels),
+    /// events.csv and labels.csv.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// Print what the simulator will do and exit.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +234,22 @@ pub enum QueryCmd {
 pub enum BenchCmd {
     /// Ingest and query throughput against the figures of the foundation issue.
     Ingest(BenchArgs),
+    /// Simulator throughput: points per second accelerated, and headroom in real time for a
+    /// plant of many machines.
+    Simulate(BenchSimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSimArgs {
+    /// Machines of the benchmark plant.
+    #[arg(long, default_value_t = 50)]
+    pub machines: usize,
+    /// Samples per signal per second in the real-time part.
+    #[arg(long, default_value_t = 10.0)]
+    pub hz: f64,
+    /// Simulated time of the accelerated part.
+    #[arg(long, default_value = "2h")]
+    pub duration: String,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod cli;
 mod import;
 mod query;
 mod serve;
+mod simulate;
 
 use clap::Parser;
 
@@ -29,6 +30,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => serve::demo(args),
         Command::Import(args) => import::run(args),
         Command::Query(args) => query::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
