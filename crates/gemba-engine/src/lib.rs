@@ -105,7 +105,10 @@ pub fn load_plant(path: &Path) -> Result<Plant, EngineError> {
     if !path.is_file() {
         return Err(bad("does not exist or is not a file".into()));
     }
-    parse_plant_with(figment::Figment::from(Toml::file_exact(path)), &path.display().to_string())
+    parse_plant_with(
+        figment::Figment::from(Toml::file_exact(path)),
+        &path.display().to_string(),
+    )
 }
 
 /// Parses and validates a plant file's text; `origin` names it in errors.
@@ -119,15 +122,13 @@ fn parse_plant_with(figment: figment::Figment, origin: &str) -> Result<Plant, En
         path: origin.to_owned(),
         reason,
     };
-    let plant: Plant = figment
-        .extract()
-        .map_err(|e| {
-            bad(e
-                .into_iter()
-                .map(|e| format!("{}: {}", e.path.join("."), e.kind))
-                .collect::<Vec<_>>()
-                .join("; "))
-        })?;
+    let plant: Plant = figment.extract().map_err(|e| {
+        bad(e
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path.join("."), e.kind))
+            .collect::<Vec<_>>()
+            .join("; "))
+    })?;
     gemba_core::AssetModel::from_plant(&plant).map_err(|e| bad(e.to_string()))?;
     Ok(plant)
 }

@@ -214,6 +214,7 @@ pub struct Publisher {
     sent: Arc<AtomicU64>,
     acked: Arc<AtomicU64>,
     failed: Arc<std::sync::Mutex<Option<String>>>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -248,12 +249,17 @@ impl Publisher {
         match connected {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(MqttError::Client(format!("cannot connect to {addr}: {e}"))),
-            Err(_) => return Err(MqttError::Client(format!("no CONNACK from {addr} within 10 s"))),
+            Err(_) => {
+                return Err(MqttError::Client(format!(
+                    "no CONNACK from {addr} within 10 s"
+                )));
+            }
         }
         let sent = Arc::new(AtomicU64::new(0));
         let acked = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(std::sync::Mutex::new(None));
-        let (ack, fail) = (acked.clone(), failed.clone());
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ack, fail, closing_task) = (acked.clone(), failed.clone(), closing.clone());
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
@@ -264,6 +270,9 @@ impl Publisher {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => backoff = Duration::from_millis(100),
                     Ok(_) => {}
                     Err(e) => {
+                        if closing_task.load(Ordering::Relaxed) {
+                            return;
+                        }
                         tracing::warn!(error = %e, "MQTT publisher connection lost; reconnecting");
                         if let Ok(mut f) = fail.lock() {
                             *f = Some(e.to_string());
@@ -279,6 +288,7 @@ impl Publisher {
             sent,
             acked,
             failed,
+            closing,
             task,
         })
     }
@@ -295,7 +305,10 @@ impl Publisher {
 
     /// Messages published and acknowledged by the broker so far.
     pub fn counts(&self) -> (u64, u64) {
-        (self.sent.load(Ordering::Relaxed), self.acked.load(Ordering::Relaxed))
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.acked.load(Ordering::Relaxed),
+        )
     }
 
     /// Waits until the broker has acknowledged every message published so far.
@@ -310,7 +323,8 @@ impl Publisher {
                 let last = self.failed.lock().ok().and_then(|f| f.clone());
                 return Err(MqttError::Client(format!(
                     "broker acknowledged {acked} of {sent} messages within {timeout:?}{}",
-                    last.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                    last.map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -320,6 +334,7 @@ impl Publisher {
     /// Flushes, then disconnects.
     pub async fn close(self, timeout: Duration) -> Result<(), MqttError> {
         let flushed = self.flush(timeout).await;
+        self.closing.store(true, Ordering::Relaxed);
         let _ = self.client.disconnect().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         self.task.abort();

@@ -77,7 +77,7 @@ pub(crate) fn init_logging(level: &str, format: &str) {
     let level = if level.contains("rumqttd") {
         level.to_owned()
     } else {
-        format!("{level},rumqttd=warn")
+        format!("{level},rumqttd=warn,rumqttd::server::broker=off")
     };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&level))

@@ -1,6 +1,7 @@
 //! `gemba serve` and `gemba demo`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -14,41 +15,59 @@ pub const DEMO_PLANT: &str = include_str!("../../../examples/plant.toml");
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
-    run_server(config)
+    run_server(config, None)
 }
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
+    let (plant, scenario) =
+        crate::simulate::load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
+    let history = crate::simulate::parse_duration_or_zero(&args.history)
+        .map_err(|e| anyhow::anyhow!("--history: {e}"))?;
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create demo directory {}", args.data.display()))?;
-    let plant = args.data.join("plant.toml");
-    std::fs::write(&plant, DEMO_PLANT)
-        .with_context(|| format!("cannot write {}", plant.display()))?;
-    config.plant.file = Some(plant);
+    let plant_file = args.data.join("plant.toml");
+    let plant_text = match &args.plant {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => DEMO_PLANT.to_owned(),
+    };
+    std::fs::write(&plant_file, plant_text)
+        .with_context(|| format!("cannot write {}", plant_file.display()))?;
+    config.plant.file = Some(plant_file);
     config.storage.path = args.data.join("gemba.db");
     config.server.listen = args.listen;
-    eprintln!(
-        "Gemba demo: sample plant acme/plant1 (2 lines, 8 machines), data in {}.\n\
-         Send data, e.g.:\n  mosquitto_pub -t gemba/v1/plant1/production/line1/cnc1/spindle_speed -m 1480\n  \
-         curl -d '{{\"points\":[{{\"signal\":\"plant1/production/line1/cnc1/torque\",\"value\":41.5}}]}}' http://{}/api/v1/ingest\n\
-         The factory simulator that drives the demo is not part of this build yet.",
-        args.data.display(),
-        args.listen
-    );
-    run_server(config)
+    run_server(
+        config,
+        Some(DemoSim {
+            plant,
+            scenario,
+            history_ms: history,
+            data: args.data.clone(),
+        }),
+    )
 }
 
-fn run_server(config: Config) -> anyhow::Result<()> {
+/// What `gemba demo` simulates next to the server.
+pub struct DemoSim {
+    pub plant: gemba_core::Plant,
+    pub scenario: gemba_sim::Scenario,
+    pub history_ms: i64,
+    pub data: std::path::PathBuf,
+}
+
+fn run_server(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()> {
     crate::init_logging(&config.log.level, &config.log.format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gemba-rt")
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(async_serve(config))
+    rt.block_on(async_serve(config, demo))
 }
 
-async fn async_serve(config: Config) -> anyhow::Result<()> {
+async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = config.server.listen;
     // Bind first so that a taken port is reported before anything else starts.
@@ -90,12 +109,41 @@ async fn async_serve(config: Config) -> anyhow::Result<()> {
         started.elapsed().as_millis(),
         store_path.display()
     );
+    let stop = Arc::new(AtomicBool::new(false));
+    let sim_thread = match demo {
+        Some(demo) => {
+            let mqtt_addr = match (&mqtt, engine.config().mqtt.mode) {
+                (Some(_), gemba_engine::config::MqttMode::Embedded) => {
+                    Some(engine.config().mqtt.listen)
+                }
+                _ => None,
+            };
+            Some(crate::simulate::spawn_demo(
+                demo,
+                engine.clone(),
+                tokio::runtime::Handle::current(),
+                mqtt_addr,
+                listen,
+                stop.clone(),
+            )?)
+        }
+        None => None,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")?;
     tracing::info!("shutting down");
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = sim_thread {
+        match tokio::task::spawn_blocking(move || t.join()).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!("simulator: {e:#}"),
+            _ => tracing::error!("simulator thread panicked"),
+        }
+    }
     drop(mqtt);
+    eprintln!("stopped; data kept in {}", store_path.display());
     Ok(())
 }
 

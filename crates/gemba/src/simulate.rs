@@ -48,7 +48,11 @@ pub fn load_inputs(
 
 /// Parses a duration that may be zero (`0`, `0s`).
 pub fn parse_duration_or_zero(s: &str) -> anyhow::Result<i64> {
-    if s.trim_start_matches('0').chars().all(|c| c.is_ascii_alphabetic()) && s.starts_with('0') {
+    if s.trim_start_matches('0')
+        .chars()
+        .all(|c| c.is_ascii_alphabetic())
+        && s.starts_with('0')
+    {
         return Ok(0);
     }
     parse_duration_ms(s).map_err(anyhow::Error::msg)
@@ -403,8 +407,8 @@ pub struct ExportSink {
 }
 
 fn csv_file(path: &Path) -> anyhow::Result<csv::Writer<std::io::BufWriter<std::fs::File>>> {
-    let f = std::fs::File::create(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(csv::Writer::from_writer(std::io::BufWriter::new(f)))
 }
 
@@ -458,7 +462,11 @@ impl ExportSink {
         })
     }
 
-    fn write_labels(&mut self, m: usize, next: Option<(Timestamp, FailureMode)>) -> anyhow::Result<()> {
+    fn write_labels(
+        &mut self,
+        m: usize,
+        next: Option<(Timestamp, FailureMode)>,
+    ) -> anyhow::Result<()> {
         for row in self.pending[m].drain(..) {
             let l = row.label;
             let ttf = next.map(|(ts, _)| ((ts - row.ts) as f64 / 1000.0).to_string());
@@ -499,7 +507,10 @@ impl Sink for ExportSink {
             write_event(&mut self.events, e)?;
         }
         for (m, label) in tick.labels.iter().enumerate() {
-            self.pending[m].push(LabelRow { ts: tick.ts, label: *label });
+            self.pending[m].push(LabelRow {
+                ts: tick.ts,
+                label: *label,
+            });
             if let Some(f) = label.failure {
                 self.write_labels(m, Some((tick.ts, f)))?;
             }
@@ -525,7 +536,11 @@ impl Sink for ExportSink {
     }
 
     fn summary(&self) -> String {
-        format!("{} rows per machine exported to {}", self.rows, self.dir.display())
+        format!(
+            "{} rows per machine exported to {}",
+            self.rows,
+            self.dir.display()
+        )
     }
 }
 
@@ -603,7 +618,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         scenario.name.as_deref().unwrap_or("(unnamed)"),
         scenario.seed,
         format_rfc3339(start),
-        end.map_or("forever".to_owned(), |e| format!("to {}", format_rfc3339(e))),
+        end.map_or("forever".to_owned(), |e| format!(
+            "to {}",
+            format_rfc3339(e)
+        )),
         speed.map_or("full speed".to_owned(), |s| format!("{s}× real time")),
     );
     if args.dry_run {
@@ -640,7 +658,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 topic_prefix: args.topic_prefix.clone(),
                 ..MqttClientConfig::default()
             };
-            sinks.push(Box::new(MqttSink::connect(rt.handle().clone(), &cfg, &sim)?));
+            sinks.push(Box::new(MqttSink::connect(
+                rt.handle().clone(),
+                &cfg,
+                &sim,
+            )?));
         }
         "direct" => {
             let config = Config::load(args.config.as_deref())?;
@@ -689,15 +711,22 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
 /// template of examples/large-plant.toml.
 fn bench_plant(machines: usize) -> anyhow::Result<Plant> {
     let large = include_str!("../../../examples/large-plant.toml");
-    let start = large.find("[[templates]]").context("template in large-plant.toml")?;
-    let end = large.find("[[sites]]").context("sites in large-plant.toml")?;
+    let start = large
+        .find("[[templates]]")
+        .context("template in large-plant.toml")?;
+    let end = large
+        .find("[[sites]]")
+        .context("sites in large-plant.toml")?;
     let mut text = format!(
         "[enterprise]\nname = \"bench\"\n\n{}[[sites]]\nname = \"s\"\n\n[[sites.areas]]\nname = \"a\"\n",
         &large[start..end]
     );
     for m in 0..machines {
         if m % 5 == 0 {
-            text.push_str(&format!("\n[[sites.areas.lines]]\nname = \"line{}\"\n", m / 5 + 1));
+            text.push_str(&format!(
+                "\n[[sites.areas.lines]]\nname = \"line{}\"\n",
+                m / 5 + 1
+            ));
         }
         text.push_str(&format!(
             "\n[[sites.areas.lines.machines]]\nname = \"m{}\"\ntemplate = \"cnc_mill\"\n",
@@ -712,7 +741,8 @@ pub fn bench(args: crate::cli::BenchSimArgs) -> anyhow::Result<()> {
         bail!("--machines must be > 0 and --hz in (0, 1000]");
     }
     let plant = bench_plant(args.machines)?;
-    let mut scenario = Scenario::from_toml(include_str!("../../../examples/scenarios/default.toml"))?;
+    let mut scenario =
+        Scenario::from_toml(include_str!("../../../examples/scenarios/default.toml"))?;
     scenario.faults.retain(|f| f.machine == "*");
     scenario.faults.push(gemba_sim::FaultSpec {
         kind: gemba_sim::FaultKind::Bearing,
@@ -732,19 +762,29 @@ pub fn bench(args: crate::cli::BenchSimArgs) -> anyhow::Result<()> {
     let mut sim = Simulator::new(&plant, &scenario, start)?;
     let signals = sim.signals().len();
     let mut sinks: Vec<Box<dyn Sink + Send>> = vec![Box::new(NullSink)];
-    let stats = drive(&mut sim, &mut sinks, None, Some(start + duration), &stop, None)?;
+    let stats = drive(
+        &mut sim,
+        &mut sinks,
+        None,
+        Some(start + duration),
+        &stop,
+        None,
+    )?;
     let secs = stats.wall.as_secs_f64().max(1e-9);
     let pps = stats.samples as f64 / secs;
     let sim_s = duration as f64 / 1000.0;
     println!(
         "simulator, {} machines, {} signals, every {} ms, one thread",
-        args.machines,
-        signals,
-        scenario.sample_interval.0
+        args.machines, signals, scenario.sample_interval.0
     );
     println!(
         "  accelerated: {} s simulated in {:.2} s: {:.0} points/s ({:.0}× real time), {} events, {} failures",
-        sim_s, secs, pps, sim_s / secs, stats.events, stats.failures
+        sim_s,
+        secs,
+        pps,
+        sim_s / secs,
+        stats.events,
+        stats.failures
     );
     // Real time: 10 s paced, measuring the share of the wall time spent simulating.
     let mut sim = Simulator::new(&plant, &scenario, start)?;
@@ -777,7 +817,158 @@ pub fn bench(args: crate::cli::BenchSimArgs) -> anyhow::Result<()> {
     println!(
         "  target: >= 500,000 points/s accelerated ({}), real time for 50 machines × 20 signals at 10 Hz = 10,000 points/s ({})",
         if pps >= 500_000.0 { "met" } else { "NOT met" },
-        if pps >= 10_000.0 * 1.5 { "met: the accelerated rate is the headroom" } else { "NOT met" }
+        if pps >= 10_000.0 * 1.5 {
+            "met: the accelerated rate is the headroom"
+        } else {
+            "NOT met"
+        }
+    );
+    Ok(())
+}
+
+/// Starts the demo's simulator thread: history at full speed into the store, then live data in
+/// real time over the embedded broker (or straight into the store when MQTT is off).
+pub fn spawn_demo(
+    demo: crate::serve::DemoSim,
+    engine: Arc<Engine>,
+    rt: tokio::runtime::Handle,
+    mqtt: Option<std::net::SocketAddr>,
+    http: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    std::thread::Builder::new()
+        .name("gemba-sim".into())
+        .spawn(move || demo_run(demo, engine, rt, mqtt, http, &stop))
+        .context("cannot start the simulator thread")
+}
+
+fn human(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s >= 3600 => format!("{:.1} h", s as f64 / 3600.0),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn demo_run(
+    demo: crate::serve::DemoSim,
+    engine: Arc<Engine>,
+    rt: tokio::runtime::Handle,
+    mqtt: Option<std::net::SocketAddr>,
+    http: std::net::SocketAddr,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let dt = demo.scenario.sample_interval.0;
+    let now = now_ms();
+    // Continue after what an earlier demo run stored rather than writing the history again.
+    let newest = engine.latest("").iter().map(|l| l.ts).max();
+    let mut start = now - demo.history_ms;
+    let resumed = newest.is_some_and(|n| n >= start);
+    if let Some(n) = newest
+        && n >= start
+    {
+        start = (n + dt).min(now);
+    }
+    start -= start.rem_euclid(dt);
+    let mut sim = Simulator::new(&demo.plant, &demo.scenario, start)?;
+    let name = demo
+        .scenario
+        .name
+        .clone()
+        .unwrap_or_else(|| "(unnamed)".into());
+    eprintln!(
+        "demo: simulating {} machines ({} signals), scenario {name:?}, seed {}",
+        sim.machines().len(),
+        sim.signals().len(),
+        demo.scenario.seed
+    );
+    if now - start > dt {
+        eprintln!(
+            "demo: {} {} of history at full speed …",
+            if resumed { "catching up" } else { "writing" },
+            human(now - start)
+        );
+        let mut sinks: Vec<Box<dyn Sink + Send>> =
+            vec![Box::new(DirectSink::new(engine.clone(), &sim))];
+        let mut total = RunStats::default();
+        let t0 = Instant::now();
+        // Until the simulated clock has caught up with the wall clock.
+        while now_ms() - sim.now() > dt && !stop.load(Ordering::Relaxed) {
+            let s = drive(&mut sim, &mut sinks, None, Some(now_ms()), stop, None)?;
+            total.samples += s.samples;
+            total.events += s.events;
+            total.failures += s.failures;
+        }
+        eprintln!(
+            "demo: history written: {} samples, {} events, {} machine failures in {:.1} s ({})",
+            total.samples,
+            total.events,
+            total.failures,
+            t0.elapsed().as_secs_f64(),
+            sinks[0].summary()
+        );
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let mut live: Vec<Box<dyn Sink + Send>> = Vec::new();
+    let mut how = "straight into the store (MQTT is off)".to_owned();
+    if let Some(addr) = mqtt {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            addr.ip().to_string()
+        };
+        let cfg = MqttClientConfig {
+            host: host.clone(),
+            port: addr.port(),
+            client_id: "gemba-demo-simulator".into(),
+            ..MqttClientConfig::default()
+        };
+        match MqttSink::connect(rt, &cfg, &sim) {
+            Ok(s) => {
+                live.push(Box::new(s));
+                how = format!(
+                    "over MQTT to the embedded broker {host}:{} (watch: mosquitto_sub -h {host} -p {} -t 'gemba/v1/#' -v)",
+                    addr.port(),
+                    addr.port()
+                );
+            }
+            Err(e) => tracing::warn!(
+                "demo: cannot publish over MQTT ({e:#}); writing straight into the store"
+            ),
+        }
+    }
+    if live.is_empty() {
+        live.push(Box::new(DirectSink::new(engine.clone(), &sim)));
+    }
+    let m0 = sim
+        .machines()
+        .first()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let server = format!("http://{http}");
+    eprintln!(
+        "\nGemba demo is live: {} machines send a sample of every signal each {} ms {how}.\n\
+         Look at:\n  \
+           {server}/                                  latest values\n  \
+           gemba query latest {m0}\n  \
+           gemba query events --type custom:failure          machine failures (the ground truth)\n  \
+           gemba query events --type custom:fault_onset      injected bearing wear, drifts, sensor faults\n  \
+           gemba query series {m0}/vibration_rms --step 10m\n  \
+           {server}/api/v1/events?type=move                  lots moving from raw store to shipping\n\
+         Ctrl-C stops; the data stays in {} and the next `gemba demo` continues from it.\n",
+        sim.machines().len(),
+        dt,
+        demo.data.display()
+    );
+    let stats = drive(&mut sim, &mut live, Some(1.0), None, stop, None)?;
+    tracing::info!(
+        samples = stats.samples,
+        events = stats.events,
+        "demo simulator stopped"
     );
     Ok(())
 }

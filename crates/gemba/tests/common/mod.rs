@@ -78,11 +78,16 @@ impl Server {
 
     /// Like [`Server::start_in`] with extra environment variables (e.g. `GEMBA__…` overrides).
     pub fn start_with_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Server {
+        Self::start_with_plant(dir, PLANT, extra, env)
+    }
+
+    /// Like [`Server::start_with_env`] with another plant file.
+    pub fn start_with_plant(dir: &Path, plant: &str, extra: &str, env: &[(&str, &str)]) -> Server {
         let http = free_port();
         let mqtt = free_port();
         let mqtt_v5 = free_port();
         std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("plant.toml"), PLANT).unwrap();
+        std::fs::write(dir.join("plant.toml"), plant).unwrap();
         let config = dir.join("gemba.toml");
         let mut f = std::fs::File::create(&config).unwrap();
         write!(
