@@ -360,3 +360,39 @@ fn a_stuck_sensor_freezes_and_labels_say_so() {
     );
     assert_eq!(r.labels[4000][m].fault, None);
 }
+
+#[test]
+fn shipped_scenarios_run_on_their_plants() {
+    let large: Plant =
+        toml::from_str(include_str!("../../../examples/large-plant.toml")).expect("large plant");
+    let cases = [
+        (
+            include_str!("../../../examples/scenarios/default.toml"),
+            plant(),
+            8,
+        ),
+        (
+            include_str!("../../../examples/scenarios/quality-drift.toml"),
+            plant(),
+            8,
+        ),
+        (
+            include_str!("../../../examples/scenarios/large-plant.toml"),
+            large,
+            50,
+        ),
+    ];
+    for (text, plant, machines) in cases {
+        let sc = scenario(text);
+        let mut sim = Simulator::new(&plant, &sc, START).expect("runs");
+        assert_eq!(sim.machines().len(), machines);
+        let mut tick = sim.new_tick();
+        let mut onsets = 0;
+        // Three simulated hours.
+        for _ in 0..(3 * 3_600_000 / sc.sample_interval.0) {
+            sim.step(&mut tick);
+            onsets += custom(&tick.events, "fault_onset").len();
+        }
+        assert!(onsets > 0, "{:?}: no fault in 3 h", sc.name);
+    }
+}

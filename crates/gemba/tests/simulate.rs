@@ -332,3 +332,85 @@ fn demo_serves_live_data_stops_cleanly_and_continues() {
         .unwrap();
     assert!(s.contains("stopped; data kept"), "{s}");
 }
+
+/// The simulator publishes to a real Mosquitto broker that needs a password; Gemba takes the data
+/// from that broker as its external broker.
+#[test]
+fn simulates_through_an_external_mosquitto_with_credentials() {
+    let passwd = common::require_program("mosquitto_passwd", "mosquitto");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let pwfile = dir.path().join("passwd");
+    for (i, (user, pw)) in [("gemba", "s3cret"), ("sim", "p4ss")].iter().enumerate() {
+        let mut cmd = Command::new(&passwd);
+        cmd.arg("-b");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        assert!(
+            cmd.arg(&pwfile)
+                .args([user, pw])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
+            pwfile.display()
+        ),
+    )
+    .unwrap();
+    let _broker = common::start_mosquitto(&conf, port);
+    let server = Server::start_with_plant(
+        &dir.path().join("gemba"),
+        SAMPLE_PLANT,
+        &format!(
+            "[mqtt.external]\nhost = \"127.0.0.1\"\nport = {port}\nusername = \"gemba\"\npassword = \"s3cret\"\nclient_id = \"gemba-sim-test\"\n"
+        ),
+        &[("GEMBA__MQTT__MODE", "external")],
+    );
+    // Give Gemba's subscriber time to subscribe (messages before it would not be delivered).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server.logs().contains("MQTT subscriber connected") {
+        assert!(
+            Instant::now() < deadline,
+            "subscriber not connected:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let port_s = port.to_string();
+    let base = [
+        "simulate",
+        "--mqtt-port",
+        &port_s,
+        "--duration",
+        "10m",
+        "--speed",
+        "max",
+    ];
+    let (ok, text) =
+        run_gemba(&[&base[..], &["--username", "sim", "--password", "wrong"]].concat());
+    assert!(!ok, "a wrong password must fail: {text}");
+    assert!(text.contains("cannot connect"), "{text}");
+    let (ok, text) = run_gemba(&[&base[..], &["--username", "sim", "--password", "p4ss"]].concat());
+    assert!(ok, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, stats) = server.get_json("/api/v1/stats");
+        if stats["points"].as_u64().unwrap_or(0) > 100 * 590 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stats}; log:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
