@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod lbfgs;
 pub mod logistic;
+pub mod metrics;
 pub mod model;
 pub mod preprocess;
 
@@ -16,3 +17,6 @@ pub use error::{MlError, Result};
 pub use logistic::{LogisticModel, LogisticParams, LogisticValidParams, Penalty};
 pub use model::{ClassWeight, Classifier, Fit, ParamGuard};
 pub use preprocess::{ImputeStrategy, Imputer, StandardScaler, WindowSpec, window_features};
+pub mod svm;
+pub use svm::linear::{LinearSvcModel, LinearSvcParams, LinearSvcValidParams, SvmLoss};
+pub use svm::{Gamma, GammaRule, Kernel, KernelKind, SvcModel, SvcParams, SvcValidParams};
