@@ -20,3 +20,8 @@ pub use preprocess::{ImputeStrategy, Imputer, StandardScaler, WindowSpec, window
 pub mod svm;
 pub use svm::linear::{LinearSvcModel, LinearSvcParams, LinearSvcValidParams, SvmLoss};
 pub use svm::{Gamma, GammaRule, Kernel, KernelKind, SvcModel, SvcParams, SvcValidParams};
+pub mod artifact;
+pub use artifact::{
+    ArtifactMetrics, Contribution, Explanation, FittedModel, GridPoint, GridSearchResult,
+    ModelArtifact, ModelKind, Scoring, cross_validate, grid_search, train,
+};

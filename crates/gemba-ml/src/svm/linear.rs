@@ -126,7 +126,7 @@ impl LinearSvcValidParams {
         } else {
             0.0
         };
-        let mut fg = |w: &[f64], g: &mut [f64]| -> f64 {
+        let fg = |w: &[f64], g: &mut [f64]| -> f64 {
             let (wv, wb) = (&w[..d], w[d]);
             let mut f = 0.5 * (dot(wv, wv) + wb * wb);
             g[..d].copy_from_slice(wv);
@@ -258,7 +258,6 @@ impl Fit for LinearSvcValidParams {
         data.validate_for_training()?;
         let k = data.n_classes();
         let cw = self.p.class_weight.resolve(data)?;
-        let c: Vec<f64> = data.y.iter().map(|&y| self.p.c * cw[y]).collect();
         let targets: Vec<usize> = if k == 2 { vec![1] } else { (0..k).collect() };
         let mut coef = Vec::new();
         let mut intercept = Vec::new();
@@ -268,6 +267,16 @@ impl Fit for LinearSvcValidParams {
                 .y
                 .iter()
                 .map(|&v| if v == t { 1.0 } else { -1.0 })
+                .collect();
+            // liblinear's convention (and scikit-learn's): binary problems weigh both classes;
+            // one-vs-rest weighs the positive class only, the rest keeps C.
+            let c: Vec<f64> = data
+                .y
+                .iter()
+                .map(|&v| {
+                    let w = if k == 2 || v == t { cw[v] } else { 1.0 };
+                    self.p.c * w
+                })
                 .collect();
             let primal = match self.p.dual {
                 Some(d) => !d,
