@@ -62,7 +62,8 @@ impl History {
     fn push(&mut self, s: Vec<f64>, y: Vec<f64>) {
         let sy = dot(&s, &y);
         let yy = dot(&y, &y);
-        if !(sy > 1e-10 * yy) || !sy.is_finite() {
+        let usable = sy > 1e-10 * yy && sy.is_finite();
+        if !usable {
             return; // skip pairs that would break positive definiteness
         }
         if self.s.len() == self.m {
@@ -75,6 +76,7 @@ impl History {
         self.rho.push(1.0 / sy);
     }
     /// Returns −H·g (two-loop recursion).
+    #[allow(clippy::needless_range_loop)]
     fn direction(&self, g: &[f64]) -> Vec<f64> {
         let mut q = g.to_vec();
         let k = self.s.len();
@@ -128,6 +130,9 @@ fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
 
+/// (step, f, directional derivative, evaluated point)
+type Trial = (f64, f64, f64, Option<Point>);
+
 struct Point {
     x: Vec<f64>,
     f: f64,
@@ -169,7 +174,7 @@ fn lbfgs<F: FnMut(&[f64], &mut [f64]) -> f64>(
         }
         let mut d = hist.direction(&cur.g);
         let mut dg = dot(&d, &cur.g);
-        if !(dg < 0.0) {
+        if dg >= 0.0 || dg.is_nan() {
             hist.clear();
             d = cur.g.iter().map(|v| -v).collect();
             dg = dot(&d, &cur.g);
@@ -224,12 +229,9 @@ fn wolfe<F: FnMut(&[f64], &mut [f64]) -> f64>(
     let at = |a: f64| -> Vec<f64> { cur.x.iter().zip(d).map(|(x, d)| x + a * d).collect() };
     let mut evals = 0;
     // (step, f, dphi, point)
-    let mut prev: (f64, f64, f64, Option<Point>) = (0.0, f0, dphi0, None);
+    let mut prev: Trial = (0.0, f0, dphi0, None);
     let mut a = a0;
-    let mut bracket: Option<(
-        (f64, f64, f64, Option<Point>),
-        (f64, f64, f64, Option<Point>),
-    )> = None;
+    let mut bracket: Option<(Trial, Trial)> = None;
     while evals < max_eval {
         let p = eval(fg, at(a));
         evals += 1;
@@ -318,9 +320,7 @@ fn owlqn<F: FnMut(&[f64], &mut [f64]) -> f64>(
             .map(|((&x, &g), &l)| {
                 if x < 0.0 {
                     g - l
-                } else if x > 0.0 {
-                    g + l
-                } else if g + l < 0.0 {
+                } else if x > 0.0 || g + l < 0.0 {
                     g + l
                 } else if g - l > 0.0 {
                     g - l

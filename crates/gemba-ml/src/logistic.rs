@@ -176,6 +176,7 @@ fn softplus(z: f64) -> f64 {
 impl Fit for LogisticValidParams {
     type Model = LogisticModel;
 
+    #[allow(clippy::needless_range_loop)]
     fn fit(&self, data: &Dataset) -> Result<LogisticModel> {
         data.validate_for_training()?;
         let (n, d, k) = (data.n_rows(), data.n_features(), data.n_classes());

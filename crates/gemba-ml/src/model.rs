@@ -134,13 +134,13 @@ pub enum ClassWeight {
 
 impl ClassWeight {
     pub(crate) fn check(&self) -> Result<()> {
-        if let ClassWeight::Weights(w) = self {
-            if let Some(v) = w.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-                return Err(bad_param(
-                    "class_weight",
-                    format!("weights must be finite and > 0, got {v}"),
-                ));
-            }
+        if let ClassWeight::Weights(w) = self
+            && let Some(v) = w.iter().find(|v| !(v.is_finite() && **v > 0.0))
+        {
+            return Err(bad_param(
+                "class_weight",
+                format!("weights must be finite and > 0, got {v}"),
+            ));
         }
         Ok(())
     }

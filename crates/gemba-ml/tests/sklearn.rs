@@ -1,5 +1,7 @@
 //! Agreement with scikit-learn: fixtures written by `scripts/ml-fixtures.py`.
 
+#![allow(clippy::unwrap_used)]
+
 use gemba_ml::metrics::{average_precision, brier_score, roc_auc};
 use gemba_ml::{
     ClassWeight, Classifier, Dataset, Fit, Gamma, KernelKind, LinearSvcParams, LogisticParams,
