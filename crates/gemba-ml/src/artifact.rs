@@ -311,13 +311,7 @@ impl ModelArtifact {
 
     /// Imputes and scales raw rows into the model's space; checks width and finiteness.
     pub fn transform(&self, rows: &Matrix) -> Result<Matrix> {
-        if rows.cols != self.feature_names.len() {
-            return Err(MlError::ColumnMismatch {
-                expected: self.feature_names.len(),
-                got: rows.cols,
-                context: format!(" (features {:?})", self.feature_names),
-            });
-        }
+        self.check_width(rows)?;
         let mut x = match &self.imputer {
             Some(i) => i.transform(rows)?,
             None => rows.clone(),
@@ -331,9 +325,57 @@ impl ModelArtifact {
         Ok(x)
     }
 
+    /// One raw row into the model's space, in `out` (row index `i` for error messages).
+    #[inline]
+    fn prepare_row(&self, row: &[f64], i: usize, out: &mut [f64]) -> Result<()> {
+        out.copy_from_slice(row);
+        if let Some(imp) = &self.imputer {
+            imp.transform_row(out);
+        }
+        if let Some(j) = out.iter().position(|v| !v.is_finite()) {
+            return Err(MlError::NonFinite {
+                feature: self.feature_names[j].clone(),
+                row: i,
+                value: out[j],
+            });
+        }
+        if let Some(s) = &self.scaler {
+            s.transform_row(out);
+        }
+        Ok(())
+    }
+
+    fn check_width(&self, rows: &Matrix) -> Result<()> {
+        if rows.cols != self.feature_names.len() {
+            return Err(MlError::ColumnMismatch {
+                expected: self.feature_names.len(),
+                got: rows.cols,
+                context: format!(" (features {:?})", self.feature_names),
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams raw rows through the pipeline (one scratch row, no copy of the matrix).
+    fn per_row(&self, rows: &Matrix, mut f: impl FnMut(usize, &[f64]) -> Result<()>) -> Result<()> {
+        self.check_width(rows)?;
+        let mut z = vec![0.0; rows.cols];
+        for i in 0..rows.rows {
+            self.prepare_row(rows.row(i), i, &mut z)?;
+            f(i, &z)?;
+        }
+        Ok(())
+    }
+
     /// Predicted class ids of raw rows.
     pub fn predict(&self, rows: &Matrix) -> Result<Vec<usize>> {
-        self.classifier().predict(&self.transform(rows)?)
+        let m = self.classifier();
+        let mut out = Vec::with_capacity(rows.rows);
+        self.per_row(rows, |_, z| {
+            out.push(m.predict_row(z));
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Predicted class names of raw rows.
@@ -348,18 +390,24 @@ impl ModelArtifact {
     /// Class probabilities of raw rows (columns in `class_names` order). Kernel SVMs need
     /// `probability: true`; linear SVMs have none ([`MlError::NoProbability`]).
     pub fn predict_proba(&self, rows: &Matrix) -> Result<Matrix> {
-        self.classifier().predict_proba(&self.transform(rows)?)
+        let m = self.classifier();
+        let k = m.n_classes();
+        let mut out = Matrix::zeros(rows.rows, k);
+        self.per_row(rows, |i, z| {
+            m.proba_row(z, &mut out.data[i * k..(i + 1) * k])
+        })?;
+        Ok(out)
     }
 
     /// Class scores (logits or decision values; higher = more likely) of raw rows.
     pub fn decision_scores(&self, rows: &Matrix) -> Result<Matrix> {
-        let x = self.transform(rows)?;
         let m = self.classifier();
         let k = m.n_classes();
-        let mut out = Matrix::zeros(x.rows, k);
-        for i in 0..x.rows {
-            m.scores_row(x.row(i), &mut out.data[i * k..(i + 1) * k]);
-        }
+        let mut out = Matrix::zeros(rows.rows, k);
+        self.per_row(rows, |i, z| {
+            m.scores_row(z, &mut out.data[i * k..(i + 1) * k]);
+            Ok(())
+        })?;
         Ok(out)
     }
 
