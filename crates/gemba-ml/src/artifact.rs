@@ -422,12 +422,31 @@ impl ModelArtifact {
                 ),
             ));
         }
-        let pred = self.predict(&data.x)?;
-        let proba = self.predict_proba(&data.x).ok();
-        let scores = match &proba {
-            Some(p) => p.clone(),
-            None => self.decision_scores(&data.x)?,
-        };
+        let m = self.classifier();
+        let k = m.n_classes();
+        let n = data.n_rows();
+        let mut pred = Vec::with_capacity(n);
+        let mut scores = Matrix::zeros(n, k);
+        let mut proba = Some(Matrix::zeros(n, k));
+        let mut p = vec![0.0; k];
+        self.per_row(&data.x, |i, z| {
+            let sc = &mut scores.data[i * k..(i + 1) * k];
+            let want_p = proba.is_some();
+            match m.predict_with_scores(z, sc, want_p.then_some(&mut p[..])) {
+                Ok(c) => pred.push(c),
+                Err(MlError::NoProbability) => {
+                    proba = None;
+                    pred.push(m.predict_with_scores(z, sc, None)?);
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(pm) = proba.as_mut() {
+                pm.data[i * k..(i + 1) * k].copy_from_slice(&p);
+            }
+            Ok(())
+        })?;
+        // Ranking metrics use probabilities when the model has them, else its scores.
+        let scores = proba.clone().unwrap_or(scores);
         Ok(metrics::report(
             &data.y,
             &pred,

@@ -44,6 +44,21 @@ pub trait Classifier {
         argmax(&s)
     }
 
+    /// Prediction, class scores and (when the model has them and `proba` is given)
+    /// probabilities of one row in one pass.
+    fn predict_with_scores(
+        &self,
+        x: &[f64],
+        scores: &mut [f64],
+        proba: Option<&mut [f64]>,
+    ) -> Result<usize> {
+        self.scores_row(x, scores);
+        if let Some(p) = proba {
+            self.proba_row(x, p)?;
+        }
+        Ok(self.predict_row(x))
+    }
+
     /// Signed contribution of every feature to the score of the predicted class, and that class.
     /// Default: occlusion — the score drop when a feature is replaced by its baseline value.
     fn contributions(&self, x: &[f64]) -> (usize, Vec<f64>) {

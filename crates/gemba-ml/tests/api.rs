@@ -200,6 +200,36 @@ fn explanations() {
 }
 
 #[test]
+fn svc_occlusion_matches_brute_force() {
+    let d = blobs(15);
+    for params in [
+        SvcParams::new(),
+        SvcParams::new().probability(true),
+        SvcParams::new().kernel(KernelKind::Poly).coef0(1.0),
+    ] {
+        let m = params.check().unwrap().fit(&d).unwrap();
+        let x = [0.7, -1.3, 0.2];
+        let (c, fast) = m.contributions(&x);
+        let k = m.n_classes();
+        let score = |z: &[f64]| {
+            let mut s = vec![0.0; k];
+            if m.has_probability() {
+                m.proba_row(z, &mut s).unwrap();
+            } else {
+                m.scores_row(z, &mut s);
+            }
+            s[c]
+        };
+        for j in 0..3 {
+            let mut z = x.to_vec();
+            z[j] = m.baseline()[j];
+            let slow = score(&x) - score(&z);
+            assert!((fast[j] - slow).abs() < 1e-9, "{j}: {} vs {slow}", fast[j]);
+        }
+    }
+}
+
+#[test]
 fn csv_loader() {
     let text = "time,temp,press,state\n1,20.5,1.0,ok\n2,,1.1,bad\n3,22.0,NaN,ok\n";
     let d = load_csv(

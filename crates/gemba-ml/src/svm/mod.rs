@@ -373,18 +373,36 @@ impl Fit for SvcValidParams {
 impl SvcModel {
     /// Decision value of every pair for row x.
     pub fn pair_decisions(&self, x: &[f64], out: &mut Vec<f64>) {
-        out.clear();
         let needs_kernel = self.pairs.iter().any(|p| p.w.is_none());
-        let kv: Vec<f64> = if needs_kernel {
-            let nx = dot(x, x);
+        let dots: Vec<f64> = if needs_kernel {
             self.support_vectors
                 .iter_rows()
-                .zip(&self.sv_norms)
-                .map(|(s, &ns)| self.kernel.eval(s, x, ns, nx))
+                .map(|s| dot(s, x))
                 .collect()
         } else {
             Vec::new()
         };
+        let mut kv = Vec::new();
+        self.decisions_from_dots(x, &dots, dot(x, x), &mut kv, out);
+    }
+
+    /// Pair decisions given `dots[s] = sv_s · x` and ‖x‖² (`dots` may be empty when every pair
+    /// has primal weights).
+    fn decisions_from_dots(
+        &self,
+        x: &[f64],
+        dots: &[f64],
+        nx: f64,
+        kv: &mut Vec<f64>,
+        out: &mut Vec<f64>,
+    ) {
+        out.clear();
+        kv.clear();
+        kv.extend(
+            dots.iter()
+                .zip(&self.sv_norms)
+                .map(|(&d, &ns)| self.kernel.from_dot(d, ns, nx)),
+        );
         for p in &self.pairs {
             let v = match &p.w {
                 Some(w) => dot(w, x) - p.rho,
@@ -398,6 +416,72 @@ impl SvcModel {
             };
             out.push(v);
         }
+    }
+
+    /// Class scores from pair decisions (see [`Classifier::scores_row`]).
+    fn scores_from_dec(&self, dec: &[f64], out: &mut [f64]) {
+        out.iter_mut().for_each(|v| *v = 0.0);
+        if self.pairs.len() == 1 {
+            let p = &self.pairs[0];
+            out[p.a] = dec[0];
+            out[p.b] = -dec[0];
+            return;
+        }
+        let mut votes = vec![0.0; self.n_classes];
+        let mut conf = vec![0.0; self.n_classes];
+        for (p, &d) in self.pairs.iter().zip(dec) {
+            if d > 0.0 {
+                votes[p.a] += 1.0;
+            } else {
+                votes[p.b] += 1.0;
+            }
+            conf[p.a] += d;
+            conf[p.b] -= d;
+        }
+        for c in 0..self.n_classes {
+            out[c] = votes[c] + conf[c] / (3.0 * (conf[c].abs() + 1.0));
+        }
+    }
+
+    /// Class probabilities from pair decisions (Platt sigmoids, then pairwise coupling).
+    fn proba_from_dec(&self, dec: &[f64], out: &mut [f64]) -> Result<()> {
+        if !self.has_probability() {
+            return Err(MlError::NoProbability);
+        }
+        let mut present: Vec<usize> = self.pairs.iter().flat_map(|p| [p.a, p.b]).collect();
+        present.sort_unstable();
+        present.dedup();
+        let m = present.len();
+        let pos = |c: usize| present.iter().position(|&p| p == c).unwrap_or(0);
+        let mut r = vec![0.0; m * m];
+        for (p, &d) in self.pairs.iter().zip(dec) {
+            let (a, b) = p.platt.unwrap_or((0.0, 0.0));
+            let v = platt::sigmoid_predict(d, a, b).clamp(1e-7, 1.0 - 1e-7);
+            let (ia, ib) = (pos(p.a), pos(p.b));
+            r[ia * m + ib] = v;
+            r[ib * m + ia] = 1.0 - v;
+        }
+        let mut pm = vec![0.0; m];
+        if m == 2 {
+            pm[0] = r[1];
+            pm[1] = r[m];
+        } else {
+            platt::couple(m, &r, &mut pm);
+        }
+        out.iter_mut().for_each(|v| *v = 0.0);
+        for (i, &c) in present.iter().enumerate() {
+            out[c] = pm[i];
+        }
+        Ok(())
+    }
+
+    /// libsvm's one-vs-one vote (ties: the lower class id).
+    fn vote(&self, dec: &[f64]) -> usize {
+        let mut votes = vec![0.0; self.n_classes];
+        for (p, &d) in self.pairs.iter().zip(dec) {
+            votes[if d > 0.0 { p.a } else { p.b }] += 1.0;
+        }
+        argmax(&votes)
     }
 
     /// Number of support vectors.
@@ -426,38 +510,29 @@ impl Classifier for SvcModel {
     fn scores_row(&self, x: &[f64], out: &mut [f64]) {
         let mut dec = Vec::with_capacity(self.pairs.len());
         self.pair_decisions(x, &mut dec);
-        out.iter_mut().for_each(|v| *v = 0.0);
-        if self.pairs.len() == 1 {
-            let p = &self.pairs[0];
-            out[p.a] = dec[0];
-            out[p.b] = -dec[0];
-            return;
+        self.scores_from_dec(&dec, out);
+    }
+
+    fn predict_with_scores(
+        &self,
+        x: &[f64],
+        scores: &mut [f64],
+        proba: Option<&mut [f64]>,
+    ) -> Result<usize> {
+        let mut dec = Vec::with_capacity(self.pairs.len());
+        self.pair_decisions(x, &mut dec);
+        self.scores_from_dec(&dec, scores);
+        if let Some(p) = proba {
+            self.proba_from_dec(&dec, p)?;
         }
-        let mut votes = vec![0.0; self.n_classes];
-        let mut conf = vec![0.0; self.n_classes];
-        for (p, &d) in self.pairs.iter().zip(&dec) {
-            if d > 0.0 {
-                votes[p.a] += 1.0;
-            } else {
-                votes[p.b] += 1.0;
-            }
-            conf[p.a] += d;
-            conf[p.b] -= d;
-        }
-        for c in 0..self.n_classes {
-            out[c] = votes[c] + conf[c] / (3.0 * (conf[c].abs() + 1.0));
-        }
+        Ok(self.vote(&dec))
     }
 
     /// libsvm's vote (ties: the lower class id).
     fn predict_row(&self, x: &[f64]) -> usize {
         let mut dec = Vec::with_capacity(self.pairs.len());
         self.pair_decisions(x, &mut dec);
-        let mut votes = vec![0.0; self.n_classes];
-        for (p, &d) in self.pairs.iter().zip(&dec) {
-            votes[if d > 0.0 { p.a } else { p.b }] += 1.0;
-        }
-        argmax(&votes)
+        self.vote(&dec)
     }
 
     fn proba_row(&self, x: &[f64], out: &mut [f64]) -> Result<()> {
@@ -466,54 +541,52 @@ impl Classifier for SvcModel {
         }
         let mut dec = Vec::with_capacity(self.pairs.len());
         self.pair_decisions(x, &mut dec);
-        // Couple over the classes present in training.
-        let mut present: Vec<usize> = self.pairs.iter().flat_map(|p| [p.a, p.b]).collect();
-        present.sort_unstable();
-        present.dedup();
-        let m = present.len();
-        let pos = |c: usize| present.iter().position(|&p| p == c).unwrap_or(0);
-        let mut r = vec![0.0; m * m];
-        for (p, &d) in self.pairs.iter().zip(&dec) {
-            let (a, b) = p.platt.unwrap_or((0.0, 0.0));
-            let v = platt::sigmoid_predict(d, a, b).clamp(1e-7, 1.0 - 1e-7);
-            let (ia, ib) = (pos(p.a), pos(p.b));
-            r[ia * m + ib] = v;
-            r[ib * m + ia] = 1.0 - v;
-        }
-        let mut pm = vec![0.0; m];
-        if m == 2 {
-            pm[0] = r[1];
-            pm[1] = r[m];
-        } else {
-            platt::couple(m, &r, &mut pm);
-        }
-        out.iter_mut().for_each(|v| *v = 0.0);
-        for (i, &c) in present.iter().enumerate() {
-            out[c] = pm[i];
-        }
-        Ok(())
+        self.proba_from_dec(&dec, out)
     }
 
     /// Occlusion against the training mean, on probabilities when calibrated, else on scores.
+    /// Kernel values of the occluded row come from the unoccluded dot products adjusted in one
+    /// coordinate, so a whole explanation costs about two predictions, not d + 1.
     fn contributions(&self, x: &[f64]) -> (usize, Vec<f64>) {
         let k = self.n_classes;
         let use_p = self.has_probability();
-        let score = |z: &[f64], out: &mut [f64]| {
+        let needs_kernel = self.pairs.iter().any(|p| p.w.is_none());
+        let dots: Vec<f64> = if needs_kernel {
+            self.support_vectors
+                .iter_rows()
+                .map(|s| dot(s, x))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let nx = dot(x, x);
+        let (mut kv, mut dec) = (Vec::new(), Vec::new());
+        let score = |dec: &[f64], out: &mut [f64]| {
             if use_p {
-                let _ = self.proba_row(z, out);
+                let _ = self.proba_from_dec(dec, out);
             } else {
-                self.scores_row(z, out);
+                self.scores_from_dec(dec, out);
             }
         };
         let mut s = vec![0.0; k];
-        score(x, &mut s);
+        self.decisions_from_dots(x, &dots, nx, &mut kv, &mut dec);
+        score(&dec, &mut s);
         let c = self.predict_row(x);
         let mut z = x.to_vec();
         let mut so = vec![0.0; k];
+        let mut dz = vec![0.0; dots.len()];
+        let d = self.n_features;
         let contrib = (0..x.len())
             .map(|j| {
-                z[j] = self.baseline[j];
-                score(&z, &mut so);
+                let b = self.baseline[j];
+                z[j] = b;
+                let delta = b - x[j];
+                for (t, (o, &dd)) in dz.iter_mut().zip(&dots).enumerate() {
+                    *o = dd + delta * self.support_vectors.data[t * d + j];
+                }
+                let nz = nx - x[j] * x[j] + b * b;
+                self.decisions_from_dots(&z, &dz, nz, &mut kv, &mut dec);
+                score(&dec, &mut so);
                 z[j] = x[j];
                 s[c] - so[c]
             })
