@@ -582,3 +582,83 @@ fn splits_folds_and_grid_search() {
     assert_eq!(m.report.n, 20);
     assert!(m.split.starts_with("validation"));
 }
+
+#[test]
+fn metrics_by_hand() {
+    use gemba_ml::metrics::{
+        accuracy, average_precision, confusion_matrix, detection, per_class, report, roc_auc,
+    };
+    let y = [0, 0, 0, 1, 1, 2];
+    let p = [0, 1, 0, 1, 2, 2];
+    assert_eq!(accuracy(&y, &p), 4.0 / 6.0);
+    assert_eq!(
+        confusion_matrix(&y, &p, 3),
+        vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]
+    );
+    let pc = per_class(&y, &p, 3);
+    assert_eq!((pc[0].precision, pc[0].recall), (1.0, 2.0 / 3.0));
+    assert_eq!((pc[1].precision, pc[1].recall, pc[1].f1), (0.5, 0.5, 0.5));
+    assert_eq!(pc[2].support, 1);
+    // class 0 is normal: 3 fault rows all alarmed, 1 of 3 normal rows alarmed
+    let d = detection(&y, &p, 0);
+    assert_eq!((d.detection_rate, d.false_alarm_rate), (1.0, 1.0 / 3.0));
+    let r = report(&y, &p, 3, None, None);
+    assert!((r.macro_f1 - (0.8 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
+    assert_eq!(r.roc_auc, None);
+    // perfect ranking, reversed ranking, one class only
+    let pos = [false, false, true, true];
+    assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &pos), Some(1.0));
+    assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &pos), Some(0.0));
+    assert_eq!(roc_auc(&[0.5; 4], &pos), Some(0.5));
+    assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
+    assert_eq!(average_precision(&[0.1, 0.2, 0.8, 0.9], &pos), Some(1.0));
+    assert_eq!(average_precision(&[0.1, 0.2], &[false, false]), None);
+}
+
+#[test]
+fn lambda_is_c_per_sample() {
+    let d = blobs(10); // 40 rows
+    let a = LogisticParams::new()
+        .c(0.5)
+        .tol(1e-10)
+        .check()
+        .unwrap()
+        .fit(&d)
+        .unwrap();
+    let b = LogisticParams::new()
+        .lambda(1.0 / (40.0 * 0.5))
+        .tol(1e-10)
+        .check()
+        .unwrap()
+        .fit(&d)
+        .unwrap();
+    for (x, y) in a.coef.iter().zip(&b.coef) {
+        assert!((x - y).abs() < 1e-8, "{x} vs {y}");
+    }
+    assert!(a.converged && b.converged);
+}
+
+#[test]
+fn class_weights_shift_the_boundary() {
+    // Imbalanced 1-D data: balanced weights raise the minority class's recall.
+    let mut rows = Vec::new();
+    let mut y = Vec::new();
+    let mut rng = gemba_ml::Rng::new(3);
+    for i in 0..200 {
+        let minority = i % 10 == 0;
+        rows.push(vec![if minority { 0.8 } else { 0.0 } + rng.unit()]);
+        y.push(usize::from(minority));
+    }
+    let d = Dataset::from_xy(Matrix::from_rows(&rows).unwrap(), y).unwrap();
+    for kind in [ModelKind::Logistic, ModelKind::Svc, ModelKind::LinearSvc] {
+        let plain = train(kind, &json!({}), &d).unwrap();
+        let bal = train(kind, &json!({"class_weight": "balanced"}), &d).unwrap();
+        let r = |a: &ModelArtifact| a.metrics.as_ref().unwrap().report.per_class[1].recall;
+        assert!(
+            r(&bal) > r(&plain),
+            "{kind:?}: {} vs {}",
+            r(&bal),
+            r(&plain)
+        );
+    }
+}
