@@ -93,6 +93,10 @@ fn main() -> Res<()> {
 
         if want("lr") {
             let (m, s) = time_fit(&LogisticParams::new().check()?, &tr, reps)?;
+            eprintln!(
+                "{set} lr: {} iterations, converged {}",
+                m.iterations, m.converged
+            );
             emit(set, "lr", &m, s, &xt, &yt, zero)?;
             if set == "mc10k" {
                 let n = 1_000_000;

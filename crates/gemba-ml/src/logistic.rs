@@ -220,14 +220,25 @@ impl Fit for LogisticValidParams {
                     g[d] += r;
                 }
             } else {
+                // One pass over the rows with W stored transposed (d × k): the inner loops run
+                // over the k classes, contiguous and independent, so they vectorise.
+                let mut wt = vec![0.0; nw];
+                for cl in 0..k {
+                    for j in 0..d {
+                        wt[j * k + cl] = w[cl * d + j];
+                    }
+                }
+                let mut gt = vec![0.0; nw];
                 let mut p = vec![0.0; k];
                 for i in 0..n {
                     let xi = x.row(i);
-                    let mut m = f64::NEG_INFINITY;
-                    for cl in 0..k {
-                        p[cl] = dot(&w[cl * d..(cl + 1) * d], xi) + w[nw + cl];
-                        m = m.max(p[cl]);
+                    p.copy_from_slice(&w[nw..nw + k]);
+                    for (j, &xj) in xi.iter().enumerate() {
+                        for (pc, wc) in p.iter_mut().zip(&wt[j * k..(j + 1) * k]) {
+                            *pc += xj * wc;
+                        }
                     }
+                    let m = p.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
                     let zy = p[y[i]];
                     let mut s = 0.0;
                     for v in p.iter_mut() {
@@ -235,19 +246,23 @@ impl Fit for LogisticValidParams {
                         s += *v;
                     }
                     loss += sw[i] * (m + s.ln() - zy);
-                    for cl in 0..k {
-                        let t = if cl == y[i] { 1.0 } else { 0.0 };
-                        z[i * k + cl] = sw[i] * (p[cl] / s - t) * inv_n;
+                    let scale = sw[i] * inv_n / s;
+                    for v in p.iter_mut() {
+                        *v *= scale;
+                    }
+                    p[y[i]] -= sw[i] * inv_n;
+                    for (j, &xj) in xi.iter().enumerate() {
+                        for (gc, rc) in gt[j * k..(j + 1) * k].iter_mut().zip(&p) {
+                            *gc += xj * rc;
+                        }
+                    }
+                    for (gb, rc) in g[nw..].iter_mut().zip(&p) {
+                        *gb += rc;
                     }
                 }
-                for i in 0..n {
-                    let xi = x.row(i);
-                    for cl in 0..k {
-                        let r = z[i * k + cl];
-                        for (gj, xj) in g[cl * d..(cl + 1) * d].iter_mut().zip(xi) {
-                            *gj += r * xj;
-                        }
-                        g[nw + cl] += r;
+                for cl in 0..k {
+                    for j in 0..d {
+                        g[cl * d + j] = gt[j * k + cl];
                     }
                 }
             }
