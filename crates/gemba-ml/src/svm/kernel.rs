@@ -64,12 +64,86 @@ impl<'a> KernelEval<'a> {
         let xi = self.x.row(i);
         let ni = self.norms[i];
         let d = self.x.cols;
-        for (j, (o, xj)) in out
-            .iter_mut()
-            .zip(self.x.data.chunks_exact(d.max(1)))
-            .enumerate()
-        {
-            *o = self.kernel.from_dot(dot(xi, xj), ni, self.norms[j]) as f32;
+        let mut v: Vec<f64> = self
+            .x
+            .data
+            .chunks_exact(d.max(1))
+            .take(out.len())
+            .map(|xj| dot(xi, xj))
+            .collect();
+        match self.kernel {
+            Kernel::Rbf { gamma } => {
+                for (a, nj) in v.iter_mut().zip(&self.norms) {
+                    *a = -gamma * (ni + nj - 2.0 * *a).max(0.0);
+                }
+                exp_nonpositive(&mut v);
+            }
+            k => {
+                for (a, nj) in v.iter_mut().zip(&self.norms) {
+                    *a = k.from_dot(*a, ni, *nj);
+                }
+            }
+        }
+        for (o, a) in out.iter_mut().zip(&v) {
+            *o = *a as f32;
+        }
+    }
+}
+
+/// `exp` of every value in place, for arguments ≤ 0 (RBF kernels): branch-free so the loop
+/// vectorises (the libm call is a third of RBF training time otherwise). Cody–Waite range
+/// reduction x = n·ln2 + r, |r| ≤ ln2/2, and a degree-12 Taylor polynomial: relative error
+/// below 1e-15; arguments below −708 give 0 or a value below 1e-307.
+pub fn exp_nonpositive(v: &mut [f64]) {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // 2^52 + 2^51: adding it rounds to an integer held in the low mantissa bits.
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    const C: [f64; 13] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+    ];
+    for x in v.iter_mut() {
+        let xc = x.clamp(-708.0, 0.0);
+        let t = xc * LOG2E + MAGIC;
+        let n = t - MAGIC;
+        let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
+        let r = (xc - n * LN2_HI) - n * LN2_LO;
+        let mut p = C[12];
+        for c in C[..12].iter().rev() {
+            p = p * r + c;
+        }
+        let scale = f64::from_bits(((ni + 1023) << 52) as u64);
+        *x = p * scale;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut xs: Vec<f64> = (0..200_000).map(|i| -(i as f64) * 0.0035).collect();
+        xs.extend([0.0, -1e-300, -0.5, -707.9, -1e-12]);
+        let mut v = xs.clone();
+        exp_nonpositive(&mut v);
+        for (x, e) in xs.iter().zip(&v) {
+            let want = x.exp();
+            let rel = ((e - want) / want).abs();
+            assert!(rel < 1e-15, "exp({x}) = {e}, want {want}, rel {rel}");
         }
     }
 }

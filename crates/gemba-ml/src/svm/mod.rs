@@ -398,11 +398,21 @@ impl SvcModel {
     ) {
         out.clear();
         kv.clear();
-        kv.extend(
-            dots.iter()
-                .zip(&self.sv_norms)
-                .map(|(&d, &ns)| self.kernel.from_dot(d, ns, nx)),
-        );
+        match self.kernel {
+            Kernel::Rbf { gamma } => {
+                kv.extend(
+                    dots.iter()
+                        .zip(&self.sv_norms)
+                        .map(|(&d, &ns)| -gamma * (ns + nx - 2.0 * d).max(0.0)),
+                );
+                kernel::exp_nonpositive(kv);
+            }
+            k => kv.extend(
+                dots.iter()
+                    .zip(&self.sv_norms)
+                    .map(|(&d, &ns)| k.from_dot(d, ns, nx)),
+            ),
+        }
         for p in &self.pairs {
             let v = match &p.w {
                 Some(w) => dot(w, x) - p.rho,
