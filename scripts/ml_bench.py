@@ -105,14 +105,15 @@ def cmd_sklearn(out):
         sc = StandardScaler().fit(xa)
         xa, xb = sc.transform(xa), sc.transform(xb)
         for mname, make in models(name):
-            m = make()
-            reps = 3 if len(xa) < 2000 else 1
+            # Best of 3 fits (one when a fit takes over 5 s): the machine may be shared.
             best = float("inf")
-            for _ in range(reps):
+            for rep in range(3):
                 m = make()
                 t0 = time.perf_counter()
                 m.fit(xa, ya)
                 best = min(best, time.perf_counter() - t0)
+                if best > 5.0:
+                    break
             p = m.predict(xb)
             dr, far = detection(yb, p)
             rec = {"tool": "sklearn", "set": name, "model": mname, "train_s": best,
