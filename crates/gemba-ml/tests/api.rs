@@ -318,6 +318,15 @@ fn bad_inputs_are_precise_errors() {
         train(ModelKind::Svc, &json!({}), &empty).unwrap_err(),
         MlError::EmptyData
     );
+    let no_cols = Dataset::from_xy(Matrix::zeros(3, 0), vec![0, 1, 0]).unwrap();
+    assert_eq!(
+        LinearSvcParams::new()
+            .check()
+            .unwrap()
+            .fit(&no_cols)
+            .unwrap_err(),
+        MlError::NoFeatures
+    );
     let one = Dataset::new(
         d.x.clone(),
         vec![1; 8],

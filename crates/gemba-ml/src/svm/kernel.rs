@@ -96,8 +96,9 @@ impl<'a> KernelEval<'a> {
 /// below 1e-15; arguments below −708 give 0 or a value below 1e-307.
 pub fn exp_nonpositive(v: &mut [f64]) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    // fdlibm's split of ln 2: 6.93147180369123816490e-01 and 1.90821492927058770002e-10.
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 2^52 + 2^51: adding it rounds to an integer held in the low mantissa bits.
     const MAGIC: f64 = 6_755_399_441_055_744.0;
     const C: [f64; 13] = [
