@@ -39,6 +39,10 @@ impl ApiError {
             details: Vec::new(),
         }
     }
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -78,6 +82,10 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_signal", msg)
             }
             EngineError::InvalidQuery(_) => ApiError::bad_request(msg),
+            EngineError::InvalidModel(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
+            }
+            EngineError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
             EngineError::Model(_) | EngineError::Plant { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
             }

@@ -38,6 +38,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/series"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/stats"),
+    ("get", "/api/v1/models"),
+    ("post", "/api/v1/models"),
+    ("get", "/api/v1/models/{name}/{version}"),
+    ("post", "/api/v1/models/{name}/{version}/activate"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -94,6 +98,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/series", get(routes::series))
         .route("/api/v1/events", get(routes::events))
         .route("/api/v1/stats", get(routes::stats))
+        .route(
+            "/api/v1/models",
+            get(routes::models).post(routes::register_model),
+        )
+        .route(
+            "/api/v1/models/{name}/{version}",
+            get(routes::model_artifact),
+        )
+        .route(
+            "/api/v1/models/{name}/{version}/activate",
+            post(routes::activate_model),
+        )
         .route("/api/v1/openapi.json", get(routes::openapi))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))

@@ -673,6 +673,98 @@ pub async fn events(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     Ok(Json(events).into_response())
 }
 
+/// `GET /api/v1/models`: every registered version and which one is active for which asset.
+pub async fn models(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    let (versions, active) = tokio::task::spawn_blocking(move || {
+        Ok::<_, gemba_engine::EngineError>((engine.models()?, engine.active_models()?))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("models task failed: {e}")))??;
+    Ok(Json(json!({ "versions": versions, "active": active })).into_response())
+}
+
+/// `POST /api/v1/models?name=…[&asset=…][&activate=true]` with a model artefact as the body.
+pub async fn register_model(
+    State(engine): AppState,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let p = Params::parse(q, &["name", "asset", "activate"])?;
+    let name = p.required("name")?.to_owned();
+    let asset = p.get("asset").map(str::to_owned);
+    let activate = match p.get("activate") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter \"activate\": {other:?} is not true or false"
+            )));
+        }
+    };
+    if activate && asset.is_none() {
+        return Err(ApiError::bad_request(
+            "activate=true needs the asset the model serves (asset=…)",
+        ));
+    }
+    let body = body_or_error(body)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the artefact is not UTF-8"))?
+        .to_owned();
+    let version = tokio::task::spawn_blocking(move || {
+        let v = engine.register_model(&name, asset.as_deref(), &text)?;
+        if activate && let Some(a) = &asset {
+            engine.activate_model(&v.name, v.version, a)?;
+        }
+        Ok::<_, gemba_engine::EngineError>(v)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??;
+    Ok((StatusCode::CREATED, Json(version)).into_response())
+}
+
+fn model_version(v: &str) -> ApiResult<u32> {
+    v.parse()
+        .map_err(|_| ApiError::bad_request(format!("version {v:?} is not a whole number")))
+}
+
+/// `GET /api/v1/models/{name}/{version}`: the artefact.
+pub async fn model_artifact(
+    State(engine): AppState,
+    axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    Params::parse(q, &[])?;
+    let version = model_version(&version)?;
+    let (n, v) = (name.clone(), version);
+    let art = tokio::task::spawn_blocking(move || engine.model_artifact(&n, v))
+        .await
+        .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no model {name} version {version}"),
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], art).into_response())
+}
+
+/// `POST /api/v1/models/{name}/{version}/activate?asset=…`
+pub async fn activate_model(
+    State(engine): AppState,
+    axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let p = Params::parse(q, &["asset"])?;
+    let asset = p.required("asset")?.to_owned();
+    let version = model_version(&version)?;
+    let active = tokio::task::spawn_blocking(move || engine.activate_model(&name, version, &asset))
+        .await
+        .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??;
+    Ok(Json(active).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod models;
 pub mod mqtt_bridge;
 pub mod registry;
 pub mod writer;
@@ -26,6 +27,7 @@ use thiserror::Error;
 
 pub use config::{BatchMode, Config};
 pub use metrics::{Metrics, Source};
+pub use models::{ActiveModel, ModelVersion};
 pub use registry::{Registered, Registry};
 pub use writer::Writer;
 
@@ -51,6 +53,10 @@ pub enum EngineError {
     InvalidQuery(String),
     #[error(transparent)]
     Mqtt(#[from] gemba_ingest::MqttError),
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    #[error("not found: {0}")]
+    NotFound(String),
     #[error("Gemba is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -93,6 +99,8 @@ pub struct Engine {
     latest: Arc<writer::LatestCache>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Serialises model registrations (version numbers).
+    models_lock: parking_lot::Mutex<()>,
 }
 
 /// Reads and validates a plant file.
@@ -198,6 +206,7 @@ impl Engine {
             latest,
             metrics,
             clock,
+            models_lock: parking_lot::Mutex::new(()),
         }))
     }
 

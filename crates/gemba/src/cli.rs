@@ -26,6 +26,14 @@ pub enum Command {
     /// Run the factory simulator: publish a plant's signals and events over MQTT, write them
     /// into a store, or export them as CSV with their ground truth.
     Simulate(SimulateArgs),
+    /// Train a classifier (logistic regression, kernel SVM, linear SVM) on a CSV file, print its
+    /// metrics and save the model artefact (optionally registering it on a server).
+    Train(TrainArgs),
+    /// Predict (and explain) rows of a CSV file with a saved model.
+    Predict(PredictArgs),
+    /// List and activate the models registered on a server.
+    #[command(subcommand)]
+    Models(ModelsCmd),
     /// Measure Gemba's performance on this machine and print the figures.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -273,4 +281,106 @@ pub enum ConfigCmd {
     Plant { file: PathBuf },
     /// Print a configuration file with every key at its default.
     Default,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// logreg (logistic regression), svm (kernel SVM) or linear_svm.
+    #[arg(long)]
+    pub model: String,
+    /// CSV file with a header row: feature columns and the target column.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The target column (its values are the class names).
+    #[arg(long)]
+    pub target: String,
+    /// Feature columns, comma separated (default: every other column).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// Columns to leave out (e.g. a timestamp), comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub drop: Vec<String>,
+    /// SVM kernel: rbf, linear or poly.
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Inverse regularisation strength C.
+    #[arg(long)]
+    pub c: Option<f64>,
+    /// RBF/poly γ: scale, auto or a number.
+    #[arg(long)]
+    pub gamma: Option<String>,
+    /// Logistic regression: l2, l1 or none.
+    #[arg(long)]
+    pub penalty: Option<String>,
+    /// balanced weighs classes by their inverse frequency.
+    #[arg(long)]
+    pub class_weight: Option<String>,
+    /// Kernel SVM: fit Platt scaling for probabilities.
+    #[arg(long)]
+    pub probability: bool,
+    /// Replace missing values: mean or median (default: a missing value is an error).
+    #[arg(long)]
+    pub impute: Option<String>,
+    /// Report metrics on the last fraction of the rows (by time); train on the rest.
+    #[arg(long)]
+    pub validation: Option<f64>,
+    /// Any other hyper-parameter as key=JSON (e.g. max_iter=500, lambda=0.01).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Grid search before training, repeatable: key=v1,v2,… (e.g. c=0.1,1,10 gamma=0.01,0.1).
+    #[arg(long = "grid")]
+    pub grid: Vec<String>,
+    /// Folds of the grid search's cross-validation.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Where to save the artefact (default: model-<kind>.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Register the model under this name on the server.
+    #[arg(long)]
+    pub register: Option<String>,
+    /// The asset the model serves (with --register).
+    #[arg(long)]
+    pub asset: Option<String>,
+    /// Make it the asset's active model (with --register and --asset).
+    #[arg(long)]
+    pub activate: bool,
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model artefact file, or NAME@VERSION of a model registered on the server.
+    #[arg(long)]
+    pub model: String,
+    /// CSV file with (at least) the model's feature columns.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Also explain each prediction by its K largest contributions.
+    #[arg(long, default_value_t = 0)]
+    pub explain: usize,
+    /// A column with the true classes: print the model's metrics on this data too.
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+    pub server: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCmd {
+    /// Registered versions and the active model of each asset.
+    List {
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+        server: String,
+    },
+    /// Make NAME@VERSION the active model of an asset.
+    Activate {
+        /// NAME@VERSION
+        model: String,
+        #[arg(long)]
+        asset: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+        server: String,
+    },
 }

@@ -8,6 +8,7 @@ mod import;
 mod query;
 mod serve;
 mod simulate;
+mod train;
 
 use clap::Parser;
 
@@ -31,6 +32,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Query(args) => query::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Train(args) => train::train(args),
+        Command::Predict(args) => train::predict(args),
+        Command::Models(cmd) => train::models(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;

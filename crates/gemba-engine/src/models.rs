@@ -1,0 +1,197 @@
+//! The model registry: trained model artefacts, versioned per name, and which version is active
+//! for which asset. Artefacts are opaque JSON documents made by `gemba-ml` (the engine reads only
+//! their descriptive fields); they are kept as records of the store, so they survive restarts and
+//! travel with the data.
+
+use gemba_core::{Timestamp, check_segment};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Engine, EngineError};
+
+const META: &str = "model";
+const ARTIFACT: &str = "model_artifact";
+const ACTIVE: &str = "model_active";
+
+/// One registered version of a model (without its artefact).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: u32,
+    /// Model family of the artefact (`logistic`, `svc`, `linear_svc`, …).
+    pub kind: String,
+    /// When the model was trained (from the artefact).
+    pub created_at: String,
+    /// When it was registered, ms since the epoch.
+    pub registered_at: Timestamp,
+    /// The asset it was trained for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    pub features: Vec<String>,
+    pub classes: Vec<String>,
+    pub data_fingerprint: String,
+    /// The artefact's metrics (split, accuracy, F1, AUC, …), as stored in it.
+    pub metrics: Value,
+    pub artifact_bytes: usize,
+}
+
+/// The version of a model that serves an asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveModel {
+    pub asset: String,
+    pub name: String,
+    pub version: u32,
+    pub since: Timestamp,
+}
+
+fn key(name: &str, version: u32) -> String {
+    format!("{name}@{version:06}")
+}
+
+fn invalid(reason: String) -> EngineError {
+    EngineError::InvalidModel(reason)
+}
+
+fn strings(v: &Value, field: &str) -> Result<Vec<String>, EngineError> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_owned)).collect())
+        .ok_or_else(|| {
+            invalid(format!(
+                "artefact field {field:?} must be an array of strings"
+            ))
+        })
+}
+
+impl Engine {
+    /// Registers `artifact_json` as the next version of model `name` (optionally for `asset`).
+    pub fn register_model(
+        &self,
+        name: &str,
+        asset: Option<&str>,
+        artifact_json: &str,
+    ) -> Result<ModelVersion, EngineError> {
+        check_segment(name).map_err(|r| invalid(format!("model name {name:?} {r}")))?;
+        let v: Value = serde_json::from_str(artifact_json)
+            .map_err(|e| invalid(format!("artefact is not JSON: {e}")))?;
+        let kind = v
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                invalid("artefact has no \"kind\"; is it a model saved by gemba train?".into())
+            })?
+            .to_owned();
+        let features = strings(&v, "feature_names")?;
+        let classes = strings(&v, "class_names")?;
+        if features.is_empty() || classes.len() < 2 {
+            return Err(invalid(
+                "artefact needs features and at least two classes".into(),
+            ));
+        }
+        if let Some(a) = asset
+            && self.registry().node(a).is_none()
+        {
+            return Err(invalid(format!("unknown asset {a:?}")));
+        }
+        let _guard = self.models_lock.lock();
+        let version = self
+            .store()
+            .records(META)?
+            .iter()
+            .filter_map(|(k, _)| k.strip_prefix(name)?.strip_prefix('@')?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let meta = ModelVersion {
+            name: name.to_owned(),
+            version,
+            kind,
+            created_at: v
+                .get("created_at")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            registered_at: self.now(),
+            asset: asset.map(str::to_owned),
+            features,
+            classes,
+            data_fingerprint: v
+                .get("data_fingerprint")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            metrics: v.get("metrics").cloned().unwrap_or(Value::Null),
+            artifact_bytes: artifact_json.len(),
+        };
+        let k = key(name, version);
+        let meta_json =
+            serde_json::to_string(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store().put_record(ARTIFACT, &k, artifact_json)?;
+        self.store().put_record(META, &k, &meta_json)?;
+        Ok(meta)
+    }
+
+    /// Every registered version, by name and version.
+    pub fn models(&self) -> Result<Vec<ModelVersion>, EngineError> {
+        self.store()
+            .records(META)?
+            .into_iter()
+            .map(|(_, j)| {
+                serde_json::from_str(&j).map_err(|e| EngineError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The artefact of one version (`None` when there is no such version).
+    pub fn model_artifact(&self, name: &str, version: u32) -> Result<Option<String>, EngineError> {
+        let k = key(name, version);
+        Ok(self
+            .store()
+            .records(ARTIFACT)?
+            .into_iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, j)| j))
+    }
+
+    /// Makes `name@version` the active model of `asset` (replacing the one before).
+    pub fn activate_model(
+        &self,
+        name: &str,
+        version: u32,
+        asset: &str,
+    ) -> Result<ActiveModel, EngineError> {
+        if !self
+            .models()?
+            .iter()
+            .any(|m| m.name == name && m.version == version)
+        {
+            return Err(EngineError::NotFound(format!(
+                "model {name} version {version}"
+            )));
+        }
+        if self.registry().node(asset).is_none() {
+            return Err(invalid(format!("unknown asset {asset:?}")));
+        }
+        let active = ActiveModel {
+            asset: asset.to_owned(),
+            name: name.to_owned(),
+            version,
+            since: self.now(),
+        };
+        let json =
+            serde_json::to_string(&active).map_err(|e| EngineError::Internal(e.to_string()))?;
+        self.store().put_record(ACTIVE, asset, &json)?;
+        Ok(active)
+    }
+
+    /// Which version is active for which asset.
+    pub fn active_models(&self) -> Result<Vec<ActiveModel>, EngineError> {
+        self.store()
+            .records(ACTIVE)?
+            .into_iter()
+            .map(|(_, j)| {
+                serde_json::from_str(&j).map_err(|e| EngineError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+}
