@@ -42,7 +42,7 @@ fn config_check_accepts_good_files_and_names_bad_keys() {
     ]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("88 signals") && out.contains("3 shifts"),
+        out.contains("120 signals") && out.contains("6 operators") && out.contains("3 shifts"),
         "{out}"
     );
 
