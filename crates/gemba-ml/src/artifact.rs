@@ -451,6 +451,7 @@ impl ModelArtifact {
             &data.y,
             &pred,
             self.class_names.len(),
+            metrics::normal_class(&self.class_names),
             Some(&scores),
             proba.as_ref(),
         ))

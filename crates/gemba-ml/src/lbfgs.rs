@@ -119,6 +119,30 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
+/// `(a·b0, a·b1)`: each loaded element of `a` serves two dot products (kernel rows).
+#[inline]
+pub(crate) fn dot2(a: &[f64], b0: &[f64], b1: &[f64]) -> (f64, f64) {
+    let n = a.len().min(b0.len()).min(b1.len());
+    let (a, b0, b1) = (&a[..n], &b0[..n], &b1[..n]);
+    let mut s0 = [0.0f64; 4];
+    let mut s1 = [0.0f64; 4];
+    let chunks = n / 4;
+    for c in 0..chunks {
+        let i = c * 4;
+        for l in 0..4 {
+            s0[l] += a[i + l] * b0[i + l];
+            s1[l] += a[i + l] * b1[i + l];
+        }
+    }
+    let mut r0 = (s0[0] + s0[2]) + (s0[1] + s0[3]);
+    let mut r1 = (s1[0] + s1[2]) + (s1[1] + s1[3]);
+    for i in chunks * 4..n {
+        r0 += a[i] * b0[i];
+        r1 += a[i] * b1[i];
+    }
+    (r0, r1)
+}
+
 #[inline]
 pub(crate) fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {

@@ -611,7 +611,10 @@ fn metrics_by_hand() {
     // class 0 is normal: 3 fault rows all alarmed, 1 of 3 normal rows alarmed
     let d = detection(&y, &p, 0);
     assert_eq!((d.detection_rate, d.false_alarm_rate), (1.0, 1.0 / 3.0));
-    let r = report(&y, &p, 3, None, None);
+    let r = report(&y, &p, 3, 0, None, None);
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(gemba_ml::metrics::normal_class(&names(&["fault", "OK"])), 1);
+    assert_eq!(gemba_ml::metrics::normal_class(&names(&["a", "b"])), 0);
     assert!((r.macro_f1 - (0.8 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
     assert_eq!(r.roc_auc, None);
     // perfect ranking, reversed ranking, one class only

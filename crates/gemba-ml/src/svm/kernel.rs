@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Matrix;
-use crate::lbfgs::dot;
+use crate::lbfgs::{dot, dot2};
 
 /// A resolved kernel (γ is a number here; `"scale"`/`"auto"` are resolved at fit time).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -39,6 +39,23 @@ impl Kernel {
     }
 }
 
+/// `x · row` for every row of `m`, two rows per pass.
+pub fn dots(m: &Matrix, x: &[f64]) -> Vec<f64> {
+    let n = m.rows;
+    let mut v = vec![0.0; n];
+    let mut j = 0;
+    while j + 1 < n {
+        let (a, b) = dot2(x, m.row(j), m.row(j + 1));
+        v[j] = a;
+        v[j + 1] = b;
+        j += 2;
+    }
+    if j < n {
+        v[j] = dot(x, m.row(j));
+    }
+    v
+}
+
 /// A kernel bound to a training matrix, with precomputed squared row norms.
 #[derive(Debug)]
 pub struct KernelEval<'a> {
@@ -63,14 +80,8 @@ impl<'a> KernelEval<'a> {
     pub fn row(&self, i: usize, out: &mut [f32]) {
         let xi = self.x.row(i);
         let ni = self.norms[i];
-        let d = self.x.cols;
-        let mut v: Vec<f64> = self
-            .x
-            .data
-            .chunks_exact(d.max(1))
-            .take(out.len())
-            .map(|xj| dot(xi, xj))
-            .collect();
+        let mut v = dots(self.x, xi);
+        v.truncate(out.len());
         match self.kernel {
             Kernel::Rbf { gamma } => {
                 for (a, nj) in v.iter_mut().zip(&self.norms) {

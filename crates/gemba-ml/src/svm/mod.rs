@@ -375,10 +375,7 @@ impl SvcModel {
     pub fn pair_decisions(&self, x: &[f64], out: &mut Vec<f64>) {
         let needs_kernel = self.pairs.iter().any(|p| p.w.is_none());
         let dots: Vec<f64> = if needs_kernel {
-            self.support_vectors
-                .iter_rows()
-                .map(|s| dot(s, x))
-                .collect()
+            kernel::dots(&self.support_vectors, x)
         } else {
             Vec::new()
         };
@@ -562,10 +559,7 @@ impl Classifier for SvcModel {
         let use_p = self.has_probability();
         let needs_kernel = self.pairs.iter().any(|p| p.w.is_none());
         let dots: Vec<f64> = if needs_kernel {
-            self.support_vectors
-                .iter_rows()
-                .map(|s| dot(s, x))
-                .collect()
+            kernel::dots(&self.support_vectors, x)
         } else {
             Vec::new()
         };
