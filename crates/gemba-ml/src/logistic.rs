@@ -224,11 +224,11 @@ fn multinomial_loss_grad(
             let zk = &mut z[..k];
             let m = zk.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
             let zy = zk[y[i]];
-            let mut s = 0.0;
             for v in zk.iter_mut() {
-                *v = (*v - m).exp();
-                s += *v;
+                *v -= m;
             }
+            crate::svm::kernel::exp_nonpositive(zk);
+            let s: f64 = zk.iter().sum();
             loss += sw[i] * (m + s.ln() - zy);
             let scale = sw[i] * inv_n / s;
             for v in zk.iter_mut() {
