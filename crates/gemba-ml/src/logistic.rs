@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{MlError, Result, bad_param};
-use crate::lbfgs::{LbfgsOptions, dot, minimize};
+use crate::lbfgs::{LbfgsOptions, minimize};
+use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, column_means, positive};
 
 /// Penalty on the weights.
@@ -227,7 +228,7 @@ fn multinomial_loss_grad(
             for v in zk.iter_mut() {
                 *v -= m;
             }
-            crate::svm::kernel::exp_nonpositive(zk);
+            crate::linalg::exp_nonpositive(zk);
             let s: f64 = zk.iter().sum();
             loss += sw[i] * (m + s.ln() - zy);
             let scale = sw[i] * inv_n / s;

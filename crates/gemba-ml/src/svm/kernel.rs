@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::Matrix;
-use crate::lbfgs::{dot, dot2};
+use crate::linalg::{dot, dot2, exp_nonpositive};
 
 /// A resolved kernel (γ is a number here; `"scale"`/`"auto"` are resolved at fit time).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,65 +97,6 @@ impl<'a> KernelEval<'a> {
         }
         for (o, a) in out.iter_mut().zip(&v) {
             *o = *a as f32;
-        }
-    }
-}
-
-/// `exp` of every value in place, for arguments ≤ 0 (RBF kernels): branch-free so the loop
-/// vectorises (the libm call is a third of RBF training time otherwise). Cody–Waite range
-/// reduction x = n·ln2 + r, |r| ≤ ln2/2, and a degree-12 Taylor polynomial: relative error
-/// below 1e-15; arguments below −708 give 0 or a value below 1e-307.
-pub fn exp_nonpositive(v: &mut [f64]) {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    // fdlibm's split of ln 2: 6.93147180369123816490e-01 and 1.90821492927058770002e-10.
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    // 2^52 + 2^51: adding it rounds to an integer held in the low mantissa bits.
-    const MAGIC: f64 = 6_755_399_441_055_744.0;
-    const C: [f64; 13] = [
-        1.0,
-        1.0,
-        1.0 / 2.0,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40320.0,
-        1.0 / 362_880.0,
-        1.0 / 3_628_800.0,
-        1.0 / 39_916_800.0,
-        1.0 / 479_001_600.0,
-    ];
-    for x in v.iter_mut() {
-        let xc = x.clamp(-708.0, 0.0);
-        let t = xc * LOG2E + MAGIC;
-        let n = t - MAGIC;
-        let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
-        let r = (xc - n * LN2_HI) - n * LN2_LO;
-        let mut p = C[12];
-        for c in C[..12].iter().rev() {
-            p = p * r + c;
-        }
-        let scale = f64::from_bits(((ni + 1023) << 52) as u64);
-        *x = p * scale;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut xs: Vec<f64> = (0..200_000).map(|i| -(i as f64) * 0.0035).collect();
-        xs.extend([0.0, -1e-300, -0.5, -707.9, -1e-12]);
-        let mut v = xs.clone();
-        exp_nonpositive(&mut v);
-        for (x, e) in xs.iter().zip(&v) {
-            let want = x.exp();
-            let rel = ((e - want) / want).abs();
-            assert!(rel < 1e-15, "exp({x}) = {e}, want {want}, rel {rel}");
         }
     }
 }

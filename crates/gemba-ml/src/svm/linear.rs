@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Rng};
 use crate::error::{MlError, Result, bad_param};
-use crate::lbfgs::dot;
+use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
 
 /// Loss of the linear SVM.
@@ -137,7 +137,7 @@ impl LinearSvcValidParams {
                 if m > 0.0 {
                     f += c[i] * m * m;
                     let r = -2.0 * c[i] * m * y[i];
-                    crate::lbfgs::axpy(r, xi, &mut g[..d]);
+                    crate::linalg::axpy(r, xi, &mut g[..d]);
                     g[d] += r * bias;
                 }
             }
@@ -221,7 +221,7 @@ impl LinearSvcValidParams {
                     let old = alpha[i];
                     alpha[i] = (alpha[i] - g / qd[i]).max(0.0).min(cu);
                     let dlt = (alpha[i] - old) * yi;
-                    crate::lbfgs::axpy(dlt, xi, &mut w);
+                    crate::linalg::axpy(dlt, xi, &mut w);
                     wb += dlt * bias;
                 }
                 s += 1;

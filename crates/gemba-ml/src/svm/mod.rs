@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Matrix, Rng};
 use crate::error::{MlError, Result, bad_param};
-use crate::lbfgs::dot;
+use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
 pub use kernel::Kernel;
 use kernel::KernelEval;
@@ -341,7 +341,7 @@ impl Fit for SvcValidParams {
                     sv.push(sv_slot[row]);
                     cf.push(co);
                     if let Some(w) = w.as_mut() {
-                        crate::lbfgs::axpy(co, x.row(row), w);
+                        crate::linalg::axpy(co, x.row(row), w);
                     }
                 }
                 pairs.push(PairModel {
@@ -402,7 +402,7 @@ impl SvcModel {
                         .zip(&self.sv_norms)
                         .map(|(&d, &ns)| -gamma * (ns + nx - 2.0 * d).max(0.0)),
                 );
-                kernel::exp_nonpositive(kv);
+                crate::linalg::exp_nonpositive(kv);
             }
             k => kv.extend(
                 dots.iter()
