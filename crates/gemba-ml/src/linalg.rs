@@ -1,5 +1,6 @@
 //! Small dense kernels shared by the solvers: dot products, axpy and a vectorisable exp.
 
+/// a · b over the common length.
 #[inline]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     // Four accumulators so that the compiler vectorises the loop.
@@ -45,6 +46,7 @@ pub fn dot2(a: &[f64], b0: &[f64], b1: &[f64]) -> (f64, f64) {
     (r0, r1)
 }
 
+/// y += a·x.
 #[inline]
 pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
