@@ -481,8 +481,8 @@ impl Classifier for LogisticModel {
         (c, contrib)
     }
 
-    /// |w_j| · std_j would need the scale; in the model's (standardised) space: mean |w_cj| over
-    /// classes times the mean |x_j − baseline_j|.
+    /// Mean |contribution| without the per-row loop: mean over classes of |w_cj| times the mean
+    /// |x_j − baseline_j| of the given rows (exact for the binary model).
     fn feature_importance(&self, x: &crate::data::Matrix) -> Result<Vec<f64>> {
         self.check_cols(x)?;
         let d = self.n_features;

@@ -187,7 +187,7 @@ impl ClassWeight {
     }
 }
 
-/// Per-row sums and means of the training data: explanation baselines.
+/// Column means of the training data: the explanation baseline.
 pub(crate) fn column_means(x: &Matrix) -> Vec<f64> {
     let mut m = vec![0.0; x.cols];
     for r in x.iter_rows() {
