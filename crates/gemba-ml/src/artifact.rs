@@ -387,8 +387,8 @@ impl ModelArtifact {
             .collect())
     }
 
-    /// Class probabilities of raw rows (columns in `class_names` order). Kernel SVMs need
-    /// `probability: true`; linear SVMs have none ([`MlError::NoProbability`]).
+    /// Class probabilities of raw rows (columns in `class_names` order). SVMs need
+    /// `probability: true`, else [`MlError::NoProbability`].
     pub fn predict_proba(&self, rows: &Matrix) -> Result<Matrix> {
         let m = self.classifier();
         let k = m.n_classes();

@@ -93,8 +93,13 @@ fn separable_toy_solved_exactly() {
     for dual in [true, false] {
         let mut p = LinearSvcParams::new().c(100.0);
         p.dual = Some(dual);
+        p.probability = true;
         let m = p.check().unwrap().fit(&d).unwrap();
         assert_eq!(m.predict(&d.x).unwrap(), d.y, "dual={dual}");
+        let pr = m.predict_proba(&d.x).unwrap();
+        for (i, r) in pr.iter_rows().enumerate() {
+            assert!(r[d.y[i]] > 0.5, "dual={dual} row {i}: {r:?}");
+        }
     }
 }
 
@@ -110,6 +115,15 @@ fn multiclass_blobs() {
         assert_eq!(m.report.detection.detection_rate, 1.0);
         // "noise" is the least important feature.
         assert_eq!(a.importance().last().unwrap().0, "noise", "{kind:?}");
+    }
+    for kind in [ModelKind::Svc, ModelKind::LinearSvc] {
+        let a = train(kind, &json!({"probability": true}), &d).unwrap();
+        let p = a.predict_proba(&d.x).unwrap();
+        for (i, r) in p.iter_rows().enumerate() {
+            assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert_eq!(gemba_ml::model::argmax(r), d.y[i], "{kind:?}");
+        }
+        assert!(a.metrics.as_ref().unwrap().report.brier.unwrap() < 0.1);
     }
     let a = train(ModelKind::Svc, &json!({"probability": true}), &d).unwrap();
     let p = a.predict_proba(&d.x).unwrap();
@@ -134,6 +148,7 @@ fn artifact_round_trip_is_bit_identical() {
             json!({"kernel": "poly", "degree": 2, "coef0": 1.0}),
         ),
         (ModelKind::LinearSvc, json!({"loss": "hinge"})),
+        (ModelKind::LinearSvc, json!({"probability": true})),
     ];
     let probe = Matrix::from_rows(&[
         vec![0.1, -0.3, 0.5],
