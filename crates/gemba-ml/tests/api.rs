@@ -181,6 +181,9 @@ fn artifact_round_trip_is_bit_identical() {
             b.explain(probe.row(1), 2).unwrap()
         );
         assert_eq!(a.data_fingerprint, d.fingerprint());
+        // The recorded config retrains to the same model.
+        let again = train(kind, &a.config["model"], &d).unwrap();
+        assert_eq!(again.model, a.model, "{kind:?}");
     }
 }
 
