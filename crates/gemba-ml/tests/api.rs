@@ -209,6 +209,11 @@ fn explanations() {
     let logit = m.coef[0] * z0 + m.coef[1] * z1 + m.intercept[0];
     let at_mean = m.intercept[0]; // baseline is the standardised mean, 0
     assert!((e.top[0].contribution + e.rest + at_mean - logit).abs() < 1e-9);
+    // The model-level explain: feature indices, same numbers.
+    let (c, top) = m.explain(&[z0, z1], 2).unwrap();
+    assert_eq!((c, top[0].0), (1, 0));
+    assert!((top[0].1 - m.coef[0] * z0).abs() < 1e-12);
+    assert!(m.explain(&[1.0], 1).is_err());
     // Kernel SVM: occlusion; x0 dominates.
     let s = train(ModelKind::Svc, &json!({"probability": true}), &d).unwrap();
     let e = s.explain(&[2.5, 0.0], 2).unwrap();
