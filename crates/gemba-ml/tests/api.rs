@@ -223,6 +223,18 @@ fn explanations() {
 }
 
 #[test]
+fn shared_class_blocks_give_the_same_model() {
+    // Four classes: within-class kernel rows are shared between pairs unless the cache budget
+    // is too small for the blocks; both paths must give bit-identical models.
+    let d = blobs(40);
+    let shared = SvcParams::new().check().unwrap().fit(&d).unwrap();
+    let mut p = SvcParams::new();
+    p.cache_mb = 0.01;
+    let plain = p.check().unwrap().fit(&d).unwrap();
+    assert_eq!(shared, plain);
+}
+
+#[test]
 fn svc_occlusion_matches_brute_force() {
     let d = blobs(15);
     for params in [
