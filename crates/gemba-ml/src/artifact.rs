@@ -110,7 +110,8 @@ pub struct ModelArtifact {
     pub library_version: String,
     /// RFC 3339 UTC.
     pub created_at: String,
-    /// The full training configuration (pipeline and model hyper-parameters).
+    /// The full training configuration: pipeline options and the model's hyper-parameters with
+    /// every default filled in (`config["model"]` can be passed back to [`train`]).
     pub config: Value,
     pub feature_names: Vec<String>,
     pub class_names: Vec<String>,
@@ -206,6 +207,16 @@ fn fit_model(kind: ModelKind, model_params: Value, data: &Dataset) -> Result<Fit
     })
 }
 
+/// The model hyper-parameters with every default filled in (what the artefact records).
+fn effective_params(kind: ModelKind, model_params: Value) -> Result<Value> {
+    let v = match kind {
+        ModelKind::Logistic => serde_json::to_value(parse::<LogisticParams>(model_params)?),
+        ModelKind::Svc => serde_json::to_value(parse::<SvcParams>(model_params)?),
+        ModelKind::LinearSvc => serde_json::to_value(parse::<LinearSvcParams>(model_params)?),
+    };
+    v.map_err(|e| MlError::Artifact(e.to_string()))
+}
+
 /// The fitted pre-processing of a training run and the transformed data.
 fn fit_pipeline(
     pipe: &Pipeline,
@@ -261,7 +272,7 @@ pub fn train(kind: ModelKind, params: &Value, data: &Dataset) -> Result<ModelArt
         version: FORMAT_VERSION,
         library_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_at: now_rfc3339(),
-        config: config_json(&pipe, kind, model_params),
+        config: config_json(&pipe, kind, effective_params(kind, model_params)?),
         feature_names: data.feature_names.clone(),
         class_names: data.class_names.clone(),
         imputer,
@@ -387,8 +398,8 @@ impl ModelArtifact {
             .collect())
     }
 
-    /// Class probabilities of raw rows (columns in `class_names` order). Kernel SVMs need
-    /// `probability: true`; linear SVMs have none ([`MlError::NoProbability`]).
+    /// Class probabilities of raw rows (columns in `class_names` order). SVMs need
+    /// `probability: true`, else [`MlError::NoProbability`].
     pub fn predict_proba(&self, rows: &Matrix) -> Result<Matrix> {
         let m = self.classifier();
         let k = m.n_classes();
@@ -451,6 +462,7 @@ impl ModelArtifact {
             &data.y,
             &pred,
             self.class_names.len(),
+            metrics::normal_class(&self.class_names),
             Some(&scores),
             proba.as_ref(),
         ))

@@ -1,6 +1,8 @@
 //! L-BFGS with a strong-Wolfe line search (Nocedal & Wright, algorithms 7.4, 3.5 and 3.6), and
 //! OWL-QN (Andrew & Gao 2007) for objectives with an L1 term.
 
+use crate::linalg::{axpy, dot};
+
 /// Stopping rules and memory of the solver.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LbfgsOptions {
@@ -95,34 +97,6 @@ impl History {
         }
         q.iter_mut().for_each(|v| *v = -*v);
         q
-    }
-}
-
-#[inline]
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    // Four accumulators so that the compiler vectorises the loop.
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 4];
-    let chunks = n / 4;
-    for c in 0..chunks {
-        let i = c * 4;
-        acc[0] += a[i] * b[i];
-        acc[1] += a[i + 1] * b[i + 1];
-        acc[2] += a[i + 2] * b[i + 2];
-        acc[3] += a[i + 3] * b[i + 3];
-    }
-    let mut s = (acc[0] + acc[2]) + (acc[1] + acc[3]);
-    for i in chunks * 4..n {
-        s += a[i] * b[i];
-    }
-    s
-}
-
-#[inline]
-pub(crate) fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
     }
 }
 

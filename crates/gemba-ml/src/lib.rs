@@ -28,6 +28,7 @@ pub mod artifact;
 pub mod data;
 pub mod error;
 pub mod lbfgs;
+pub mod linalg;
 pub mod logistic;
 pub mod metrics;
 pub mod model;

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{MlError, Result, bad_param};
-use crate::lbfgs::{LbfgsOptions, dot, minimize};
+use crate::lbfgs::{LbfgsOptions, minimize};
+use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, column_means, positive};
 
 /// Penalty on the weights.
@@ -224,11 +225,11 @@ fn multinomial_loss_grad(
             let zk = &mut z[..k];
             let m = zk.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
             let zy = zk[y[i]];
-            let mut s = 0.0;
             for v in zk.iter_mut() {
-                *v = (*v - m).exp();
-                s += *v;
+                *v -= m;
             }
+            crate::linalg::exp_nonpositive(zk);
+            let s: f64 = zk.iter().sum();
             loss += sw[i] * (m + s.ln() - zy);
             let scale = sw[i] * inv_n / s;
             for v in zk.iter_mut() {
@@ -480,8 +481,8 @@ impl Classifier for LogisticModel {
         (c, contrib)
     }
 
-    /// |w_j| · std_j would need the scale; in the model's (standardised) space: mean |w_cj| over
-    /// classes times the mean |x_j − baseline_j|.
+    /// Mean |contribution| without the per-row loop: mean over classes of |w_cj| times the mean
+    /// |x_j − baseline_j| of the given rows (exact for the binary model).
     fn feature_importance(&self, x: &crate::data::Matrix) -> Result<Vec<f64>> {
         self.check_cols(x)?;
         let d = self.n_features;

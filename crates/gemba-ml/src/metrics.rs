@@ -187,6 +187,18 @@ pub fn detection(y: &[usize], pred: &[usize], normal: usize) -> Detection {
     }
 }
 
+/// The class of normal operation: the first class named (case-insensitively) `normal`, `ok`,
+/// `good`, `pass`, `none`, `no_fault`, `healthy` or `0`, else class 0.
+pub fn normal_class(class_names: &[String]) -> usize {
+    const NAMES: [&str; 8] = [
+        "normal", "ok", "good", "pass", "none", "no_fault", "healthy", "0",
+    ];
+    class_names
+        .iter()
+        .position(|c| NAMES.iter().any(|n| c.eq_ignore_ascii_case(n)))
+        .unwrap_or(0)
+}
+
 /// A summary of a classifier on a labelled set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -201,16 +213,19 @@ pub struct Report {
     pub roc_auc: Option<f64>,
     pub average_precision: Option<f64>,
     pub brier: Option<f64>,
-    /// Class 0 taken as "normal".
+    /// The class counted as "normal" by `detection` (every other class is a fault).
+    pub normal_class: usize,
     pub detection: Detection,
 }
 
 /// Computes a [`Report`]; `scores` (probabilities or decision scores, one column per class)
-/// enable ROC/PR AUC, `proba` the Brier score.
+/// enable ROC/PR AUC, `proba` the Brier score; `normal` is the class id of normal operation for
+/// the detection and false-alarm rates (see [`normal_class`]).
 pub fn report(
     y: &[usize],
     pred: &[usize],
     k: usize,
+    normal: usize,
     scores: Option<&Matrix>,
     proba: Option<&Matrix>,
 ) -> Report {
@@ -249,6 +264,7 @@ pub fn report(
         roc_auc: roc,
         average_precision: ap,
         brier: proba.and_then(|p| brier_score(y, p).ok()),
-        detection: detection(y, pred, 0),
+        normal_class: normal,
+        detection: detection(y, pred, normal),
     }
 }

@@ -79,6 +79,24 @@ pub trait Classifier {
         (c, contrib)
     }
 
+    /// The predicted class and the `k` features with the largest |contribution| to it, as
+    /// (feature index, signed contribution), largest first. [`crate::ModelArtifact::explain`]
+    /// adds names and raw values.
+    fn explain(&self, x: &[f64], k: usize) -> Result<(usize, Vec<(usize, f64)>)> {
+        if x.len() != self.n_features() {
+            return Err(MlError::ColumnMismatch {
+                expected: self.n_features(),
+                got: x.len(),
+                context: String::new(),
+            });
+        }
+        let (c, contrib) = self.contributions(x);
+        let mut top: Vec<(usize, f64)> = contrib.into_iter().enumerate().collect();
+        top.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        top.truncate(k);
+        Ok((c, top))
+    }
+
     fn check_cols(&self, x: &Matrix) -> Result<()> {
         if x.cols != self.n_features() {
             return Err(MlError::ColumnMismatch {
@@ -187,7 +205,7 @@ impl ClassWeight {
     }
 }
 
-/// Per-row sums and means of the training data: explanation baselines.
+/// Column means of the training data: the explanation baseline.
 pub(crate) fn column_means(x: &Matrix) -> Vec<f64> {
     let mut m = vec![0.0; x.cols];
     for r in x.iter_rows() {

@@ -93,8 +93,13 @@ fn separable_toy_solved_exactly() {
     for dual in [true, false] {
         let mut p = LinearSvcParams::new().c(100.0);
         p.dual = Some(dual);
+        p.probability = true;
         let m = p.check().unwrap().fit(&d).unwrap();
         assert_eq!(m.predict(&d.x).unwrap(), d.y, "dual={dual}");
+        let pr = m.predict_proba(&d.x).unwrap();
+        for (i, r) in pr.iter_rows().enumerate() {
+            assert!(r[d.y[i]] > 0.5, "dual={dual} row {i}: {r:?}");
+        }
     }
 }
 
@@ -110,6 +115,15 @@ fn multiclass_blobs() {
         assert_eq!(m.report.detection.detection_rate, 1.0);
         // "noise" is the least important feature.
         assert_eq!(a.importance().last().unwrap().0, "noise", "{kind:?}");
+    }
+    for kind in [ModelKind::Svc, ModelKind::LinearSvc] {
+        let a = train(kind, &json!({"probability": true}), &d).unwrap();
+        let p = a.predict_proba(&d.x).unwrap();
+        for (i, r) in p.iter_rows().enumerate() {
+            assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert_eq!(gemba_ml::model::argmax(r), d.y[i], "{kind:?}");
+        }
+        assert!(a.metrics.as_ref().unwrap().report.brier.unwrap() < 0.1);
     }
     let a = train(ModelKind::Svc, &json!({"probability": true}), &d).unwrap();
     let p = a.predict_proba(&d.x).unwrap();
@@ -134,6 +148,7 @@ fn artifact_round_trip_is_bit_identical() {
             json!({"kernel": "poly", "degree": 2, "coef0": 1.0}),
         ),
         (ModelKind::LinearSvc, json!({"loss": "hinge"})),
+        (ModelKind::LinearSvc, json!({"probability": true})),
     ];
     let probe = Matrix::from_rows(&[
         vec![0.1, -0.3, 0.5],
@@ -166,6 +181,9 @@ fn artifact_round_trip_is_bit_identical() {
             b.explain(probe.row(1), 2).unwrap()
         );
         assert_eq!(a.data_fingerprint, d.fingerprint());
+        // The recorded config retrains to the same model.
+        let again = train(kind, &a.config["model"], &d).unwrap();
+        assert_eq!(again.model, a.model, "{kind:?}");
     }
 }
 
@@ -191,12 +209,29 @@ fn explanations() {
     let logit = m.coef[0] * z0 + m.coef[1] * z1 + m.intercept[0];
     let at_mean = m.intercept[0]; // baseline is the standardised mean, 0
     assert!((e.top[0].contribution + e.rest + at_mean - logit).abs() < 1e-9);
+    // The model-level explain: feature indices, same numbers.
+    let (c, top) = m.explain(&[z0, z1], 2).unwrap();
+    assert_eq!((c, top[0].0), (1, 0));
+    assert!((top[0].1 - m.coef[0] * z0).abs() < 1e-12);
+    assert!(m.explain(&[1.0], 1).is_err());
     // Kernel SVM: occlusion; x0 dominates.
     let s = train(ModelKind::Svc, &json!({"probability": true}), &d).unwrap();
     let e = s.explain(&[2.5, 0.0], 2).unwrap();
     assert_eq!(e.top[0].feature, "x0");
     assert!(e.method.starts_with("occlusion"));
     assert!(e.probabilities.is_some());
+}
+
+#[test]
+fn shared_class_blocks_give_the_same_model() {
+    // Four classes: within-class kernel rows are shared between pairs unless the cache budget
+    // is too small for the blocks; both paths must give bit-identical models.
+    let d = blobs(40);
+    let shared = SvcParams::new().check().unwrap().fit(&d).unwrap();
+    let mut p = SvcParams::new();
+    p.cache_mb = 0.01;
+    let plain = p.check().unwrap().fit(&d).unwrap();
+    assert_eq!(shared, plain);
 }
 
 #[test]
@@ -611,7 +646,10 @@ fn metrics_by_hand() {
     // class 0 is normal: 3 fault rows all alarmed, 1 of 3 normal rows alarmed
     let d = detection(&y, &p, 0);
     assert_eq!((d.detection_rate, d.false_alarm_rate), (1.0, 1.0 / 3.0));
-    let r = report(&y, &p, 3, None, None);
+    let r = report(&y, &p, 3, 0, None, None);
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(gemba_ml::metrics::normal_class(&names(&["fault", "OK"])), 1);
+    assert_eq!(gemba_ml::metrics::normal_class(&names(&["a", "b"])), 0);
     assert!((r.macro_f1 - (0.8 + 0.5 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
     assert_eq!(r.roc_auc, None);
     // perfect ranking, reversed ranking, one class only

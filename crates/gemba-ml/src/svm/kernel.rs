@@ -2,8 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::cell::RefCell;
+use std::ops::Range;
+
 use crate::data::Matrix;
-use crate::lbfgs::dot;
+use crate::linalg::{dot, dot2, exp_nonpositive};
 
 /// A resolved kernel (γ is a number here; `"scale"`/`"auto"` are resolved at fit time).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -39,18 +42,65 @@ impl Kernel {
     }
 }
 
+/// `x · row` for every row of `m`, two rows per pass.
+pub fn dots(m: &Matrix, x: &[f64]) -> Vec<f64> {
+    let n = m.rows;
+    let mut v = vec![0.0; n];
+    let mut j = 0;
+    while j + 1 < n {
+        let (a, b) = dot2(x, m.row(j), m.row(j + 1));
+        v[j] = a;
+        v[j + 1] = b;
+        j += 2;
+    }
+    if j < n {
+        v[j] = dot(x, m.row(j));
+    }
+    v
+}
+
 /// A kernel bound to a training matrix, with precomputed squared row norms.
 #[derive(Debug)]
 pub struct KernelEval<'a> {
     pub kernel: Kernel,
     pub x: &'a Matrix,
     pub norms: Vec<f64>,
+    /// One-vs-one: the within-class kernel blocks shared by every pair of the two classes.
+    pub blocks: Option<PairBlocks<'a>>,
+}
+
+/// Kernel rows of one class against itself, filled lazily and shared between the one-vs-one
+/// problems of that class (each within-class row is computed once instead of k − 1 times).
+#[derive(Debug)]
+pub struct ClassBlock {
+    rows: RefCell<Vec<Option<Box<[f32]>>>>,
+}
+
+impl ClassBlock {
+    pub fn new(n: usize) -> Self {
+        ClassBlock {
+            rows: RefCell::new(vec![None; n]),
+        }
+    }
+}
+
+/// The two classes of a one-vs-one problem whose rows are laid out first-class-first.
+#[derive(Debug, Clone, Copy)]
+pub struct PairBlocks<'a> {
+    pub first: &'a ClassBlock,
+    pub second: &'a ClassBlock,
+    pub n_first: usize,
 }
 
 impl<'a> KernelEval<'a> {
     pub fn new(kernel: Kernel, x: &'a Matrix) -> Self {
         let norms = x.iter_rows().map(|r| dot(r, r)).collect();
-        KernelEval { kernel, x, norms }
+        KernelEval {
+            kernel,
+            x,
+            norms,
+            blocks: None,
+        }
     }
 
     #[inline]
@@ -59,27 +109,33 @@ impl<'a> KernelEval<'a> {
             .from_dot(self.norms[i], self.norms[i], self.norms[i])
     }
 
-    /// K(xᵢ, xⱼ) for every j, as f32.
-    pub fn row(&self, i: usize, out: &mut [f32]) {
+    /// K(xᵢ, xⱼ) for j in `range`, written to `out` (of the range's length).
+    fn row_range(&self, i: usize, range: Range<usize>, out: &mut [f32]) {
         let xi = self.x.row(i);
         let ni = self.norms[i];
-        let d = self.x.cols;
-        let mut v: Vec<f64> = self
-            .x
-            .data
-            .chunks_exact(d.max(1))
-            .take(out.len())
-            .map(|xj| dot(xi, xj))
-            .collect();
+        let n = range.len();
+        let mut v = vec![0.0; n];
+        let mut t = 0;
+        while t + 1 < n {
+            let j = range.start + t;
+            let (a, b) = dot2(xi, self.x.row(j), self.x.row(j + 1));
+            v[t] = a;
+            v[t + 1] = b;
+            t += 2;
+        }
+        if t < n {
+            v[t] = dot(xi, self.x.row(range.start + t));
+        }
+        let norms = &self.norms[range];
         match self.kernel {
             Kernel::Rbf { gamma } => {
-                for (a, nj) in v.iter_mut().zip(&self.norms) {
+                for (a, nj) in v.iter_mut().zip(norms) {
                     *a = -gamma * (ni + nj - 2.0 * *a).max(0.0);
                 }
                 exp_nonpositive(&mut v);
             }
             k => {
-                for (a, nj) in v.iter_mut().zip(&self.norms) {
+                for (a, nj) in v.iter_mut().zip(norms) {
                     *a = k.from_dot(*a, ni, *nj);
                 }
             }
@@ -88,63 +144,30 @@ impl<'a> KernelEval<'a> {
             *o = *a as f32;
         }
     }
-}
 
-/// `exp` of every value in place, for arguments ≤ 0 (RBF kernels): branch-free so the loop
-/// vectorises (the libm call is a third of RBF training time otherwise). Cody–Waite range
-/// reduction x = n·ln2 + r, |r| ≤ ln2/2, and a degree-12 Taylor polynomial: relative error
-/// below 1e-15; arguments below −708 give 0 or a value below 1e-307.
-pub fn exp_nonpositive(v: &mut [f64]) {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    // fdlibm's split of ln 2: 6.93147180369123816490e-01 and 1.90821492927058770002e-10.
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    // 2^52 + 2^51: adding it rounds to an integer held in the low mantissa bits.
-    const MAGIC: f64 = 6_755_399_441_055_744.0;
-    const C: [f64; 13] = [
-        1.0,
-        1.0,
-        1.0 / 2.0,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40320.0,
-        1.0 / 362_880.0,
-        1.0 / 3_628_800.0,
-        1.0 / 39_916_800.0,
-        1.0 / 479_001_600.0,
-    ];
-    for x in v.iter_mut() {
-        let xc = x.clamp(-708.0, 0.0);
-        let t = xc * LOG2E + MAGIC;
-        let n = t - MAGIC;
-        let ni = (t.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64);
-        let r = (xc - n * LN2_HI) - n * LN2_LO;
-        let mut p = C[12];
-        for c in C[..12].iter().rev() {
-            p = p * r + c;
+    /// K(xᵢ, xⱼ) for every j, as f32 (the within-class part from the shared block, if any).
+    pub fn row(&self, i: usize, out: &mut [f32]) {
+        let l = out.len();
+        let Some(pb) = self.blocks else {
+            self.row_range(i, 0..l, out);
+            return;
+        };
+        let (block, own, pos, cross) = if i < pb.n_first {
+            (pb.first, 0..pb.n_first, i, pb.n_first..l)
+        } else {
+            (pb.second, pb.n_first..l, i - pb.n_first, 0..pb.n_first)
+        };
+        {
+            let mut rows = block.rows.borrow_mut();
+            if rows[pos].is_none() {
+                let mut r = vec![0.0f32; own.len()];
+                self.row_range(i, own.clone(), &mut r);
+                rows[pos] = Some(r.into_boxed_slice());
+            }
+            if let Some(r) = &rows[pos] {
+                out[own].copy_from_slice(r);
+            }
         }
-        let scale = f64::from_bits(((ni + 1023) << 52) as u64);
-        *x = p * scale;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut xs: Vec<f64> = (0..200_000).map(|i| -(i as f64) * 0.0035).collect();
-        xs.extend([0.0, -1e-300, -0.5, -707.9, -1e-12]);
-        let mut v = xs.clone();
-        exp_nonpositive(&mut v);
-        for (x, e) in xs.iter().zip(&v) {
-            let want = x.exp();
-            let rel = ((e - want) / want).abs();
-            assert!(rel < 1e-15, "exp({x}) = {e}, want {want}, rel {rel}");
-        }
+        self.row_range(i, cross.clone(), &mut out[cross]);
     }
 }

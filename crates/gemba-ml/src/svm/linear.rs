@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Rng};
+use crate::data::{Dataset, Matrix, Rng};
 use crate::error::{MlError, Result, bad_param};
-use crate::lbfgs::dot;
+use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
 
 /// Loss of the linear SVM.
@@ -40,6 +40,10 @@ pub struct LinearSvcParams {
     /// `None`: like scikit-learn's `dual="auto"` — primal when rows > features and the loss is
     /// the squared hinge.
     pub dual: Option<bool>,
+    /// Fit Platt sigmoids on decision values of an internal cross-validation (one per binary
+    /// problem; several classes: normalised one-vs-rest probabilities).
+    pub probability: bool,
+    pub probability_folds: usize,
 }
 
 impl Default for LinearSvcParams {
@@ -54,6 +58,8 @@ impl Default for LinearSvcParams {
             intercept_scaling: 1.0,
             seed: 0,
             dual: None,
+            probability: false,
+            probability_folds: 5,
         }
     }
 }
@@ -91,6 +97,9 @@ impl ParamGuard for LinearSvcParams {
         if self.max_iter == 0 {
             return Err(bad_param("max_iter", "must be >= 1"));
         }
+        if self.probability && self.probability_folds < 2 {
+            return Err(bad_param("probability_folds", "must be >= 2"));
+        }
         if self.dual == Some(false) && self.loss == SvmLoss::Hinge {
             return Err(bad_param(
                 "dual",
@@ -113,13 +122,14 @@ pub struct LinearSvcModel {
     pub baseline: Vec<f64>,
     /// Passes used by each binary problem.
     pub iterations: Vec<usize>,
+    /// Platt sigmoid (A, B) per binary problem, when probability was requested.
+    pub platt: Option<Vec<(f64, f64)>>,
 }
 
 impl LinearSvcValidParams {
     /// Primal L2-loss SVM by L-BFGS: ½‖w‖² + Σ Cᵢ max(0, 1 − yᵢ(w·xᵢ + b·s))², stopped when
     /// ‖∇f‖∞ ≤ tol·‖∇f(0)‖∞ (liblinear's relative rule for its primal solver).
-    fn solve_primal(&self, data: &Dataset, y: &[f64], c: &[f64]) -> (Vec<f64>, f64, usize) {
-        let x = &data.x;
+    fn solve_primal(&self, x: &Matrix, y: &[f64], c: &[f64]) -> (Vec<f64>, f64, usize) {
         let (l, d) = (x.rows, x.cols);
         let bias = if self.p.fit_intercept {
             self.p.intercept_scaling
@@ -137,7 +147,7 @@ impl LinearSvcValidParams {
                 if m > 0.0 {
                     f += c[i] * m * m;
                     let r = -2.0 * c[i] * m * y[i];
-                    crate::lbfgs::axpy(r, xi, &mut g[..d]);
+                    crate::linalg::axpy(r, xi, &mut g[..d]);
                     g[d] += r * bias;
                 }
             }
@@ -157,8 +167,7 @@ impl LinearSvcValidParams {
     }
 
     /// One binary problem: labels ±1, per-sample C. Returns (w, b, passes).
-    fn solve(&self, data: &Dataset, y: &[f64], c: &[f64], seed: u64) -> (Vec<f64>, f64, usize) {
-        let x = &data.x;
+    fn solve(&self, x: &Matrix, y: &[f64], c: &[f64], seed: u64) -> (Vec<f64>, f64, usize) {
         let (l, d) = (x.rows, x.cols);
         let bias = if self.p.fit_intercept {
             self.p.intercept_scaling
@@ -221,7 +230,7 @@ impl LinearSvcValidParams {
                     let old = alpha[i];
                     alpha[i] = (alpha[i] - g / qd[i]).max(0.0).min(cu);
                     let dlt = (alpha[i] - old) * yi;
-                    crate::lbfgs::axpy(dlt, xi, &mut w);
+                    crate::linalg::axpy(dlt, xi, &mut w);
                     wb += dlt * bias;
                 }
                 s += 1;
@@ -251,6 +260,51 @@ impl LinearSvcValidParams {
     }
 }
 
+impl LinearSvcValidParams {
+    fn solve_one(
+        &self,
+        x: &Matrix,
+        y: &[f64],
+        c: &[f64],
+        seed: u64,
+        primal: bool,
+    ) -> (Vec<f64>, f64, usize) {
+        if primal {
+            self.solve_primal(x, y, c)
+        } else {
+            self.solve(x, y, c, seed)
+        }
+    }
+
+    /// Held-out decision values of a `probability_folds`-fold cross-validation (random folds).
+    fn cv_decisions(&self, x: &Matrix, y: &[f64], c: &[f64], seed: u64, primal: bool) -> Vec<f64> {
+        let l = y.len();
+        let folds = self.p.probability_folds.min(l);
+        let mut perm: Vec<usize> = (0..l).collect();
+        Rng::new(seed ^ 0x5eed).shuffle(&mut perm);
+        let mut dec = vec![0.0; l];
+        for f in 0..folds {
+            let (start, end) = (f * l / folds, (f + 1) * l / folds);
+            let test = &perm[start..end];
+            let train: Vec<usize> = perm[..start].iter().chain(&perm[end..]).copied().collect();
+            let pos = train.iter().filter(|&&t| y[t] > 0.0).count();
+            if pos == 0 || pos == train.len() {
+                let v = if pos > 0 { 1.0 } else { -1.0 };
+                test.iter().for_each(|&t| dec[t] = v);
+                continue;
+            }
+            let tx = x.select_rows(&train);
+            let ty: Vec<f64> = train.iter().map(|&t| y[t]).collect();
+            let tc: Vec<f64> = train.iter().map(|&t| c[t]).collect();
+            let (w, b, _) = self.solve_one(&tx, &ty, &tc, seed, primal);
+            for &t in test {
+                dec[t] = dot(&w, x.row(t)) + b;
+            }
+        }
+        dec
+    }
+}
+
 impl Fit for LinearSvcValidParams {
     type Model = LinearSvcModel;
 
@@ -262,6 +316,7 @@ impl Fit for LinearSvcValidParams {
         let mut coef = Vec::new();
         let mut intercept = Vec::new();
         let mut iterations = Vec::new();
+        let mut platt = Vec::new();
         for &t in &targets {
             let y: Vec<f64> = data
                 .y
@@ -282,11 +337,13 @@ impl Fit for LinearSvcValidParams {
                 Some(d) => !d,
                 None => self.p.loss == SvmLoss::SquaredHinge && data.n_rows() > data.n_features(),
             };
-            let (w, b, it) = if primal {
-                self.solve_primal(data, &y, &c)
-            } else {
-                self.solve(data, &y, &c, self.p.seed.wrapping_add(t as u64))
-            };
+            let seed = self.p.seed.wrapping_add(t as u64);
+            let (w, b, it) = self.solve_one(&data.x, &y, &c, seed, primal);
+            if self.p.probability {
+                let dec = self.cv_decisions(&data.x, &y, &c, seed, primal);
+                let pos: Vec<bool> = y.iter().map(|&v| v > 0.0).collect();
+                platt.push(super::platt::sigmoid_train(&dec, &pos));
+            }
             coef.extend(w);
             intercept.push(b);
             iterations.push(it);
@@ -304,6 +361,7 @@ impl Fit for LinearSvcValidParams {
             intercept,
             baseline: column_means(&data.x),
             iterations,
+            platt: self.p.probability.then_some(platt),
         })
     }
 }
@@ -351,8 +409,32 @@ impl Classifier for LinearSvcModel {
             argmax(&s)
         }
     }
-    fn proba_row(&self, _x: &[f64], _out: &mut [f64]) -> Result<()> {
-        Err(MlError::NoProbability)
+    /// Platt probabilities (binary), or one-vs-rest sigmoids normalised to sum 1.
+    fn proba_row(&self, x: &[f64], out: &mut [f64]) -> Result<()> {
+        let Some(platt) = &self.platt else {
+            return Err(MlError::NoProbability);
+        };
+        let d = self.n_features;
+        if self.n_classes == 2 {
+            let (a, b) = platt[0];
+            let p = super::platt::sigmoid_predict(dot(&self.coef, x) + self.intercept[0], a, b);
+            out[0] = 1.0 - p;
+            out[1] = p;
+        } else {
+            for (c, o) in out.iter_mut().enumerate().take(self.n_classes) {
+                let (a, b) = platt[c];
+                let z = dot(&self.coef[c * d..(c + 1) * d], x) + self.intercept[c];
+                *o = super::platt::sigmoid_predict(z, a, b);
+            }
+            let s: f64 = out.iter().sum();
+            if s > 0.0 {
+                out.iter_mut().for_each(|v| *v /= s);
+            } else {
+                out.iter_mut()
+                    .for_each(|v| *v = 1.0 / self.n_classes as f64);
+            }
+        }
+        Ok(())
     }
     /// Exact: `w_cj · (x_j − baseline_j)` toward the predicted class.
     fn contributions(&self, x: &[f64]) -> (usize, Vec<f64>) {

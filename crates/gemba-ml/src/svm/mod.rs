@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Matrix, Rng};
 use crate::error::{MlError, Result, bad_param};
-use crate::lbfgs::dot;
+use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
 pub use kernel::Kernel;
 use kernel::KernelEval;
@@ -232,9 +232,11 @@ impl SvcValidParams {
         idx: &[usize],
         y: &[f64],
         c: &[f64],
+        blocks: Option<kernel::PairBlocks<'_>>,
     ) -> (Vec<f64>, f64, usize) {
         let sub = x.select_rows(idx);
-        let ke = KernelEval::new(kernel, &sub);
+        let mut ke = KernelEval::new(kernel, &sub);
+        ke.blocks = blocks;
         let sol = smo::solve(&ke, y, c, &self.smo_options(idx.len()));
         let coef = sol.alpha.iter().zip(y).map(|(a, y)| a * y).collect();
         (coef, sol.rho, sol.iterations)
@@ -269,7 +271,7 @@ impl SvcValidParams {
             let tidx: Vec<usize> = train.iter().map(|&t| idx[t]).collect();
             let ty: Vec<f64> = train.iter().map(|&t| y[t]).collect();
             let tc: Vec<f64> = train.iter().map(|&t| c[t]).collect();
-            let (coef, rho, _) = self.solve_binary(kernel, x, &tidx, &ty, &tc);
+            let (coef, rho, _) = self.solve_binary(kernel, x, &tidx, &ty, &tc, None);
             let svs: Vec<(usize, f64)> = tidx
                 .iter()
                 .zip(&coef)
@@ -308,6 +310,17 @@ impl Fit for SvcValidParams {
         let mut sv_slot: Vec<u32> = vec![u32::MAX; data.n_rows()];
         let mut sv_rows: Vec<usize> = Vec::new();
         let mut pairs = Vec::new();
+        // Several classes: share within-class kernel rows between the pairs of a class when all
+        // blocks fit in the cache budget.
+        let block_bytes: usize = present.iter().map(|&c| 4 * by_class[c].len().pow(2)).sum();
+        let budget = (self.p.cache_mb * 1024.0 * 1024.0) as usize;
+        let blocks: Option<Vec<kernel::ClassBlock>> = (present.len() > 2 && block_bytes <= budget)
+            .then(|| {
+                by_class
+                    .iter()
+                    .map(|r| kernel::ClassBlock::new(r.len()))
+                    .collect()
+            });
         for (pi, &a) in present.iter().enumerate() {
             for &b in &present[pi + 1..] {
                 let idx: Vec<usize> = by_class[a].iter().chain(&by_class[b]).copied().collect();
@@ -318,7 +331,13 @@ impl Fit for SvcValidParams {
                 let c: Vec<f64> = (0..idx.len())
                     .map(|t| self.p.c * if t < na { cw[a] } else { cw[b] })
                     .collect();
-                let (coef, rho, iterations) = self.solve_binary(kernel, x, &idx, &y, &c);
+                let pair_blocks = blocks.as_ref().map(|bl| kernel::PairBlocks {
+                    first: &bl[a],
+                    second: &bl[b],
+                    n_first: na,
+                });
+                let (coef, rho, iterations) =
+                    self.solve_binary(kernel, x, &idx, &y, &c, pair_blocks);
                 let platt = if self.p.probability {
                     let seed = self.p.seed ^ ((a as u64) << 32 | b as u64);
                     let dec = self.cv_decisions(kernel, x, &idx, &y, &c, seed);
@@ -341,7 +360,7 @@ impl Fit for SvcValidParams {
                     sv.push(sv_slot[row]);
                     cf.push(co);
                     if let Some(w) = w.as_mut() {
-                        crate::lbfgs::axpy(co, x.row(row), w);
+                        crate::linalg::axpy(co, x.row(row), w);
                     }
                 }
                 pairs.push(PairModel {
@@ -375,10 +394,7 @@ impl SvcModel {
     pub fn pair_decisions(&self, x: &[f64], out: &mut Vec<f64>) {
         let needs_kernel = self.pairs.iter().any(|p| p.w.is_none());
         let dots: Vec<f64> = if needs_kernel {
-            self.support_vectors
-                .iter_rows()
-                .map(|s| dot(s, x))
-                .collect()
+            kernel::dots(&self.support_vectors, x)
         } else {
             Vec::new()
         };
@@ -405,7 +421,7 @@ impl SvcModel {
                         .zip(&self.sv_norms)
                         .map(|(&d, &ns)| -gamma * (ns + nx - 2.0 * d).max(0.0)),
                 );
-                kernel::exp_nonpositive(kv);
+                crate::linalg::exp_nonpositive(kv);
             }
             k => kv.extend(
                 dots.iter()
@@ -562,10 +578,7 @@ impl Classifier for SvcModel {
         let use_p = self.has_probability();
         let needs_kernel = self.pairs.iter().any(|p| p.w.is_none());
         let dots: Vec<f64> = if needs_kernel {
-            self.support_vectors
-                .iter_rows()
-                .map(|s| dot(s, x))
-                .collect()
+            kernel::dots(&self.support_vectors, x)
         } else {
             Vec::new()
         };
