@@ -236,7 +236,7 @@ fn print_report(r: &Report, classes: &[String]) {
         "  fault detection rate {:.4}  false alarm rate {:.4}  (class {:?} as normal)",
         r.detection.detection_rate,
         r.detection.false_alarm_rate,
-        classes.first().map_or("", String::as_str)
+        classes.get(r.normal_class).map_or("", String::as_str)
     );
     println!(
         "  {:<16} {:>9} {:>9} {:>9} {:>8}",
@@ -375,10 +375,12 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?;
         let scores = art.decision_scores(&rows).ok();
+        let normal = gemba_ml::metrics::normal_class(&art.class_names);
         let r = gemba_ml::metrics::report(
             &y,
             &pred,
             art.class_names.len(),
+            normal,
             scores.as_ref(),
             proba.as_ref(),
         );
