@@ -38,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/series"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/stats"),
+    ("get", "/api/v1/spc"),
     ("get", "/api/v1/models"),
     ("post", "/api/v1/models"),
     ("get", "/api/v1/models/{name}/{version}"),
@@ -98,6 +99,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/series", get(routes::series))
         .route("/api/v1/events", get(routes::events))
         .route("/api/v1/stats", get(routes::stats))
+        .route("/api/v1/spc", get(routes::spc))
         .route(
             "/api/v1/models",
             get(routes::models).post(routes::register_model),

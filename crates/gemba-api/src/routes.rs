@@ -765,6 +765,94 @@ pub async fn activate_model(
     Ok(Json(active).into_response())
 }
 
+/// `GET /api/v1/spc?signal=…[&chart=imr|xbar_r|xbar_s|ewma|cusum][&from&to]
+/// [&baseline_from&baseline_to][&rules=all|we|1,2,5][&subgroup=5][&lambda=0.2&l=3][&k=0.5&h=5]`
+pub async fn spc(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    use gemba_analytics::spc::{Rule, RuleSet};
+    use gemba_engine::spc::{ChartKind, SpcRequest};
+    let p = Params::parse(
+        q,
+        &[
+            "signal",
+            "chart",
+            "from",
+            "to",
+            "baseline_from",
+            "baseline_to",
+            "rules",
+            "subgroup",
+            "lambda",
+            "l",
+            "k",
+            "h",
+        ],
+    )?;
+    let signal = p.required("signal")?.to_owned();
+    let chart: ChartKind = match p.get("chart") {
+        None => ChartKind::Imr,
+        Some(c) => c.parse().map_err(|e| ApiError::param("chart", c, e))?,
+    };
+    let to = p.ts("to")?.unwrap_or_else(|| engine.now() + 1);
+    let from = p.ts("from")?.unwrap_or(to - 8 * 3_600_000);
+    if from >= to {
+        return Err(ApiError::bad_request("from must be before to"));
+    }
+    let bfrom = p.ts("baseline_from")?.unwrap_or(from);
+    let bto = p.ts("baseline_to")?.unwrap_or(from + (to - from) / 4);
+    if bfrom >= bto {
+        return Err(ApiError::bad_request(
+            "baseline_from must be before baseline_to",
+        ));
+    }
+    let rules = match p.get("rules") {
+        None | Some("all") => RuleSet::default(),
+        Some("we") => RuleSet::western_electric(),
+        Some("none") => RuleSet { enabled: vec![] },
+        Some(list) => {
+            let mut enabled = Vec::new();
+            for n in list.split(',') {
+                let rule = n
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(|n| Rule::ALL.into_iter().find(|r| r.number() == n))
+                    .ok_or_else(|| {
+                        ApiError::param(
+                            "rules",
+                            list,
+                            "give all, we, none or rule numbers 1–8 separated by commas",
+                        )
+                    })?;
+                enabled.push(rule);
+            }
+            RuleSet { enabled }
+        }
+    };
+    let num = |k: &str, default: f64| -> ApiResult<f64> {
+        match p.get(k) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| ApiError::param(k, v, "not a finite number")),
+        }
+    };
+    let req = SpcRequest {
+        signal,
+        chart,
+        baseline: (bfrom, bto),
+        range: (from, to),
+        subgroup: p.usize("subgroup", 5, 25)?,
+        rules,
+        lambda: num("lambda", 0.2)?,
+        l: num("l", 3.0)?,
+        k: num("k", 0.5)?,
+        h: num("h", 5.0)?,
+    };
+    Ok(Json(engine.spc_chart(req).await?).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
 pub mod registry;
+pub mod spc;
 pub mod writer;
 
 use std::collections::HashMap;
