@@ -45,6 +45,11 @@ export function signalLabel(name) {
   return tOr(`signal.${name}`, name);
 }
 
+/** The stored type name of an event: `state`, `production`, `move` or `custom:<name>`. */
+export function eventType(e) {
+  return e.type === 'custom' ? `custom:${e.name}` : e.type;
+}
+
 export function typeLabel(type) {
   return tOr(`type.${type}`, type);
 }

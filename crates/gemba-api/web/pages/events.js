@@ -1,11 +1,12 @@
 // Events page: GET /api/v1/events with type / asset / range filters, live additions from the stream.
 import { assetTree, getJSON, onLive, qs, level } from '../api.js';
 import { t, dateTime, num } from '../i18n.js';
-import { h, tr, typeLabel, stateLabel, errorBox } from '../ui.js';
+import { h, tr, typeLabel, stateLabel, errorBox, eventType } from '../ui.js';
 
 const TYPES = ['state', 'production', 'move', 'custom:failure', 'custom:fault_onset'];
 const RANGES = { '1h': 3600e3, '8h': 8 * 3600e3, '24h': 86400e3, '7d': 7 * 86400e3 };
 const LIMIT = 500;
+const MAX_ATTRS = 4;
 
 /** A one-line description of an event's body and attributes. */
 export function eventDetails(e) {
@@ -25,17 +26,21 @@ export function eventDetails(e) {
     default:
       break;
   }
-  for (const [k, v] of Object.entries(e.attrs || {})) {
-    parts.push(`${k}=${typeof v === 'number' ? num(v, 3) : typeof v === 'string' ? v : JSON.stringify(v)}`);
+  // Attributes: text ones (mode, fault, …) first, then numbers; at most MAX_ATTRS.
+  const attrs = Object.entries(e.attrs || {}).sort(([, a], [, b]) => (typeof a === 'string' ? 0 : 1) - (typeof b === 'string' ? 0 : 1));
+  for (const [k, v] of attrs.slice(0, MAX_ATTRS)) {
+    parts.push(`${k}=${typeof v === 'number' ? num(v, 2) : typeof v === 'string' ? v : JSON.stringify(v)}`);
   }
+  if (attrs.length > MAX_ATTRS) parts.push('…');
   return parts.join(' ');
 }
 
 export function eventRow(e) {
-  return h('tr', { dataset: { type: e.type } },
+  const type = eventType(e);
+  return h('tr', { dataset: { type } },
     h('td.time', {}, dateTime(e.ts)),
     h('td', {}, h('a', { href: `#/machine/${e.asset}` }, e.asset)),
-    h('td', {}, h('span.tag', { dataset: { type: e.type } }, typeLabel(e.type))),
+    h('td', {}, h('span.tag', { dataset: { type } }, typeLabel(type))),
     h('td', {}, eventDetails(e)));
 }
 
@@ -93,7 +98,7 @@ export async function render(root) {
   for (const s of [typeSel, assetSel, rangeSel]) s.addEventListener('change', load);
   await load();
 
-  const matches = (e) => (!state.type || e.type === state.type)
+  const matches = (e) => (!state.type || eventType(e) === state.type)
     && (!state.asset || e.asset === state.asset || e.asset.startsWith(`${state.asset}/`));
   return onLive((msg) => {
     const fresh = msg.events.filter(matches).sort((a, b) => a.ts - b.ts);

@@ -49,16 +49,17 @@ async function counterIncrements(signal, from, to, step) {
   return { xs, inc, total };
 }
 
-function barChart(el, xs, series, span, unit) {
+function barChart(el, xs, series, from, to, unit) {
+  const span = to - from;
   const opts = {
     width: width(el),
     height: 160,
     legend: { show: true },
     cursor: { drag: { x: false, y: false } },
-    scales: { x: { time: true } },
-    axes: [{ values: axisFormatter(span) }, { values: (u, s) => s.map((v) => num(v, 1)), size: 60 }],
+    scales: { x: { time: true, min: from / 1000, max: to / 1000 } },
+    axes: [{ values: axisFormatter(span), space: 70 }, { values: (u, s) => s.map((v) => num(v, 1)), size: 60 }],
     series: [
-      { value: (u, v) => (v == null ? '' : dateTime(v * 1000)) },
+      { label: t('common.time'), value: (u, v) => (v == null ? '' : dateTime(v * 1000)) },
       ...series.map((s, i) => ({
         label: s.label,
         stroke: s.colour,
@@ -215,7 +216,7 @@ export async function render(root, { path }) {
     const span = view.to - view.from;
     let series;
     let stepMs = null;
-    const x = { value: (u, v) => (v == null ? '' : dateTime(v * 1000)) };
+    const x = { label: t('common.time'), value: (u, v) => (v == null ? '' : dateTime(v * 1000)) };
     const valFmt = (u, v) => (v == null ? '' : num(v, 3));
     const label = `${signalLabel(signalName(def.path))}${def.unit ? ` (${def.unit})` : ''}`;
     if (span <= RAW_MAX_SPAN) {
@@ -301,14 +302,14 @@ export async function render(root, { path }) {
       prodEl.replaceChildren();
       sidePlots.push(barChart(prodEl, good.xs, [
         { label: t('machine.good'), colour: '#2e9d4f', data: good.inc },
-        { label: t('machine.scrap'), colour: '#d64045', data: scrap.inc.slice(0, good.xs.length) }], span, 'pcs'));
+        { label: t('machine.scrap'), colour: '#d64045', data: scrap.inc.slice(0, good.xs.length) }], from, to, 'pcs'));
     } else prodText.textContent = t('machine.no_data');
     if (byName.energy) {
       const unit = byName.energy.unit || '';
       const e = await counterIncrements(byName.energy.path, from, to, step);
       energyText.replaceChildren(h('span', {}, `${t('machine.energy_used')} `, h('b', {}, `${num(e.total, 2)} ${unit}`)));
       energyEl.replaceChildren();
-      sidePlots.push(barChart(energyEl, e.xs, [{ label: `${signalLabel('energy')} (${unit})`, colour: '#8e5cc2', data: e.inc }], span, unit));
+      sidePlots.push(barChart(energyEl, e.xs, [{ label: `${signalLabel('energy')} (${unit})`, colour: '#8e5cc2', data: e.inc }], from, to, unit));
     } else energyText.textContent = t('machine.no_data');
   }
 

@@ -2,7 +2,7 @@
 // failures / fault onsets of the last 24 h. OEE and alarms do not exist yet: marked placeholders.
 import { assetTree, getJSON, latestUnder, latest, onLive, qs, level, signalName } from '../api.js';
 import { t, num, clock, dateTime } from '../i18n.js';
-import { h, tr, stateColour, stateLabel, signalLabel, valueText, typeLabel } from '../ui.js';
+import { h, tr, stateColour, stateLabel, signalLabel, valueText, typeLabel, eventType } from '../ui.js';
 import { eventDetails } from './events.js';
 
 const FAILURE_TYPES = ['custom:failure', 'custom:fault_onset'];
@@ -72,9 +72,10 @@ function tree(node, cells) {
 }
 
 function failureItem(e) {
-  return h('li', { dataset: { type: e.type } },
+  const type = eventType(e);
+  return h('li', { dataset: { type } },
     h('span.time', {}, dateTime(e.ts)), ' ',
-    h('span.tag', { dataset: { type: e.type } }, typeLabel(e.type)), ' ',
+    h('span.tag', { dataset: { type } }, typeLabel(type)), ' ',
     h('a', { href: `#/machine/${e.asset}` }, e.asset), ' ',
     h('span.muted', {}, eventDetails(e)));
 }
@@ -112,7 +113,7 @@ export async function render(root) {
     for (const v of msg.latest) paint(cells.get(v.signal), v);
     updated.textContent = t('overview.updated', { time: clock(msg.ts) });
     for (const e of msg.events) {
-      if (!FAILURE_TYPES.includes(e.type)) continue;
+      if (!FAILURE_TYPES.includes(eventType(e))) continue;
       if (empty.isConnected) empty.remove();
       failures.prepend(failureItem(e));
     }
