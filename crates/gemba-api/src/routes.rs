@@ -735,7 +735,11 @@ impl LiveStream {
 /// prefix (`full: true`), later ones only the values that changed and the events stored since.
 pub async fn stream_latest(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     let p = Params::parse(q, &["prefix"])?;
-    let prefix = p.get("prefix").unwrap_or("").trim_end_matches('/').to_owned();
+    let prefix = p
+        .get("prefix")
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_owned();
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let state = LiveStream {
