@@ -76,6 +76,7 @@ export async function render(root) {
     count, table);
 
   let shown = 0;
+  let seen = new Set(); // ids already listed: the stream may repeat what the fetch returned
   async function load() {
     state.type = typeSel.value;
     state.asset = assetSel.value;
@@ -87,6 +88,7 @@ export async function render(root) {
         type: state.type, asset: state.asset, from: Math.round(now - RANGES[state.range]), to: now + 60000, limit: 10000,
       })}`);
       evs.sort((a, b) => b.ts - a.ts || b.id - a.id);
+      seen = new Set(evs.map((e) => e.id));
       const rows = evs.slice(0, LIMIT).map(eventRow);
       shown = rows.length;
       tbody.replaceChildren(...(rows.length ? rows : [h('tr', {}, h('td', { colspan: 4 }, t('events.none')))]));
@@ -101,7 +103,8 @@ export async function render(root) {
   const matches = (e) => (!state.type || eventType(e) === state.type)
     && (!state.asset || e.asset === state.asset || e.asset.startsWith(`${state.asset}/`));
   return onLive((msg) => {
-    const fresh = msg.events.filter(matches).sort((a, b) => a.ts - b.ts);
+    const fresh = msg.events.filter((e) => matches(e) && !seen.has(e.id)).sort((a, b) => a.ts - b.ts);
+    for (const e of fresh) seen.add(e.id);
     if (!fresh.length) return;
     if (shown === 0) tbody.replaceChildren();
     for (const e of fresh) {

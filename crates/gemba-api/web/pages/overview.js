@@ -106,6 +106,7 @@ export async function render(root) {
   const lists = await Promise.all(FAILURE_TYPES.map((type) =>
     getJSON(`/api/v1/events?${qs({ type, from: now - 86400e3, to: now + 60000 })}`).catch(() => [])));
   const evs = lists.flat().sort((a, b) => b.ts - a.ts);
+  const seen = new Set(evs.map((e) => e.id));
   const empty = tr('li.muted', 'overview.no_failures');
   failures.replaceChildren(...(evs.length ? evs.slice(0, 200).map(failureItem) : [empty]));
 
@@ -113,7 +114,8 @@ export async function render(root) {
     for (const v of msg.latest) paint(cells.get(v.signal), v);
     updated.textContent = t('overview.updated', { time: clock(msg.ts) });
     for (const e of msg.events) {
-      if (!FAILURE_TYPES.includes(eventType(e))) continue;
+      if (!FAILURE_TYPES.includes(eventType(e)) || seen.has(e.id)) continue;
+      seen.add(e.id);
       if (empty.isConnected) empty.remove();
       failures.prepend(failureItem(e));
     }
