@@ -65,7 +65,8 @@ function setStatus(s) {
   for (const fn of statusSubscribers) fn(s);
 }
 
-function connect() {
+/** Opens the one live connection of the page (pages subscribe with onLive). */
+export function connect() {
   if (source) return;
   source = new EventSource('/api/v1/stream/latest');
   source.onopen = () => setStatus('on');

@@ -5,7 +5,7 @@
 //   #/models               model registry
 //   #/alarms               placeholder until alarms exist
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
-import { onStatus } from './api.js';
+import { connect, onStatus } from './api.js';
 import { h, tr } from './ui.js';
 import * as overview from './pages/overview.js';
 import * as machine from './pages/machine.js';
@@ -70,6 +70,7 @@ async function start() {
   });
   window.addEventListener('hashchange', show);
   await show();
+  connect();
   window.gemba.firstRenderMs = Math.round(performance.now());
   window.gemba.ready = true;
 }

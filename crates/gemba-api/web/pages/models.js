@@ -30,7 +30,7 @@ export async function render(root) {
       h('thead', {}, h('tr', {}, ['models.name', 'models.version', 'models.kind', 'common.asset', 'models.created', 'models.registered', 'models.features', 'models.classes', 'models.metrics'].map((k) => tr('th', k)))),
       h('tbody', {}, versions.map((v) => h('tr', { class: v.asset && isActive.has(`${v.name}@${v.version}@${v.asset}`) ? 'active' : '' },
         h('td', {}, v.name), h('td.num', {}, num(v.version, 0)), h('td', {}, v.kind), h('td', {}, v.asset || '–'),
-        h('td', {}, v.created_at), h('td', {}, dateTime(v.registered_at)),
+        h('td', {}, Number.isNaN(Date.parse(v.created_at)) ? v.created_at : dateTime(Date.parse(v.created_at))), h('td', {}, dateTime(v.registered_at)),
         h('td', { title: v.features.join(', ') }, num(v.features.length, 0)), h('td', {}, v.classes.join(', ')),
         h('td.metrics', {}, metricList(v.metrics).map(([k, x]) => h('span.metric', {}, `${k} ${num(x, 3)}`))))))));
   }
