@@ -39,7 +39,8 @@ export function eventRow(e) {
   const type = eventType(e);
   return h('tr', { dataset: { type } },
     h('td.time', {}, dateTime(e.ts)),
-    h('td', {}, h('a', { href: `#/machine/${e.asset}` }, e.asset)),
+    // Only machines have a page (site/area/line/machine).
+    h('td', {}, e.asset.split('/').length === 4 ? h('a', { href: `#/machine/${e.asset}` }, e.asset) : e.asset),
     h('td', {}, h('span.tag', { dataset: { type } }, typeLabel(type))),
     h('td', {}, eventDetails(e)));
 }
