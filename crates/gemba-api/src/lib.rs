@@ -6,6 +6,7 @@
 
 pub mod error;
 mod routes;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/latest"),
     ("get", "/api/v1/series"),
     ("get", "/api/v1/events"),
+    ("get", "/api/v1/stream/latest"),
     ("get", "/api/v1/stats"),
     ("get", "/api/v1/spc"),
     ("get", "/api/v1/models"),
@@ -76,7 +78,9 @@ async fn refuse_declared_oversize(
 pub fn router(engine: Arc<Engine>) -> Router {
     let cfg = engine.config().server.clone();
     Router::new()
-        .route("/", get(routes::index))
+        .route("/", get(web::index))
+        .route("/web/{*path}", get(web::file))
+        .route("/i18n/{file}", get(web::i18n))
         .route("/api/v1/ingest", post(routes::ingest))
         .route(
             "/api/v1/assets",
@@ -98,6 +102,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/latest", get(routes::latest))
         .route("/api/v1/series", get(routes::series))
         .route("/api/v1/events", get(routes::events))
+        .route("/api/v1/stream/latest", get(routes::stream_latest))
         .route("/api/v1/stats", get(routes::stats))
         .route("/api/v1/spc", get(routes::spc))
         .route(

@@ -1,0 +1,78 @@
+// Gemba dashboard: a single page with hash routing. No build step; plain ES modules.
+//   #/                     plant overview
+//   #/machine/<path>       one machine: live chart, state timeline, production, energy
+//   #/events               events with filters
+//   #/models               model registry
+//   #/alarms               placeholder until alarms exist
+import { initialLocale, setLocale, getLocale, t } from './i18n.js';
+import { connect, onStatus } from './api.js';
+import { h, tr } from './ui.js';
+import * as overview from './pages/overview.js';
+import * as machine from './pages/machine.js';
+import * as events from './pages/events.js';
+import * as models from './pages/models.js';
+
+// Figures the browser tests read (web-tests/dashboard.mjs).
+window.gemba = { ready: false, firstRenderMs: null, charts: [] };
+
+const main = document.getElementById('main');
+let cleanup = null;
+
+const alarms = {
+  render(root) {
+    root.append(tr('h1', 'alarms.title'), tr('p.placeholder', 'alarms.placeholder', { 'data-testid': 'alarms-placeholder' }));
+  },
+};
+
+function route() {
+  const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ''));
+  const [page, ...rest] = hash.split('/');
+  switch (page) {
+    case '':
+    case 'overview': return ['overview', overview, {}];
+    case 'machine': return ['overview', machine, { path: rest.join('/') }];
+    case 'events': return ['events', events, {}];
+    case 'models': return ['models', models, {}];
+    case 'alarms': return ['alarms', alarms, {}];
+    default: return ['overview', overview, {}];
+  }
+}
+
+async function show() {
+  if (cleanup) cleanup();
+  cleanup = null;
+  const [name, page, params] = route();
+  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.page === name);
+  main.replaceChildren();
+  const root = h('section', { 'data-page': name });
+  main.append(root);
+  try {
+    cleanup = (await page.render(root, params)) || null;
+  } catch (err) {
+    console.error(err);
+    root.append(h('p.error', {}, t('common.error', { msg: err.message })));
+  }
+}
+
+async function start() {
+  const lang = document.getElementById('lang');
+  await setLocale(initialLocale());
+  lang.value = getLocale();
+  lang.addEventListener('change', async () => {
+    await setLocale(lang.value);
+    await show();
+  });
+  const live = document.getElementById('live');
+  onStatus((s) => {
+    live.dataset.status = s;
+    live.dataset.i18n = `live.${s}`;
+    live.textContent = t(`live.${s}`);
+  });
+  window.addEventListener('hashchange', show);
+  await show();
+  connect();
+  window.gemba.firstRenderMs = Math.round(performance.now());
+  window.gemba.ready = true;
+}
+
+start();
