@@ -141,6 +141,17 @@ try {
   step('models page');
   await page.goto(`${base}/#/models`);
   await page.waitForSelector('[data-testid=models-table], [data-testid=models-empty]', { timeout: 10000 });
+  step('quality page (SPC)');
+  const t3 = Date.now();
+  await page.goto(`${base}/#/quality`);
+  await page.waitForFunction(() => Number(document.querySelector('[data-testid=spc-chart]')?.dataset.points) > 0, null, { timeout: 15000 });
+  figures.spc_chart_wall_ms = Date.now() - t3;
+  figures.spc_points = Number(await page.getAttribute('[data-testid=spc-chart]', 'data-points'));
+  const cap = await page.textContent('[data-testid=quality-capability]');
+  check(cap.includes('Cpk'), `no capability indices on the quality page: ${cap}`);
+  await page.selectOption('[data-testid=quality-chart]', 'ewma');
+  await page.waitForFunction(() => document.querySelector('[data-testid=spc-chart] canvas') !== null, null, { timeout: 10000 });
+  await page.screenshot({ path: join(outDir, 'quality.png'), fullPage: true });
   await page.goto(`${base}/#/alarms`);
   await page.waitForSelector('[data-testid=alarms-placeholder]', { timeout: 10000 });
 

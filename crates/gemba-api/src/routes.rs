@@ -884,13 +884,18 @@ pub async fn spc(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     if from >= to {
         return Err(ApiError::bad_request("from must be before to"));
     }
-    let bfrom = p.ts("baseline_from")?.unwrap_or(from);
-    let bto = p.ts("baseline_to")?.unwrap_or(from + (to - from) / 4);
-    if bfrom >= bto {
-        return Err(ApiError::bad_request(
-            "baseline_from must be before baseline_to",
-        ));
-    }
+    let baseline = match (p.ts("baseline_from")?, p.ts("baseline_to")?) {
+        (None, None) => None,
+        (bfrom, bto) => {
+            let (bfrom, bto) = (bfrom.unwrap_or(from), bto.unwrap_or(to));
+            if bfrom >= bto {
+                return Err(ApiError::bad_request(
+                    "baseline_from must be before baseline_to",
+                ));
+            }
+            Some((bfrom, bto))
+        }
+    };
     let rules = match p.get("rules") {
         None | Some("all") => RuleSet::default(),
         Some("we") => RuleSet::western_electric(),
@@ -928,7 +933,7 @@ pub async fn spc(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     let req = SpcRequest {
         signal,
         chart,
-        baseline: (bfrom, bto),
+        baseline,
         range: (from, to),
         subgroup: p.usize("subgroup", 5, 25)?,
         rules,

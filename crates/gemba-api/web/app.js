@@ -2,6 +2,7 @@
 //   #/                     plant overview
 //   #/machine/<path>       one machine: live chart, state timeline, production, energy
 //   #/events               events with filters
+//   #/quality              SPC chart, violations and capability of a quality characteristic
 //   #/models               model registry
 //   #/alarms               placeholder until alarms exist
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
@@ -11,6 +12,7 @@ import * as overview from './pages/overview.js';
 import * as machine from './pages/machine.js';
 import * as events from './pages/events.js';
 import * as models from './pages/models.js';
+import * as quality from './pages/quality.js';
 
 // Figures the browser tests read (web-tests/dashboard.mjs).
 window.gemba = { ready: false, firstRenderMs: null, charts: [] };
@@ -33,6 +35,7 @@ function route() {
     case 'machine': return ['overview', machine, { path: rest.join('/') }];
     case 'events': return ['events', events, {}];
     case 'models': return ['models', models, {}];
+    case 'quality': return ['quality', quality, {}];
     case 'alarms': return ['alarms', alarms, {}];
     default: return ['overview', overview, {}];
   }

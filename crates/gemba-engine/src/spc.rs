@@ -45,7 +45,8 @@ impl std::str::FromStr for ChartKind {
 pub struct SpcRequest {
     pub signal: String,
     pub chart: ChartKind,
-    pub baseline: (Timestamp, Timestamp),
+    /// Baseline range; `None`: the first quarter of the judged range's samples.
+    pub baseline: Option<(Timestamp, Timestamp)>,
     pub range: (Timestamp, Timestamp),
     /// Subgroup size of X̄ charts.
     pub subgroup: usize,
@@ -88,6 +89,7 @@ pub struct SpcChart {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
     pub chart: ChartKind,
+    /// The baseline actually used (first and last sample + 1 ms when it was chosen by default).
     pub baseline: (Timestamp, Timestamp),
     pub baseline_samples: usize,
     /// σ of the process estimated on the baseline (within subgroups / from moving ranges).
@@ -140,8 +142,19 @@ impl Engine {
             }
             Ok::<_, EngineError>(s.into_iter().map(|s| (s.ts, s.value)).collect::<Vec<_>>())
         };
-        let base = fetch(req.baseline).await?;
         let data = fetch(req.range).await?;
+        let (base, baseline) = match req.baseline {
+            Some(b) => (fetch(b).await?, b),
+            None => {
+                let n = (data.len() / 4).max(data.len().min(20));
+                let base: Vec<(Timestamp, f64)> = data[..n].to_vec();
+                let span = match (base.first(), base.last()) {
+                    (Some(a), Some(b)) => (a.0, b.0 + 1),
+                    _ => req.range,
+                };
+                (base, span)
+            }
+        };
         let base_values: Vec<f64> = base.iter().map(|s| s.1).collect();
         let values: Vec<f64> = data.iter().map(|s| s.1).collect();
         let (main, secondary, sigma_within, rules_on) = match req.chart {
@@ -298,7 +311,7 @@ impl Engine {
             signal: req.signal.clone(),
             unit: reg.def.unit.clone(),
             chart: req.chart,
-            baseline: req.baseline,
+            baseline,
             baseline_samples: base.len(),
             sigma_within,
             main,
