@@ -953,7 +953,8 @@ fn demo_run(
     eprintln!(
         "\nGemba demo is live: {} machines send a sample of every signal each {} ms {how}.\n\
          Look at:\n  \
-           {server}/                                  latest values\n  \
+           {server}/                                  the live dashboard (English / 简体中文)\n  \
+           {server}/#/quality                         SPC charts of the measured parts\n  \
            gemba query latest {m0}\n  \
            gemba query events --type custom:failure          machine failures (the ground truth)\n  \
            gemba query events --type custom:fault_onset      injected bearing wear, drifts, sensor faults\n  \
