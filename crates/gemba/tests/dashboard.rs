@@ -12,52 +12,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{KillOnDrop, bin, free_port, require_program};
+use common::{free_port, require_program, start_demo, wait_live};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn start_demo(dir: &Path, http: u16, log: &Path) -> KillOnDrop {
-    let config = dir.join("demo.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
-            free_port(),
-            free_port()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(bin())
-        .args(["demo", "--history", "1h", "--listen"])
-        .arg(format!("127.0.0.1:{http}"))
-        .arg("--data")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    KillOnDrop(child)
-}
-
-fn wait_live(log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("Gemba demo is live") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "demo not live in 120 s; log:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -77,8 +37,8 @@ fn dashboard_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let log = dir.path().join("demo.log");
-    let _demo = start_demo(dir.path(), http, &log);
-    wait_live(&log);
+    let _demo = start_demo(dir.path(), http, "1h", &log);
+    wait_live(&log, Duration::from_secs(120));
 
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     let run = Command::new(node)

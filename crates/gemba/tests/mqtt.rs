@@ -157,27 +157,8 @@ fn mqtt5_client_and_many_messages() {
 /// A real Mosquitto broker with password authentication; Gemba subscribes to it as an external broker.
 #[test]
 fn external_mosquitto_broker_with_credentials() {
-    let passwd = require_program("mosquitto_passwd", "mosquitto");
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let pwfile = dir.path().join("passwd");
-    let st = Command::new(passwd)
-        .args(["-b", "-c"])
-        .arg(&pwfile)
-        .args(["gemba", "s3cret"])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
-            pwfile.display()
-        ),
-    )
-    .unwrap();
-    let _broker = common::start_mosquitto(&conf, port);
+    let (_broker, port) = common::start_mosquitto_with_users(dir.path(), &[("gemba", "s3cret")]);
 
     // The generated config has an [mqtt] table already; switch it to external through the environment.
     let srv = Server::start_with_env(

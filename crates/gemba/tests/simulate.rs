@@ -5,10 +5,10 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, Server, bin, free_port, run_gemba};
+use common::{KillOnDrop, Server, free_port, run_gemba, start_demo, wait_live};
 
 const SAMPLE_PLANT: &str = include_str!("../../../examples/plant.toml");
 
@@ -199,50 +199,6 @@ fn bad_inputs_are_clear_errors() {
     assert!(text.contains("cannot connect"), "{text}");
 }
 
-/// Starts `gemba demo` on free ports; returns the child and the HTTP port.
-fn start_demo(dir: &std::path::Path, http: u16, log: &std::path::Path) -> KillOnDrop {
-    let config = dir.join("demo.toml");
-    if !config.exists() {
-        std::fs::write(
-            &config,
-            format!(
-                "[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
-                free_port(),
-                free_port()
-            ),
-        )
-        .unwrap();
-    }
-    let child = Command::new(bin())
-        .args(["demo", "--history", "2h", "--listen"])
-        .arg(format!("127.0.0.1:{http}"))
-        .arg("--data")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    KillOnDrop(child)
-}
-
-/// Waits until the demo's log says it is live; returns the log.
-fn wait_live(log: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains("Gemba demo is live") {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "demo not live in 90 s; log:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn get(http: u16, path: &str) -> Option<serde_json::Value> {
     let mut r = ureq::get(&format!("http://127.0.0.1:{http}{path}"))
         .call()
@@ -271,8 +227,8 @@ fn demo_serves_live_data_stops_cleanly_and_continues() {
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let log = dir.path().join("demo1.log");
-    let mut demo = start_demo(dir.path(), http, &log);
-    wait_live(&log);
+    let mut demo = start_demo(dir.path(), http, "2h", &log);
+    wait_live(&log, Duration::from_secs(90));
     // Live: the latest sample keeps moving with the wall clock.
     let signal = "plant1/production/line1/cnc1/air_temp";
     let mut seen = Vec::new();
@@ -315,8 +271,8 @@ fn demo_serves_live_data_stops_cleanly_and_continues() {
 
     // A second run continues where the first stopped instead of writing the history again.
     let log2 = dir.path().join("demo2.log");
-    let mut demo = start_demo(dir.path(), http, &log2);
-    let text = wait_live(&log2);
+    let mut demo = start_demo(dir.path(), http, "2h", &log2);
+    let text = wait_live(&log2, Duration::from_secs(90));
     assert!(!text.contains("writing 2.0 h of history"), "{text}");
     let stats = get(http, "/api/v1/stats").unwrap();
     let events2 = stats["events"].as_u64().unwrap();
@@ -337,34 +293,9 @@ fn demo_serves_live_data_stops_cleanly_and_continues() {
 /// from that broker as its external broker.
 #[test]
 fn simulates_through_an_external_mosquitto_with_credentials() {
-    let passwd = common::require_program("mosquitto_passwd", "mosquitto");
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let pwfile = dir.path().join("passwd");
-    for (i, (user, pw)) in [("gemba", "s3cret"), ("sim", "p4ss")].iter().enumerate() {
-        let mut cmd = Command::new(&passwd);
-        cmd.arg("-b");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        assert!(
-            cmd.arg(&pwfile)
-                .args([user, pw])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
-            pwfile.display()
-        ),
-    )
-    .unwrap();
-    let _broker = common::start_mosquitto(&conf, port);
+    let (_broker, port) =
+        common::start_mosquitto_with_users(dir.path(), &[("gemba", "s3cret"), ("sim", "p4ss")]);
     let server = Server::start_with_plant(
         &dir.path().join("gemba"),
         SAMPLE_PLANT,

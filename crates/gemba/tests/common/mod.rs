@@ -377,3 +377,75 @@ pub fn start_mosquitto(conf: &Path, port: u16) -> KillOnDrop {
     .expect("mosquitto listens");
     broker
 }
+
+/// Starts `gemba demo` with `--history history` on HTTP port `http` and free MQTT ports (kept in
+/// `dir/demo.toml`, so a restart in the same directory reuses them), logging to `log`.
+pub fn start_demo(dir: &Path, http: u16, history: &str, log: &Path) -> KillOnDrop {
+    let config = dir.join("demo.toml");
+    if !config.exists() {
+        std::fs::write(
+            &config,
+            format!(
+                "[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
+                free_port(),
+                free_port()
+            ),
+        )
+        .unwrap();
+    }
+    let child = Command::new(bin())
+        .args(["demo", "--history", history, "--listen"])
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
+/// Waits up to `timeout` until the demo's log says it is live; returns the log.
+pub fn wait_live(log: &Path, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("Gemba demo is live") {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo not live in {timeout:?}; log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts a Mosquitto broker on a free port that admits only `users` (name, password); returns
+/// the broker and its port.
+pub fn start_mosquitto_with_users(dir: &Path, users: &[(&str, &str)]) -> (KillOnDrop, u16) {
+    let passwd = require_program("mosquitto_passwd", "mosquitto");
+    let port = free_port();
+    let pwfile = dir.join("passwd");
+    for (i, (user, pw)) in users.iter().enumerate() {
+        let mut cmd = Command::new(&passwd);
+        cmd.arg("-b");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let st = cmd.arg(&pwfile).args([user, pw]).status().unwrap();
+        assert!(st.success(), "mosquitto_passwd failed for {user}");
+    }
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
+            pwfile.display()
+        ),
+    )
+    .unwrap();
+    (start_mosquitto(&conf, port), port)
+}
