@@ -20,9 +20,24 @@ pub fn get(agent: &ureq::Agent, url: &str, params: &[(&str, String)]) -> anyhow:
     for (k, v) in params {
         req = req.query(*k, v);
     }
-    let mut resp = req
+    let resp = req
         .call()
         .with_context(|| format!("cannot reach {url}; is `gemba serve` running? (--server)"))?;
+    reply(resp)
+}
+
+/// POSTs a JSON body to `url`; returns the body text or the server's error message.
+pub fn post_json(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<String> {
+    let resp = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .with_context(|| format!("cannot reach {url}; is `gemba serve` running? (--server)"))?;
+    reply(resp)
+}
+
+/// The body of a reply, or an error with the server's message when the status is not a success.
+fn reply(mut resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
     let status = resp.status();
     let body = resp
         .body_mut()

@@ -46,13 +46,18 @@ pub fn load_inputs(
     Ok((plant, scenario))
 }
 
-/// Parses a duration that may be zero (`0`, `0s`).
+/// Parses a duration that may be zero (`0`, `0s`, `0h`, …); other values as `parse_duration_ms`.
 pub fn parse_duration_or_zero(s: &str) -> anyhow::Result<i64> {
-    if s.trim_start_matches('0')
-        .chars()
-        .all(|c| c.is_ascii_alphabetic())
-        && s.starts_with('0')
-    {
+    let s = s.trim();
+    let unit = s.trim_start_matches(|c: char| c.is_ascii_digit());
+    let digits = &s[..s.len() - unit.len()];
+    if !digits.is_empty() && digits.chars().all(|c| c == '0') {
+        // The unit must still be one of the known ones.
+        if !unit.is_empty() {
+            parse_duration_ms(&format!("1{unit}")).map_err(|_| {
+                anyhow::anyhow!("duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)")
+            })?;
+        }
         return Ok(0);
     }
     parse_duration_ms(s).map_err(anyhow::Error::msg)
@@ -972,4 +977,20 @@ fn demo_run(
         "demo simulator stopped"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_or_zero;
+
+    #[test]
+    fn zero_durations_need_a_known_unit() {
+        assert_eq!(parse_duration_or_zero("0").unwrap(), 0);
+        assert_eq!(parse_duration_or_zero("0s").unwrap(), 0);
+        assert_eq!(parse_duration_or_zero("00h").unwrap(), 0);
+        assert_eq!(parse_duration_or_zero("8h").unwrap(), 8 * 3_600_000);
+        assert!(parse_duration_or_zero("0abc").is_err());
+        assert!(parse_duration_or_zero("h").is_err());
+        assert!(parse_duration_or_zero("").is_err());
+    }
 }

@@ -204,21 +204,9 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn post(url: &str, body: &[u8]) -> anyhow::Result<Value> {
-    let mut resp = crate::query::agent()
-        .post(url)
-        .header("content-type", "application/json")
-        .send(body)
-        .with_context(|| format!("cannot reach {url}; is `gemba serve` running? (--server)"))?;
-    let status = resp.status();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if !status.is_success() {
-        let msg = v["error"]["message"]
-            .as_str()
-            .map_or(v.to_string(), str::to_owned);
-        bail!("server answered {status}: {msg}");
-    }
-    Ok(v)
+    let text = crate::query::post_json(&crate::query::agent(), url, body)?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{url} answered with something other than JSON"))
 }
 
 fn print_report(r: &Report, classes: &[String]) {
