@@ -226,3 +226,23 @@ pub(crate) fn positive(name: &str, v: f64) -> Result<f64> {
         Err(bad_param(name, format!("must be finite and > 0, got {v}")))
     }
 }
+
+/// Weights of class `c` of a linear model whose `coef` holds one vector (two classes: toward
+/// class 1, negated for class 0) or one vector of `d` weights per class.
+pub(crate) fn linear_class_weights(coef: &[f64], n_classes: usize, d: usize, c: usize) -> Vec<f64> {
+    if n_classes == 2 {
+        let s = if c == 1 { 1.0 } else { -1.0 };
+        coef.iter().map(|w| s * w).collect()
+    } else {
+        coef[c * d..(c + 1) * d].to_vec()
+    }
+}
+
+/// Exact contributions of a linear score: `w_j · (x_j − baseline_j)`.
+pub(crate) fn linear_contributions(w: &[f64], x: &[f64], baseline: &[f64]) -> Vec<f64> {
+    w.iter()
+        .zip(x)
+        .zip(baseline)
+        .map(|((w, x), b)| w * (x - b))
+        .collect()
+}

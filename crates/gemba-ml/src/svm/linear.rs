@@ -368,13 +368,7 @@ impl Fit for LinearSvcValidParams {
 
 impl LinearSvcModel {
     fn class_weights(&self, c: usize) -> Vec<f64> {
-        let d = self.n_features;
-        if self.n_classes == 2 {
-            let s = if c == 1 { 1.0 } else { -1.0 };
-            self.coef.iter().map(|w| s * w).collect()
-        } else {
-            self.coef[c * d..(c + 1) * d].to_vec()
-        }
+        crate::model::linear_class_weights(&self.coef, self.n_classes, self.n_features, c)
     }
 }
 
@@ -439,13 +433,7 @@ impl Classifier for LinearSvcModel {
     /// Exact: `w_cj · (x_j − baseline_j)` toward the predicted class.
     fn contributions(&self, x: &[f64]) -> (usize, Vec<f64>) {
         let c = self.predict_row(x);
-        let w = self.class_weights(c);
-        let contrib = w
-            .iter()
-            .zip(x)
-            .zip(&self.baseline)
-            .map(|((w, x), b)| w * (x - b))
-            .collect();
+        let contrib = crate::model::linear_contributions(&self.class_weights(c), x, &self.baseline);
         (c, contrib)
     }
 }
