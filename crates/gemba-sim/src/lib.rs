@@ -134,7 +134,8 @@ impl Simulator {
     /// Every machine that has at least one signal the simulator knows is simulated.
     pub fn new(plant: &Plant, scenario: &Scenario, start: Timestamp) -> Result<Self, SimError> {
         scenario.validate()?;
-        gemba_core::AssetModel::from_plant(plant).map_err(|e| SimError::Plant(e.to_string()))?;
+        let model = gemba_core::AssetModel::from_plant(plant)
+            .map_err(|e| SimError::Plant(e.to_string()))?;
         let machines_def = plant
             .machines()
             .map_err(|e| SimError::Plant(e.to_string()))?;
@@ -271,8 +272,6 @@ impl Simulator {
                 });
             }
         }
-        let model = gemba_core::AssetModel::from_plant(plant)
-            .map_err(|e| SimError::Plant(e.to_string()))?;
         let mut sim = Simulator {
             scenario: scenario.clone(),
             start,
