@@ -144,13 +144,7 @@ impl Engine {
 
     /// The artefact of one version (`None` when there is no such version).
     pub fn model_artifact(&self, name: &str, version: u32) -> Result<Option<String>, EngineError> {
-        let k = key(name, version);
-        Ok(self
-            .store()
-            .records(ARTIFACT)?
-            .into_iter()
-            .find(|(key, _)| *key == k)
-            .map(|(_, j)| j))
+        Ok(self.store().record(ARTIFACT, &key(name, version))?)
     }
 
     /// Makes `name@version` the active model of `asset` (replacing the one before).

@@ -185,6 +185,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All records of one kind as (key, json), ordered by key.
     fn records(&self, kind: &str) -> Result<Vec<(String, String)>>;
 
+    /// One record by kind and key.
+    fn record(&self, kind: &str, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .records(kind)?
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, j)| j))
+    }
+
     /// Writes samples and events in one transaction. When this returns `Ok` the data is durable.
     fn write(&self, batch: &WriteBatch) -> Result<WriteReceipt>;
 

@@ -741,6 +741,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record(&self, kind: &str, key: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare_cached("SELECT json FROM records WHERE kind = ?1 AND key = ?2")?;
+            Ok(st.query_row(params![kind, key], |r| r.get(0)).optional()?)
+        })
+    }
+
     fn write(&self, batch: &WriteBatch) -> Result<WriteReceipt> {
         let mut conn = self.writer.lock();
         let tx = conn.transaction()?;

@@ -283,6 +283,12 @@ fn reopen_finds_everything_and_ids_are_stable() {
         s.records("lot").unwrap(),
         vec![("L1".to_string(), "{\"id\":\"L1\"}".to_string())]
     );
+    assert_eq!(
+        s.record("lot", "L1").unwrap().as_deref(),
+        Some("{\"id\":\"L1\"}")
+    );
+    assert_eq!(s.record("lot", "L2").unwrap(), None);
+    assert_eq!(s.record("operator", "L1").unwrap(), None);
     // New writes get sequence numbers above the old ones: they still win.
     s.write(&series(b, &[(2, 22.0)])).unwrap();
     assert_eq!(
