@@ -21,6 +21,15 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub plant: PlantConfig,
     pub log: LogConfig,
+    pub alarms: AlarmsConfig,
+}
+
+/// Alarm notifications.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// `[[alarms.webhooks]] url = "http://…"`: each alarm change is POSTed there.
+    pub webhooks: Vec<crate::alarms::WebhookConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! `gemba-api`). Blocking store calls run on the writer thread or tokio's blocking pool, never on an
 //! async worker.
 
+pub mod alarms;
 pub mod config;
 pub mod metrics;
 pub mod models;
@@ -58,6 +59,8 @@ pub enum EngineError {
     InvalidModel(String),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("Gemba is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -102,6 +105,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// Serialises model registrations (version numbers).
     models_lock: parking_lot::Mutex<()>,
+    alarms: Arc<alarms::Alarms>,
 }
 
 /// Reads and validates a plant file.
@@ -193,12 +197,34 @@ impl Engine {
         }
         let metrics = Arc::new(Metrics::new());
         metrics.signals.set(registry.signal_count() as i64);
+        let tap: Arc<alarms::Tap> = Arc::default();
         let (writer, _thread) = Writer::start(
             store.clone(),
             latest.clone(),
             metrics.clone(),
             config.ingest.group_commit_max_points,
+            tap.clone(),
         )?;
+        let alarms = Arc::new(alarms::Alarms::load(
+            store.clone(),
+            tap.clone(),
+            &config.alarms.webhooks,
+            metrics.clone(),
+        )?);
+        let active = Engine::restore_rules(&registry, &alarms);
+        let (tx, rx) = std::sync::mpsc::channel();
+        tap.connect(tx);
+        let parts = alarms::ScorerParts {
+            alarms: alarms.clone(),
+            writer: writer.clone(),
+            rx,
+            metrics: metrics.clone(),
+            active,
+        };
+        std::thread::Builder::new()
+            .name("gemba-scorer".into())
+            .spawn(move || alarms::run_scorer(parts))
+            .map_err(|e| EngineError::Internal(format!("cannot start the scorer thread: {e}")))?;
         Ok(Arc::new(Engine {
             config,
             store,
@@ -208,6 +234,7 @@ impl Engine {
             metrics,
             clock,
             models_lock: parking_lot::Mutex::new(()),
+            alarms,
         }))
     }
 

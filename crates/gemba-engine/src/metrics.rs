@@ -45,6 +45,11 @@ pub struct Metrics {
     pub commit_failures: Counter,
     pub commit_seconds: Histogram,
     pub signals: Gauge,
+    pub alarms_raised: Counter,
+    pub webhooks_sent: Counter,
+    pub webhooks_failed: Counter,
+    /// Commit → scored: how long the scorer lags behind the writer.
+    pub scoring_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -64,6 +69,30 @@ impl Metrics {
         let commit_failures = Counter::default();
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let signals = Gauge::default();
+        let alarms_raised = Counter::default();
+        let webhooks_sent = Counter::default();
+        let webhooks_failed = Counter::default();
+        let scoring_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "alarms_raised",
+            "Alarms raised or re-raised",
+            alarms_raised.clone(),
+        );
+        registry.register(
+            "webhooks_sent",
+            "Alarm webhooks delivered",
+            webhooks_sent.clone(),
+        );
+        registry.register(
+            "webhooks_failed",
+            "Alarm webhooks given up after every retry",
+            webhooks_failed.clone(),
+        );
+        registry.register(
+            "scoring_seconds",
+            "Time from a commit to the end of its alarm-rule evaluation",
+            scoring_seconds.clone(),
+        );
         registry.register("ingest_points", "Samples durably stored", points.clone());
         registry.register("ingest_events", "Events durably stored", events.clone());
         registry.register(
@@ -102,6 +131,10 @@ impl Metrics {
             commit_failures,
             commit_seconds,
             signals,
+            alarms_raised,
+            webhooks_sent,
+            webhooks_failed,
+            scoring_seconds,
         }
     }
 

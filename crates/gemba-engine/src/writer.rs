@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 
 use crate::EngineError;
+use crate::alarms::Tap;
 use crate::metrics::Metrics;
 
 type Ack = oneshot::Sender<Result<WriteReceipt, String>>;
@@ -47,11 +48,12 @@ impl Writer {
         latest: Arc<LatestCache>,
         metrics: Arc<Metrics>,
         max_points: usize,
+        tap: Arc<Tap>,
     ) -> Result<(Writer, JoinHandle<()>), EngineError> {
         let (tx, rx) = mpsc::sync_channel::<Job>(1024);
         let handle = std::thread::Builder::new()
             .name("gemba-writer".into())
-            .spawn(move || run(store, latest, metrics, rx, max_points))
+            .spawn(move || run(store, latest, metrics, rx, max_points, tap))
             .map_err(|e| EngineError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok((Writer { tx }, handle))
     }
@@ -78,6 +80,15 @@ impl Writer {
         }
     }
 
+    /// Queues a batch without waiting for it (derived data: alarm scores and events). Blocks
+    /// only while the queue is full.
+    pub fn write_detached(&self, batch: WriteBatch) {
+        let (ack, _rx) = oneshot::channel();
+        if self.tx.send(Job { batch, ack }).is_err() {
+            tracing::warn!("derived data dropped: the writer has stopped");
+        }
+    }
+
     /// Queues a batch and blocks the current (non-async) thread until it is durable.
     pub fn write_blocking(&self, batch: WriteBatch) -> Result<WriteReceipt, EngineError> {
         let (ack, rx) = oneshot::channel();
@@ -98,6 +109,7 @@ fn run(
     metrics: Arc<Metrics>,
     rx: Receiver<Job>,
     max_points: usize,
+    tap: Arc<Tap>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -124,6 +136,7 @@ fn run(
         match result {
             Ok(receipt) => {
                 update_latest(&latest, &merged);
+                tap.committed(&merged);
                 tracing::trace!(
                     points = receipt.points,
                     events = receipt.events,

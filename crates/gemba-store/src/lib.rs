@@ -185,6 +185,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All records of one kind as (key, json), ordered by key.
     fn records(&self, kind: &str) -> Result<Vec<(String, String)>>;
 
+    /// Deletes one record; deleting a missing record is not an error.
+    fn delete_record(&self, kind: &str, key: &str) -> Result<()>;
+
     /// One record by kind and key.
     fn record(&self, kind: &str, key: &str) -> Result<Option<String>> {
         Ok(self

@@ -732,6 +732,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn delete_record(&self, kind: &str, key: &str) -> Result<()> {
+        self.writer.lock().execute(
+            "DELETE FROM records WHERE kind = ?1 AND key = ?2",
+            params![kind, key],
+        )?;
+        Ok(())
+    }
+
     fn records(&self, kind: &str) -> Result<Vec<(String, String)>> {
         self.read(|c| {
             let mut st =

@@ -1,0 +1,2101 @@
+//! Alarm rules, the streaming scorer and the alarm book.
+//!
+//! - A **rule** watches signals: a threshold with hysteresis and minimum durations, an SPC chart
+//!   (individuals or EWMA) with its run rules against limits frozen when the rule was created, or a
+//!   PCA model (Hotelling T² and SPE) fitted on a machine's normal data. Rules are records of the
+//!   store (`alarm_rule`), so they survive restarts.
+//! - The **scorer** is one OS thread. The writer hands it every committed sample of a watched
+//!   signal (after the commit, so scoring never delays an acknowledgement); it evaluates the rules
+//!   in timestamp order, writes derived scores back as signals (so they can be charted and alarmed
+//!   on) and raises and clears alarms.
+//! - The **book** holds every alarm: one per rule while it is open (deduplicated: a rule that fires
+//!   again re-activates its open alarm and counts), with the states active → acknowledged →
+//!   cleared → closed, who did what and when, comments, and the explanation (the rule, the values,
+//!   the contributing signals). Alarms are records of the store (`alarm`); each raise and clear is
+//!   also stored as a `custom:alarm` event at the asset, and sent to the configured webhooks.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+
+use gemba_analytics::spc::{Imr, Rule as RunRule, RuleSet};
+use gemba_analytics::{PcaMonitor, PcaOptions, RuleMonitor, StreamViolation};
+use gemba_core::{Event, EventBody, Sample, SignalDef, SignalKind, Timestamp, check_segment};
+use gemba_store::{SeriesWrite, SignalId, Store, WriteBatch};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::EngineError;
+use crate::metrics::Metrics;
+use crate::writer::Writer;
+
+const RULE_RECORD: &str = "alarm_rule";
+const ALARM_RECORD: &str = "alarm";
+
+/// How bad an alarm is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a severity: low, medium, high or critical"
+                ));
+            }
+        })
+    }
+}
+
+fn default_severity() -> Severity {
+    Severity::Medium
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A rule as the user writes it (`POST /api/v1/alarm-rules`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique name: ASCII letters, digits, `_`, `-`, `.`.
+    pub name: String,
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub kind: RuleKind,
+}
+
+/// A baseline period of normal operation, ms since the epoch, `from <= ts < to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// What a rule watches and when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Raised when the signal stays above `above` (or below `below`) for `raise_after_s`; cleared
+    /// when it stays on the far side of `clear` for `clear_after_s`. Between the limit and `clear`
+    /// the alarm keeps its state (hysteresis).
+    Threshold {
+        signal: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        above: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        below: Option<f64>,
+        clear: f64,
+        #[serde(default)]
+        raise_after_s: f64,
+        #[serde(default)]
+        clear_after_s: f64,
+    },
+    /// An SPC chart on one signal with its run rules; limits come from `baseline` (default: the
+    /// last hour of stored data) or are given as `center` and `sigma`, and are frozen.
+    Spc {
+        signal: String,
+        /// `imr` (individuals) or `ewma`.
+        #[serde(default = "default_chart")]
+        chart: String,
+        /// Run rules 1–8 (default: the Western Electric rules 1, 2, 5, 6; EWMA: rule 1 only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rules: Option<Vec<u8>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<Period>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        center: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sigma: Option<f64>,
+        /// EWMA weight λ and limit width L (σ of the EWMA statistic).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lambda: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        l: Option<f64>,
+        /// Points in a row without a violation that clear the alarm (default 9).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear_after: Option<u32>,
+    },
+    /// PCA on a machine's signals fitted on `baseline` (default: the last two hours): the score
+    /// `max(T²/limit, SPE/limit)` is stored as the signal `<machine>/<score_signal>`; the alarm is
+    /// raised after `raise_after` points in a row above 1 and cleared after `clear_after` points
+    /// below `clear_index`.
+    Pca {
+        machine: String,
+        /// Signal names under the machine (default: every gauge).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signals: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<Period>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variance: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantile: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raise_after: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear_after: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear_index: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score_signal: Option<String>,
+    },
+}
+
+fn default_chart() -> String {
+    "imr".into()
+}
+
+/// What a rule learned when it was created, frozen with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Fitted {
+    Threshold,
+    Spc {
+        /// Centre and σ of the plotted statistic.
+        center: f64,
+        sigma: f64,
+        /// σ of the individual values (EWMA: of the input).
+        sigma_x: f64,
+        rules: Vec<u8>,
+        baseline_points: usize,
+    },
+    Pca {
+        signals: Vec<String>,
+        model: PcaMonitor,
+        train_rows: usize,
+        holdout_rows: usize,
+        components: usize,
+        score_signal: String,
+    },
+}
+
+/// A stored rule: the spec, what it learned, where it applies and when it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmRule {
+    #[serde(flatten)]
+    pub spec: RuleSpec,
+    pub fitted: Fitted,
+    /// The machine (or other asset) the alarms of this rule belong to.
+    pub asset: String,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+}
+
+/// Alarm state as a person sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmState {
+    /// The condition is present and nobody has acknowledged it.
+    Active,
+    /// The condition is present and someone has acknowledged it.
+    Acknowledged,
+    /// The condition is gone; the alarm waits to be closed.
+    Cleared,
+    /// Done.
+    Closed,
+}
+
+impl std::str::FromStr for AlarmState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "active" => AlarmState::Active,
+            "acknowledged" => AlarmState::Acknowledged,
+            "cleared" => AlarmState::Cleared,
+            "closed" => AlarmState::Closed,
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a state: active, acknowledged, cleared or closed"
+                ));
+            }
+        })
+    }
+}
+
+/// Who did something and when (wall-clock ms).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub by: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub by: String,
+    pub at: Timestamp,
+    pub text: String,
+}
+
+/// One step of an alarm's life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: Timestamp,
+    /// `raised`, `acknowledged`, `cleared`, `closed`, `reraised`, `comment`.
+    pub what: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// A reading that the explanation refers to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub signal: String,
+    pub ts: Timestamp,
+    pub value: f64,
+}
+
+/// A signal's part in an alarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalContribution {
+    pub signal: String,
+    /// Share of the alarm statistic, 0–1 (they sum to 1).
+    pub contribution: f64,
+    pub value: f64,
+    /// What the signal would be in normal operation (the limit, the centre line or the mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<f64>,
+}
+
+/// Why an alarm was raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The rule that fired, in words (`SPC rule 2: nine points in a row on one side …`).
+    pub rule: String,
+    /// The readings that broke the rule.
+    pub values: Vec<Reading>,
+    /// Control limits of SPC rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Value>,
+    /// Contributing signals, largest first.
+    pub contributions: Vec<SignalContribution>,
+}
+
+/// An alarm with its whole life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub id: u64,
+    pub rule: String,
+    pub rule_type: String,
+    pub severity: Severity,
+    pub asset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    pub state: AlarmState,
+    /// Whether the condition is present now.
+    pub condition: bool,
+    pub message: String,
+    /// Data time of the first raise and of the latest raise.
+    pub raised_at: Timestamp,
+    pub last_raised_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<Stamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Stamp>,
+    /// How often the rule fired while this alarm was open.
+    pub count: u32,
+    pub explanation: Explanation,
+    #[serde(default)]
+    pub comments: Vec<Comment>,
+    #[serde(default)]
+    pub history: Vec<Transition>,
+}
+
+impl Alarm {
+    fn refresh_state(&mut self) {
+        self.state = if self.closed.is_some() {
+            AlarmState::Closed
+        } else if !self.condition {
+            AlarmState::Cleared
+        } else if self.acknowledged.is_some() {
+            AlarmState::Acknowledged
+        } else {
+            AlarmState::Active
+        };
+    }
+}
+
+/// Filter of an alarm history query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlarmQuery {
+    /// `None`: every state; `open` is expressed as active + acknowledged + cleared.
+    pub states: Option<Vec<AlarmState>>,
+    pub min_severity: Option<Severity>,
+    pub asset_prefix: Option<String>,
+    pub rule: Option<String>,
+    /// Raised within `from <= raised_at < to`.
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub limit: usize,
+}
+
+/// A webhook: every raise, acknowledgement, clear, close and comment of alarms at or above
+/// `min_severity` is POSTed as JSON `{event, alarm}`; failures are retried with backoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default = "low")]
+    pub min_severity: Severity,
+    /// Attempts in all (first try included).
+    #[serde(default = "five")]
+    pub attempts: u32,
+    /// Delay before the first retry, doubled for each next one.
+    #[serde(default = "half_second")]
+    pub backoff_ms: u64,
+}
+
+fn low() -> Severity {
+    Severity::Low
+}
+fn five() -> u32 {
+    5
+}
+fn half_second() -> u64 {
+    500
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluators: the per-rule streaming state.
+
+/// What an evaluator reports for one point.
+#[derive(Debug)]
+enum Verdict {
+    Raise(Explanation, String),
+    /// Still firing while raised: refresh the explanation.
+    Still(Explanation),
+    Clear,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Normal,
+    Pending(Timestamp),
+    Raised,
+    Clearing(Timestamp),
+}
+
+#[derive(Debug)]
+struct ThresholdEval {
+    signal: String,
+    above: bool,
+    limit: f64,
+    clear: f64,
+    raise_after_ms: i64,
+    clear_after_ms: i64,
+    phase: Phase,
+    first_bad: Option<Reading>,
+}
+
+impl ThresholdEval {
+    fn push(&mut self, ts: Timestamp, v: f64) -> Option<Verdict> {
+        let bad = if self.above {
+            v > self.limit
+        } else {
+            v < self.limit
+        };
+        let good = if self.above {
+            v < self.clear
+        } else {
+            v > self.clear
+        };
+        let reading = Reading {
+            signal: self.signal.clone(),
+            ts,
+            value: v,
+        };
+        match self.phase {
+            Phase::Normal | Phase::Pending(_) if !bad => {
+                self.phase = Phase::Normal;
+                None
+            }
+            Phase::Normal => {
+                self.first_bad = Some(reading.clone());
+                if self.raise_after_ms <= 0 {
+                    self.raise(reading)
+                } else {
+                    self.phase = Phase::Pending(ts);
+                    None
+                }
+            }
+            Phase::Pending(since) => {
+                if ts - since >= self.raise_after_ms {
+                    self.raise(reading)
+                } else {
+                    None
+                }
+            }
+            Phase::Raised | Phase::Clearing(_) if !good => {
+                self.phase = Phase::Raised;
+                None
+            }
+            Phase::Raised => {
+                if self.clear_after_ms <= 0 {
+                    self.phase = Phase::Normal;
+                    Some(Verdict::Clear)
+                } else {
+                    self.phase = Phase::Clearing(ts);
+                    None
+                }
+            }
+            Phase::Clearing(since) => {
+                if ts - since >= self.clear_after_ms {
+                    self.phase = Phase::Normal;
+                    Some(Verdict::Clear)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn raise(&mut self, reading: Reading) -> Option<Verdict> {
+        self.phase = Phase::Raised;
+        let word = if self.above { "above" } else { "below" };
+        let mut values = Vec::new();
+        if let Some(f) = self.first_bad.take()
+            && f.ts != reading.ts
+        {
+            values.push(f);
+        }
+        values.push(reading.clone());
+        let rule = format!(
+            "threshold: {} {word} {} for at least {} s (clears {} {})",
+            self.signal,
+            self.limit,
+            self.raise_after_ms as f64 / 1000.0,
+            if self.above { "below" } else { "above" },
+            self.clear
+        );
+        let message = format!(
+            "{} is {} ({word} {})",
+            self.signal, reading.value, self.limit
+        );
+        Some(Verdict::Raise(
+            Explanation {
+                rule,
+                values,
+                limits: Some(json!({"limit": self.limit, "clear": self.clear})),
+                contributions: vec![SignalContribution {
+                    signal: self.signal.clone(),
+                    contribution: 1.0,
+                    value: reading.value,
+                    expected: Some(self.limit),
+                }],
+            },
+            message,
+        ))
+    }
+}
+
+#[derive(Debug)]
+struct SpcEval {
+    signal: String,
+    monitor: RuleMonitor,
+    center: f64,
+    sigma: f64,
+    /// EWMA λ (None: individuals chart).
+    lambda: Option<f64>,
+    ewma: f64,
+    clear_after: u32,
+    quiet: u32,
+    raised: bool,
+    /// The last fifteen judged points (ts, plotted value).
+    recent: std::collections::VecDeque<(Timestamp, f64)>,
+    violations: Vec<StreamViolation>,
+}
+
+impl SpcEval {
+    fn push(&mut self, ts: Timestamp, v: f64) -> Option<Verdict> {
+        let stat = match self.lambda {
+            Some(l) => {
+                self.ewma = l * v + (1.0 - l) * self.ewma;
+                self.ewma
+            }
+            None => v,
+        };
+        if self.recent.len() == 15 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((ts, stat));
+        self.violations.clear();
+        if self.monitor.push(stat, &mut self.violations) {
+            self.quiet = 0;
+            let first = &self.violations[0];
+            let n = self.recent.len();
+            let values: Vec<Reading> = first
+                .points
+                .iter()
+                .filter(|&&b| b < n)
+                .map(|&back| {
+                    let (ts, value) = self.recent[n - 1 - back];
+                    Reading {
+                        signal: self.signal.clone(),
+                        ts,
+                        value,
+                    }
+                })
+                .collect();
+            let rules: Vec<String> = self
+                .violations
+                .iter()
+                .map(|v| format!("SPC rule {}: {}", v.rule.number(), v.rule.describe()))
+                .collect();
+            let chart = if self.lambda.is_some() {
+                "EWMA"
+            } else {
+                "individuals"
+            };
+            let explanation = Explanation {
+                rule: format!("{} ({chart} chart of {})", rules.join("; "), self.signal),
+                values,
+                limits: Some(json!({
+                    "center": self.center,
+                    "sigma": self.sigma,
+                    "lcl": self.center - 3.0 * self.sigma,
+                    "ucl": self.center + 3.0 * self.sigma,
+                })),
+                contributions: vec![SignalContribution {
+                    signal: self.signal.clone(),
+                    contribution: 1.0,
+                    value: stat,
+                    expected: Some(self.center),
+                }],
+            };
+            if self.raised {
+                Some(Verdict::Still(explanation))
+            } else {
+                self.raised = true;
+                let message = format!(
+                    "{} out of control: SPC rule {} ({})",
+                    self.signal,
+                    first.rule.number(),
+                    first.rule.describe()
+                );
+                Some(Verdict::Raise(explanation, message))
+            }
+        } else if self.raised {
+            self.quiet += 1;
+            if self.quiet >= self.clear_after {
+                self.raised = false;
+                self.quiet = 0;
+                Some(Verdict::Clear)
+            } else {
+                None
+            }
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PcaEval {
+    machine: String,
+    signals: Vec<String>,
+    model: PcaMonitor,
+    held: Vec<Option<f64>>,
+    raise_after: u32,
+    clear_after: u32,
+    clear_index: f64,
+    over: u32,
+    under: u32,
+    raised: bool,
+}
+
+impl PcaEval {
+    /// Scores the held values at `ts`; returns the index and maybe a verdict.
+    fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
+        let x: Option<Vec<f64>> = self.held.iter().copied().collect();
+        let score = self.model.score(&x?).ok()?;
+        let verdict = if score.index > 1.0 {
+            self.under = 0;
+            self.over += 1;
+            if !self.raised && self.over >= self.raise_after {
+                self.raised = true;
+                let ex = self.explain(ts, &score);
+                let top = ex
+                    .contributions
+                    .first()
+                    .map(|c| {
+                        format!(
+                            "; top signal {} ({:.0} %)",
+                            c.signal,
+                            100.0 * c.contribution
+                        )
+                    })
+                    .unwrap_or_default();
+                let message = format!(
+                    "{} deviates from normal operation (PCA index {:.2}{top})",
+                    self.machine, score.index
+                );
+                Some(Verdict::Raise(ex, message))
+            } else if self.raised {
+                Some(Verdict::Still(self.explain(ts, &score)))
+            } else {
+                None
+            }
+        } else {
+            self.over = 0;
+            if self.raised && score.index < self.clear_index {
+                self.under += 1;
+                if self.under >= self.clear_after {
+                    self.raised = false;
+                    self.under = 0;
+                    Some(Verdict::Clear)
+                } else {
+                    None
+                }
+            } else {
+                self.under = 0;
+                None
+            }
+        };
+        Some((score.index, verdict))
+    }
+
+    fn explain(&self, ts: Timestamp, score: &gemba_analytics::PcaScore) -> Explanation {
+        let mut contributions: Vec<SignalContribution> = self
+            .signals
+            .iter()
+            .enumerate()
+            .map(|(j, s)| SignalContribution {
+                signal: format!("{}/{s}", self.machine),
+                contribution: score.contributions[j],
+                value: self.held[j].unwrap_or(f64::NAN),
+                expected: Some(self.model.mean[j]),
+            })
+            .collect();
+        contributions.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+        let which = if score.spe / self.model.spe_limit >= score.t2 / self.model.t2_limit {
+            "SPE (the signals broke their usual correlation)"
+        } else {
+            "Hotelling T² (the signals moved together beyond their usual range)"
+        };
+        Explanation {
+            rule: format!(
+                "PCA on {} signals of {}: {which}; index {:.2} > 1 for {} points",
+                self.signals.len(),
+                self.machine,
+                score.index,
+                self.raise_after
+            ),
+            values: contributions
+                .iter()
+                .take(3)
+                .map(|c| Reading {
+                    signal: c.signal.clone(),
+                    ts,
+                    value: c.value,
+                })
+                .collect(),
+            limits: Some(json!({
+                "t2": score.t2, "t2_limit": self.model.t2_limit,
+                "spe": score.spe, "spe_limit": self.model.spe_limit,
+            })),
+            contributions,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Eval {
+    Threshold(ThresholdEval),
+    Spc(SpcEval),
+    Pca(PcaEval),
+}
+
+/// A rule with its live evaluator (opaque outside the scorer).
+#[derive(Debug)]
+pub struct Active {
+    rule: AlarmRule,
+    eval: Eval,
+    /// The watched signals, in the evaluator's slot order.
+    inputs: Vec<SignalId>,
+    /// The derived score signal (PCA).
+    output: Option<SignalId>,
+    last_ts: Timestamp,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared parts.
+
+/// The writer's view of the scorer: which signals are watched and where committed samples go.
+#[derive(Debug, Default)]
+pub struct Tap {
+    watched: RwLock<HashSet<SignalId>>,
+    tx: Mutex<Option<Sender<Msg>>>,
+}
+
+impl Tap {
+    /// Connects the scorer's channel.
+    pub(crate) fn connect(&self, tx: Sender<Msg>) {
+        *self.tx.lock() = Some(tx);
+    }
+
+    /// Called by the writer after a commit: forwards the samples of watched signals.
+    pub fn committed(&self, batch: &WriteBatch) {
+        let watched = self.watched.read();
+        if watched.is_empty() {
+            return;
+        }
+        let series: Vec<SeriesWrite> = batch
+            .series
+            .iter()
+            .filter(|s| watched.contains(&s.signal))
+            .cloned()
+            .collect();
+        drop(watched);
+        if series.is_empty() {
+            return;
+        }
+        if let Some(tx) = self.tx.lock().as_ref() {
+            let _ = tx.send(Msg::Data(series, std::time::Instant::now()));
+        }
+    }
+}
+
+/// Messages to the scorer thread.
+#[derive(Debug)]
+pub enum Msg {
+    Data(Vec<SeriesWrite>, std::time::Instant),
+    Add(Box<Active>, std::sync::mpsc::SyncSender<()>),
+    Remove(String, std::sync::mpsc::SyncSender<bool>),
+    /// Answers when everything sent before has been scored.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// The alarm book and the rules; owned by the engine.
+#[derive(Debug)]
+pub struct Alarms {
+    store: Arc<dyn Store>,
+    book: Mutex<BTreeMap<u64, Alarm>>,
+    next_id: AtomicU64,
+    /// Bumped on every change (the dashboard's cheap "anything new?").
+    version: AtomicU64,
+    rules: RwLock<BTreeMap<String, AlarmRule>>,
+    tap: Arc<Tap>,
+    webhooks: Option<Sender<(String, Alarm)>>,
+    hook_filters: Vec<Severity>,
+    metrics: Arc<Metrics>,
+}
+
+fn store_err(e: gemba_store::StoreError) -> EngineError {
+    EngineError::Store(e)
+}
+
+impl Alarms {
+    /// Loads the alarm book and the rules from the store.
+    pub fn load(
+        store: Arc<dyn Store>,
+        tap: Arc<Tap>,
+        webhooks: &[WebhookConfig],
+        metrics: Arc<Metrics>,
+    ) -> Result<Alarms, EngineError> {
+        let mut book = BTreeMap::new();
+        for (key, json) in store.records(ALARM_RECORD).map_err(store_err)? {
+            let a: Alarm = serde_json::from_str(&json).map_err(|e| {
+                EngineError::Internal(format!("stored alarm {key} is unreadable: {e}"))
+            })?;
+            book.insert(a.id, a);
+        }
+        let mut rules = BTreeMap::new();
+        for (key, json) in store.records(RULE_RECORD).map_err(store_err)? {
+            let r: AlarmRule = serde_json::from_str(&json).map_err(|e| {
+                EngineError::Internal(format!("stored alarm rule {key} is unreadable: {e}"))
+            })?;
+            rules.insert(r.spec.name.clone(), r);
+        }
+        let next = book.keys().next_back().copied().unwrap_or(0) + 1;
+        let (hooks, filters) = if webhooks.is_empty() {
+            (None, Vec::new())
+        } else {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let cfg = webhooks.to_vec();
+            let m = metrics.clone();
+            std::thread::Builder::new()
+                .name("gemba-webhooks".into())
+                .spawn(move || run_webhooks(rx, cfg, m))
+                .map_err(|e| EngineError::Internal(format!("cannot start webhooks: {e}")))?;
+            (Some(tx), webhooks.iter().map(|w| w.min_severity).collect())
+        };
+        Ok(Alarms {
+            store,
+            book: Mutex::new(book),
+            next_id: AtomicU64::new(next),
+            version: AtomicU64::new(1),
+            rules: RwLock::new(rules),
+            tap,
+            webhooks: hooks,
+            hook_filters: filters,
+            metrics,
+        })
+    }
+
+    /// Changes so far; grows whenever an alarm changes.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn rules(&self) -> Vec<AlarmRule> {
+        self.rules.read().values().cloned().collect()
+    }
+
+    pub fn rule(&self, name: &str) -> Option<AlarmRule> {
+        self.rules.read().get(name).cloned()
+    }
+
+    /// Alarms matching `q`, newest first.
+    pub fn query(&self, q: &AlarmQuery) -> Vec<Alarm> {
+        let book = self.book.lock();
+        book.values()
+            .rev()
+            .filter(|a| q.states.as_ref().is_none_or(|s| s.contains(&a.state)))
+            .filter(|a| q.min_severity.is_none_or(|m| a.severity >= m))
+            .filter(|a| {
+                q.asset_prefix
+                    .as_deref()
+                    .is_none_or(|p| a.asset == p || a.asset.starts_with(&format!("{p}/")))
+            })
+            .filter(|a| q.rule.as_deref().is_none_or(|r| a.rule == r))
+            .filter(|a| q.from.is_none_or(|f| a.last_raised_at >= f))
+            .filter(|a| q.to.is_none_or(|t| a.raised_at < t))
+            .take(q.limit.max(1))
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Alarm> {
+        self.book.lock().get(&id).cloned()
+    }
+
+    /// Acknowledges, comments or closes an alarm (blocking: persists the change).
+    pub fn act(
+        &self,
+        id: u64,
+        action: &str,
+        by: &str,
+        text: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Alarm, EngineError> {
+        if by.trim().is_empty() || by.len() > 128 {
+            return Err(EngineError::InvalidQuery(
+                "by: who does this (1–128 characters) is required".into(),
+            ));
+        }
+        let mut book = self.book.lock();
+        let a = book
+            .get_mut(&id)
+            .ok_or_else(|| EngineError::NotFound(format!("alarm {id}")))?;
+        let stamp = Stamp {
+            by: by.to_owned(),
+            at: now,
+        };
+        match action {
+            "ack" => {
+                if a.closed.is_some() {
+                    return Err(EngineError::Conflict(format!(
+                        "alarm {id} is closed; it cannot be acknowledged"
+                    )));
+                }
+                if a.acknowledged.is_some() {
+                    return Err(EngineError::Conflict(format!(
+                        "alarm {id} was already acknowledged by {}",
+                        a.acknowledged.as_ref().map_or("", |s| s.by.as_str())
+                    )));
+                }
+                a.acknowledged = Some(stamp);
+            }
+            "close" => {
+                if a.closed.is_some() {
+                    return Err(EngineError::Conflict(format!(
+                        "alarm {id} is already closed"
+                    )));
+                }
+                if a.condition {
+                    return Err(EngineError::Conflict(format!(
+                        "alarm {id} is still active (its condition is present); it can be closed once it has cleared"
+                    )));
+                }
+                a.closed = Some(stamp);
+            }
+            "comment" => {}
+            other => {
+                return Err(EngineError::InvalidQuery(format!(
+                    "{other:?} is not an action: ack, comment or close"
+                )));
+            }
+        }
+        let text = text.map(str::trim).filter(|t| !t.is_empty());
+        if action == "comment" && text.is_none() {
+            return Err(EngineError::InvalidQuery(
+                "text: a comment needs text".into(),
+            ));
+        }
+        if let Some(t) = text {
+            if t.len() > 4096 {
+                return Err(EngineError::InvalidQuery(
+                    "text: at most 4096 characters".into(),
+                ));
+            }
+            a.comments.push(Comment {
+                by: by.to_owned(),
+                at: now,
+                text: t.to_owned(),
+            });
+        }
+        a.history.push(Transition {
+            at: now,
+            what: match action {
+                "ack" => "acknowledged",
+                "close" => "closed",
+                _ => "comment",
+            }
+            .into(),
+            by: Some(by.to_owned()),
+        });
+        a.refresh_state();
+        let alarm = a.clone();
+        self.persist(&alarm)?;
+        drop(book);
+        self.changed(
+            match action {
+                "ack" => "acknowledged",
+                "close" => "closed",
+                _ => "comment",
+            },
+            &alarm,
+        );
+        Ok(alarm)
+    }
+
+    fn persist(&self, a: &Alarm) -> Result<(), EngineError> {
+        let json = serde_json::to_string(a)
+            .map_err(|e| EngineError::Internal(format!("alarm {}: {e}", a.id)))?;
+        self.store
+            .put_record(ALARM_RECORD, &format!("{:012}", a.id), &json)
+            .map_err(store_err)
+    }
+
+    fn changed(&self, event: &str, a: &Alarm) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+        if let Some(tx) = &self.webhooks
+            && self.hook_filters.iter().any(|m| a.severity >= *m)
+        {
+            let _ = tx.send((event.to_owned(), a.clone()));
+        }
+    }
+
+    /// Raises (or re-raises) the rule's alarm. Returns the alarm and whether it is new.
+    fn raise(
+        &self,
+        rule: &AlarmRule,
+        signal: Option<String>,
+        ts: Timestamp,
+        explanation: Explanation,
+        message: String,
+    ) -> Alarm {
+        let mut book = self.book.lock();
+        let open = book
+            .values_mut()
+            .rev()
+            .find(|a| a.rule == rule.spec.name && a.closed.is_none());
+        let (alarm, what) = match open {
+            Some(a) => {
+                a.count += 1;
+                a.condition = true;
+                a.last_raised_at = ts;
+                a.cleared_at = None;
+                a.explanation = explanation;
+                a.message = message;
+                // A new occurrence needs a new acknowledgement.
+                a.acknowledged = None;
+                a.history.push(Transition {
+                    at: ts,
+                    what: "reraised".into(),
+                    by: None,
+                });
+                a.refresh_state();
+                (a.clone(), "reraised")
+            }
+            None => {
+                let id = self.next_id.fetch_add(1, Ordering::AcqRel);
+                let a = Alarm {
+                    id,
+                    rule: rule.spec.name.clone(),
+                    rule_type: rule_type(&rule.spec.kind).into(),
+                    severity: rule.spec.severity,
+                    asset: rule.asset.clone(),
+                    signal,
+                    state: AlarmState::Active,
+                    condition: true,
+                    message,
+                    raised_at: ts,
+                    last_raised_at: ts,
+                    cleared_at: None,
+                    acknowledged: None,
+                    closed: None,
+                    count: 1,
+                    explanation,
+                    comments: Vec::new(),
+                    history: vec![Transition {
+                        at: ts,
+                        what: "raised".into(),
+                        by: None,
+                    }],
+                };
+                book.insert(id, a.clone());
+                (a, "raised")
+            }
+        };
+        drop(book);
+        if let Err(e) = self.persist(&alarm) {
+            tracing::error!(error = %e, alarm = alarm.id, "cannot store the alarm");
+        }
+        self.metrics.alarms_raised.inc();
+        self.changed(what, &alarm);
+        alarm
+    }
+
+    fn refresh(&self, rule: &str, explanation: Explanation) {
+        let mut book = self.book.lock();
+        if let Some(a) = book
+            .values_mut()
+            .rev()
+            .find(|a| a.rule == rule && a.closed.is_none() && a.condition)
+        {
+            a.explanation = explanation;
+        }
+    }
+
+    fn clear(&self, rule: &str, ts: Timestamp) -> Option<Alarm> {
+        let mut book = self.book.lock();
+        let a = book
+            .values_mut()
+            .rev()
+            .find(|a| a.rule == rule && a.closed.is_none() && a.condition)?;
+        a.condition = false;
+        a.cleared_at = Some(ts);
+        a.history.push(Transition {
+            at: ts,
+            what: "cleared".into(),
+            by: None,
+        });
+        a.refresh_state();
+        let alarm = a.clone();
+        drop(book);
+        if let Err(e) = self.persist(&alarm) {
+            tracing::error!(error = %e, alarm = alarm.id, "cannot store the alarm");
+        }
+        self.changed("cleared", &alarm);
+        Some(alarm)
+    }
+
+    /// Whether the rule has an open alarm whose condition is present (a restarted evaluator
+    /// resumes in the raised state).
+    fn condition_present(&self, rule: &str) -> bool {
+        self.book
+            .lock()
+            .values()
+            .any(|a| a.rule == rule && a.closed.is_none() && a.condition)
+    }
+
+    /// Sends a message to the scorer.
+    fn send(&self, msg: Msg) -> Result<(), EngineError> {
+        match self.tap.tx.lock().as_ref() {
+            Some(tx) => tx.send(msg).map_err(|_| EngineError::ShuttingDown),
+            None => Err(EngineError::ShuttingDown),
+        }
+    }
+
+    /// Stores a fitted rule and hands it to the scorer.
+    pub(crate) fn install(&self, active: Active) -> Result<AlarmRule, EngineError> {
+        let rule = active.rule.clone();
+        let json = serde_json::to_string(&rule)
+            .map_err(|e| EngineError::Internal(format!("rule {}: {e}", rule.spec.name)))?;
+        self.store
+            .put_record(RULE_RECORD, &rule.spec.name, &json)
+            .map_err(store_err)?;
+        self.rules
+            .write()
+            .insert(rule.spec.name.clone(), rule.clone());
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Msg::Add(Box::new(active), ack))?;
+        done.recv().map_err(|_| EngineError::ShuttingDown)?;
+        Ok(rule)
+    }
+
+    /// Deletes a rule; its open alarms stay in the book.
+    pub fn remove_rule(&self, name: &str) -> Result<(), EngineError> {
+        if self.rules.write().remove(name).is_none() {
+            return Err(EngineError::NotFound(format!("alarm rule {name:?}")));
+        }
+        self.store
+            .delete_record(RULE_RECORD, name)
+            .map_err(store_err)?;
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Msg::Remove(name.to_owned(), ack))?;
+        let _ = done.recv();
+        Ok(())
+    }
+
+    /// Waits until the scorer has processed everything committed before the call.
+    pub fn flush(&self) -> Result<(), EngineError> {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Msg::Flush(ack))?;
+        done.recv().map_err(|_| EngineError::ShuttingDown)
+    }
+}
+
+fn rule_type(k: &RuleKind) -> &'static str {
+    match k {
+        RuleKind::Threshold { .. } => "threshold",
+        RuleKind::Spc { .. } => "spc",
+        RuleKind::Pca { .. } => "pca",
+    }
+}
+
+fn run_webhooks(rx: Receiver<(String, Alarm)>, hooks: Vec<WebhookConfig>, metrics: Arc<Metrics>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .http_status_as_error(true)
+        .build()
+        .into();
+    while let Ok((event, alarm)) = rx.recv() {
+        let body = json!({"event": event, "alarm": alarm});
+        for h in hooks.iter().filter(|h| alarm.severity >= h.min_severity) {
+            let mut delay = h.backoff_ms;
+            let mut sent = false;
+            for attempt in 1..=h.attempts.max(1) {
+                match agent.post(&h.url).send_json(&body) {
+                    Ok(_) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(url = %h.url, attempt, error = %e, "webhook failed");
+                        if attempt < h.attempts {
+                            std::thread::sleep(std::time::Duration::from_millis(delay));
+                            delay = delay.saturating_mul(2);
+                        }
+                    }
+                }
+            }
+            if sent {
+                metrics.webhooks_sent.inc();
+            } else {
+                metrics.webhooks_failed.inc();
+                tracing::error!(url = %h.url, alarm = alarm.id, "webhook given up");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scorer thread.
+
+/// Everything the scorer needs.
+pub(crate) struct ScorerParts {
+    pub alarms: Arc<Alarms>,
+    pub writer: Writer,
+    pub rx: Receiver<Msg>,
+    pub metrics: Arc<Metrics>,
+    pub active: Vec<Active>,
+}
+
+pub(crate) fn run_scorer(parts: ScorerParts) {
+    let ScorerParts {
+        alarms,
+        writer,
+        rx,
+        metrics,
+        mut active,
+    } = parts;
+    let mut by_signal: HashMap<SignalId, Vec<usize>> = HashMap::new();
+    let reindex = |active: &[Active], by: &mut HashMap<SignalId, Vec<usize>>| {
+        by.clear();
+        for (i, a) in active.iter().enumerate() {
+            if !a.rule.spec.enabled {
+                continue;
+            }
+            for &s in &a.inputs {
+                by.entry(s).or_default().push(i);
+            }
+        }
+        let mut w = alarms.tap.watched.write();
+        w.clear();
+        w.extend(by.keys().copied());
+    };
+    reindex(&active, &mut by_signal);
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Data(series, sent_at) => {
+                score_batch(&alarms, &writer, &mut active, &by_signal, series);
+                metrics
+                    .scoring_seconds
+                    .observe(sent_at.elapsed().as_secs_f64());
+            }
+            Msg::Add(a, ack) => {
+                active.retain(|x| x.rule.spec.name != a.rule.spec.name);
+                active.push(*a);
+                reindex(&active, &mut by_signal);
+                let _ = ack.send(());
+            }
+            Msg::Remove(name, ack) => {
+                let before = active.len();
+                active.retain(|x| x.rule.spec.name != name);
+                reindex(&active, &mut by_signal);
+                let _ = ack.send(active.len() != before);
+            }
+            Msg::Flush(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+fn score_batch(
+    alarms: &Alarms,
+    writer: &Writer,
+    active: &mut [Active],
+    by_signal: &HashMap<SignalId, Vec<usize>>,
+    series: Vec<SeriesWrite>,
+) {
+    // Gather, per rule, its samples of this batch: (ts, input slot, value).
+    let mut per_rule: HashMap<usize, Vec<(Timestamp, usize, f64)>> = HashMap::new();
+    for s in &series {
+        let Some(rules) = by_signal.get(&s.signal) else {
+            continue;
+        };
+        for &r in rules {
+            let Some(slot) = active[r].inputs.iter().position(|&i| i == s.signal) else {
+                continue;
+            };
+            let v = per_rule.entry(r).or_default();
+            v.extend(s.samples.iter().map(|x| (x.ts, slot, x.value)));
+        }
+    }
+    let mut scores: Vec<SeriesWrite> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
+    let mut rule_ids: Vec<usize> = per_rule.keys().copied().collect();
+    rule_ids.sort_unstable();
+    for r in rule_ids {
+        let mut samples = per_rule.remove(&r).unwrap_or_default();
+        samples.sort_by_key(|s| (s.0, s.1));
+        let a = &mut active[r];
+        let mut out_samples: Vec<Sample> = Vec::new();
+        let mut i = 0;
+        while i < samples.len() {
+            let ts = samples[i].0;
+            let mut j = i;
+            while j < samples.len() && samples[j].0 == ts {
+                j += 1;
+            }
+            if ts < a.last_ts {
+                // Late data: the rule has moved on.
+                i = j;
+                continue;
+            }
+            a.last_ts = ts;
+            let mut verdicts: Vec<Verdict> = Vec::new();
+            match &mut a.eval {
+                Eval::Threshold(t) => {
+                    for s in &samples[i..j] {
+                        if s.2.is_finite()
+                            && let Some(v) = t.push(ts, s.2)
+                        {
+                            verdicts.push(v);
+                        }
+                    }
+                }
+                Eval::Spc(t) => {
+                    for s in &samples[i..j] {
+                        if s.2.is_finite()
+                            && let Some(v) = t.push(ts, s.2)
+                        {
+                            verdicts.push(v);
+                        }
+                    }
+                }
+                Eval::Pca(p) => {
+                    for s in &samples[i..j] {
+                        if s.2.is_finite() {
+                            p.held[s.1] = Some(s.2);
+                        }
+                    }
+                    if let Some((index, v)) = p.evaluate(ts) {
+                        out_samples.push(Sample { ts, value: index });
+                        verdicts.extend(v);
+                    }
+                }
+            }
+            for v in verdicts {
+                let signal = match &a.eval {
+                    Eval::Threshold(t) => Some(t.signal.clone()),
+                    Eval::Spc(t) => Some(t.signal.clone()),
+                    Eval::Pca(_) => None,
+                };
+                match v {
+                    Verdict::Raise(ex, message) => {
+                        let alarm = alarms.raise(&a.rule, signal, ts, ex, message);
+                        events.push(alarm_event(&alarm, "raised", ts));
+                    }
+                    Verdict::Still(ex) => alarms.refresh(&a.rule.spec.name, ex),
+                    Verdict::Clear => {
+                        if let Some(alarm) = alarms.clear(&a.rule.spec.name, ts) {
+                            events.push(alarm_event(&alarm, "cleared", ts));
+                        }
+                    }
+                }
+            }
+            i = j;
+        }
+        if let Some(out) = a.output
+            && !out_samples.is_empty()
+        {
+            scores.push(SeriesWrite {
+                signal: out,
+                samples: out_samples,
+            });
+        }
+    }
+    if !scores.is_empty() || !events.is_empty() {
+        writer.write_detached(WriteBatch {
+            series: scores,
+            events,
+        });
+    }
+}
+
+fn alarm_event(a: &Alarm, what: &str, ts: Timestamp) -> Event {
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("alarm".into(), json!(a.id));
+    attrs.insert("rule".into(), json!(a.rule));
+    attrs.insert("severity".into(), json!(a.severity));
+    attrs.insert("state".into(), json!(what));
+    attrs.insert("message".into(), json!(a.message));
+    if let Some(s) = &a.signal {
+        attrs.insert("signal".into(), json!(s));
+    }
+    Event {
+        ts,
+        asset: a.asset.clone(),
+        body: EventBody::Custom {
+            name: "alarm".into(),
+        },
+        attrs,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building rules: validation and fitting (blocking: reads the store).
+
+fn invalid(field: &str, reason: impl std::fmt::Display) -> EngineError {
+    EngineError::InvalidQuery(format!("{field}: {reason}"))
+}
+
+fn finite(field: &str, v: f64) -> Result<f64, EngineError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(invalid(field, format!("{v} is not a finite number")))
+    }
+}
+
+/// The parent asset of a signal path.
+fn parent(path: &str) -> String {
+    path.rsplit_once('/')
+        .map_or_else(|| path.to_owned(), |(p, _)| p.to_owned())
+}
+
+impl crate::Engine {
+    /// The alarm book and rules.
+    pub fn alarms(&self) -> &Arc<Alarms> {
+        &self.alarms
+    }
+
+    /// Validates and fits a rule (reads its baseline from the store: call it off the async
+    /// workers), stores it and starts evaluating it on new data.
+    pub fn create_alarm_rule(
+        &self,
+        spec: RuleSpec,
+        by: Option<String>,
+    ) -> Result<AlarmRule, EngineError> {
+        check_segment(&spec.name).map_err(|e| invalid("name", format!("{:?} {e}", spec.name)))?;
+        if self.alarms.rule(&spec.name).is_some() {
+            return Err(EngineError::Conflict(format!(
+                "an alarm rule named {:?} exists; delete it first or pick another name",
+                spec.name
+            )));
+        }
+        if let Some(d) = &spec.description
+            && d.len() > 1024
+        {
+            return Err(invalid("description", "at most 1024 characters"));
+        }
+        let now = self.now();
+        let (eval, inputs, output, asset, fitted) = match &spec.kind {
+            RuleKind::Threshold {
+                signal,
+                above,
+                below,
+                clear,
+                raise_after_s,
+                clear_after_s,
+            } => {
+                let reg = self.rule_signal(signal)?;
+                let clear = finite("clear", *clear)?;
+                for (f, v) in [
+                    ("raise_after_s", *raise_after_s),
+                    ("clear_after_s", *clear_after_s),
+                ] {
+                    if !(v.is_finite() && (0.0..=86_400.0).contains(&v)) {
+                        return Err(invalid(
+                            f,
+                            format!("{v} must be between 0 and 86400 seconds"),
+                        ));
+                    }
+                }
+                let (is_above, limit) = match (above, below) {
+                    (Some(a), None) => (true, finite("above", *a)?),
+                    (None, Some(b)) => (false, finite("below", *b)?),
+                    _ => {
+                        return Err(invalid(
+                            "above/below",
+                            "give exactly one of above (alarm on high values) or below (alarm on low values)",
+                        ));
+                    }
+                };
+                if is_above && clear > limit {
+                    return Err(invalid(
+                        "clear",
+                        format!("{clear} must be at or below above = {limit} (hysteresis)"),
+                    ));
+                }
+                if !is_above && clear < limit {
+                    return Err(invalid(
+                        "clear",
+                        format!("{clear} must be at or above below = {limit} (hysteresis)"),
+                    ));
+                }
+                let eval = Eval::Threshold(ThresholdEval {
+                    signal: signal.clone(),
+                    above: is_above,
+                    limit,
+                    clear,
+                    raise_after_ms: (raise_after_s * 1000.0).round() as i64,
+                    clear_after_ms: (clear_after_s * 1000.0).round() as i64,
+                    phase: Phase::Normal,
+                    first_bad: None,
+                });
+                (eval, vec![reg.id], None, parent(signal), Fitted::Threshold)
+            }
+            RuleKind::Spc {
+                signal,
+                chart,
+                rules,
+                baseline,
+                center,
+                sigma,
+                lambda,
+                l,
+                clear_after,
+            } => {
+                let reg = self.rule_signal(signal)?;
+                let ewma = match chart.as_str() {
+                    "imr" | "i" | "individuals" => false,
+                    "ewma" => true,
+                    other => {
+                        return Err(invalid(
+                            "chart",
+                            format!("{other:?} is not a streaming chart: imr or ewma"),
+                        ));
+                    }
+                };
+                let rule_numbers = match rules {
+                    Some(r) if r.is_empty() => {
+                        return Err(invalid("rules", "list at least one rule"));
+                    }
+                    Some(r) => r.clone(),
+                    None if ewma => vec![1],
+                    None => vec![1, 2, 5, 6],
+                };
+                let mut set = Vec::new();
+                for n in &rule_numbers {
+                    let r = RunRule::ALL
+                        .into_iter()
+                        .find(|r| r.number() == *n)
+                        .ok_or_else(|| invalid("rules", format!("{n} is not a rule number 1–8")))?;
+                    if ewma && r != RunRule::Beyond3Sigma {
+                        return Err(invalid(
+                            "rules",
+                            "an EWMA chart uses only rule 1 (beyond its L·σ limits); its points are autocorrelated",
+                        ));
+                    }
+                    set.push(r);
+                }
+                let (c, sx, n_base) = match (center, sigma, baseline) {
+                    (Some(c), Some(s), None) => {
+                        let s = finite("sigma", *s)?;
+                        if s <= 0.0 {
+                            return Err(invalid("sigma", "must be positive"));
+                        }
+                        (finite("center", *c)?, s, 0)
+                    }
+                    (None, None, b) => {
+                        let p = b.unwrap_or(Period {
+                            from: now - 3_600_000,
+                            to: now,
+                        });
+                        if p.from >= p.to {
+                            return Err(invalid("baseline", "from must be before to"));
+                        }
+                        let values: Vec<f64> = self
+                            .store
+                            .range(reg.id, p.from, p.to, 1_000_000)?
+                            .into_iter()
+                            .map(|s| s.value)
+                            .collect();
+                        let imr = Imr::estimate(&values).map_err(|e| {
+                            invalid(
+                                "baseline",
+                                format!("{signal} between {} and {}: {e}", p.from, p.to),
+                            )
+                        })?;
+                        if imr.sigma_within <= 0.0 {
+                            return Err(invalid(
+                                "baseline",
+                                format!("{signal} does not vary in the baseline (σ = 0)"),
+                            ));
+                        }
+                        (imr.individuals.center, imr.sigma_within, values.len())
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "baseline/center/sigma",
+                            "give either a baseline period or both center and sigma",
+                        ));
+                    }
+                };
+                let (stat_sigma, lam) = if ewma {
+                    let lam = lambda.unwrap_or(0.2);
+                    let width = l.unwrap_or(3.0);
+                    if !(lam > 0.0 && lam <= 1.0) {
+                        return Err(invalid("lambda", format!("{lam} must be in (0, 1]")));
+                    }
+                    if !(width > 0.0 && width.is_finite()) {
+                        return Err(invalid("l", format!("{width} must be positive")));
+                    }
+                    // Rule 1 fires beyond 3 of these σ, i.e. beyond L σ of the EWMA statistic.
+                    (sx * (lam / (2.0 - lam)).sqrt() * width / 3.0, Some(lam))
+                } else {
+                    (sx, None)
+                };
+                let clear_after = clear_after.unwrap_or(9).max(1);
+                let monitor = RuleMonitor::new(c, stat_sigma, &RuleSet { enabled: set });
+                let eval = Eval::Spc(SpcEval {
+                    signal: signal.clone(),
+                    monitor,
+                    center: c,
+                    sigma: stat_sigma,
+                    lambda: lam,
+                    ewma: c,
+                    clear_after,
+                    quiet: 0,
+                    raised: false,
+                    recent: Default::default(),
+                    violations: Vec::new(),
+                });
+                let fitted = Fitted::Spc {
+                    center: c,
+                    sigma: stat_sigma,
+                    sigma_x: sx,
+                    rules: rule_numbers,
+                    baseline_points: n_base,
+                };
+                (eval, vec![reg.id], None, parent(signal), fitted)
+            }
+            RuleKind::Pca {
+                machine,
+                signals,
+                baseline,
+                variance,
+                quantile,
+                raise_after,
+                clear_after,
+                clear_index,
+                score_signal,
+            } => {
+                let machine = machine.trim_end_matches('/').to_owned();
+                let score_name = score_signal
+                    .clone()
+                    .unwrap_or_else(|| "anomaly_index".into());
+                check_segment(&score_name)
+                    .map_err(|e| invalid("score_signal", format!("{score_name:?} {e}")))?;
+                let names: Vec<String> = match signals {
+                    Some(s) => s.clone(),
+                    None => self
+                        .registry
+                        .signals_under(&machine)
+                        .into_iter()
+                        .filter(|r| {
+                            r.def.kind == SignalKind::Gauge
+                                && parent(&r.def.path) == machine
+                                && !r.def.path.ends_with(&format!("/{score_name}"))
+                        })
+                        .map(|r| r.def.path.rsplit('/').next().unwrap_or("").to_owned())
+                        .collect(),
+                };
+                if names.len() < 2 {
+                    return Err(invalid(
+                        "signals",
+                        format!(
+                            "PCA needs at least 2 gauge signals under {machine:?}; found {}",
+                            names.len()
+                        ),
+                    ));
+                }
+                if names.contains(&score_name) {
+                    return Err(invalid(
+                        "signals",
+                        format!("{score_name} is the rule's own score signal"),
+                    ));
+                }
+                let regs: Vec<_> = names
+                    .iter()
+                    .map(|n| self.rule_signal(&format!("{machine}/{n}")))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| invalid("signals", e))?;
+                let p = baseline.unwrap_or(Period {
+                    from: now - 2 * 3_600_000,
+                    to: now,
+                });
+                if p.from >= p.to {
+                    return Err(invalid("baseline", "from must be before to"));
+                }
+                let rows = self.aligned_rows(&regs, p)?;
+                let cut = rows.len() * 7 / 10;
+                let opts = PcaOptions {
+                    variance: variance.unwrap_or(0.9),
+                    quantile: quantile.unwrap_or(0.999),
+                };
+                let model = PcaMonitor::fit(&rows[..cut], &rows[cut..], opts).map_err(|e| {
+                    invalid(
+                        "baseline",
+                        format!("{machine} between {} and {}: {e}", p.from, p.to),
+                    )
+                })?;
+                let out_path = format!("{machine}/{score_name}");
+                let out = match self.registry.get(&out_path) {
+                    Some(r) => r.id,
+                    None => self.define_signal(SignalDef {
+                        description: Some(format!(
+                            "PCA anomaly index of alarm rule {} (above 1: out of control)",
+                            spec.name
+                        )),
+                        ..SignalDef::auto(&out_path)
+                    })?,
+                };
+                let components = model.loadings.len();
+                let eval = Eval::Pca(PcaEval {
+                    machine: machine.clone(),
+                    signals: names.clone(),
+                    model: model.clone(),
+                    held: vec![None; names.len()],
+                    raise_after: raise_after.unwrap_or(3).max(1),
+                    clear_after: clear_after.unwrap_or(10).max(1),
+                    clear_index: clear_index.unwrap_or(0.8),
+                    over: 0,
+                    under: 0,
+                    raised: false,
+                });
+                let fitted = Fitted::Pca {
+                    signals: names,
+                    model,
+                    train_rows: cut,
+                    holdout_rows: rows.len() - cut,
+                    components,
+                    score_signal: out_path,
+                };
+                (
+                    eval,
+                    regs.iter().map(|r| r.id).collect(),
+                    Some(out),
+                    machine,
+                    fitted,
+                )
+            }
+        };
+        let rule = AlarmRule {
+            spec,
+            fitted,
+            asset,
+            created_at: now,
+            created_by: by,
+        };
+        let active = Active {
+            rule,
+            eval,
+            inputs,
+            output,
+            last_ts: Timestamp::MIN,
+        };
+        self.alarms.install(active)
+    }
+
+    fn rule_signal(&self, path: &str) -> Result<crate::Registered, EngineError> {
+        let reg = self
+            .registry
+            .get(path)
+            .ok_or_else(|| invalid("signal", format!("unknown signal {path:?}")))?;
+        if reg.def.kind == SignalKind::State {
+            return Err(invalid(
+                "signal",
+                format!("{path} is a state signal; alarm on a gauge or counter"),
+            ));
+        }
+        Ok(reg)
+    }
+
+    /// Rows of the signals' values at the timestamps of the first signal (the others held at
+    /// their latest value), over `p`.
+    fn aligned_rows(
+        &self,
+        regs: &[crate::Registered],
+        p: Period,
+    ) -> Result<Vec<Vec<f64>>, EngineError> {
+        let series: Vec<Vec<Sample>> = regs
+            .iter()
+            .map(|r| self.store.range(r.id, p.from, p.to, 2_000_000))
+            .collect::<Result<_, _>>()?;
+        let mut idx = vec![0usize; regs.len()];
+        let mut held: Vec<Option<f64>> = vec![None; regs.len()];
+        let mut rows = Vec::with_capacity(series[0].len());
+        for s in &series[0] {
+            held[0] = Some(s.value);
+            for k in 1..regs.len() {
+                while idx[k] < series[k].len() && series[k][idx[k]].ts <= s.ts {
+                    held[k] = Some(series[k][idx[k]].value);
+                    idx[k] += 1;
+                }
+            }
+            if let Some(row) = held.iter().copied().collect::<Option<Vec<f64>>>()
+                && row.iter().all(|v| v.is_finite())
+            {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Rebuilds the evaluators of the stored rules (at start).
+    pub(crate) fn restore_rules(registry: &crate::Registry, alarms: &Alarms) -> Vec<Active> {
+        let mut out = Vec::new();
+        for rule in alarms.rules() {
+            match restore(registry, alarms, rule.clone()) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    tracing::error!(rule = %rule.spec.name, error = %e, "alarm rule not restored")
+                }
+            }
+        }
+        out
+    }
+}
+
+fn restore(registry: &crate::Registry, alarms: &Alarms, rule: AlarmRule) -> Result<Active, String> {
+    let id = |p: &str| {
+        registry
+            .get(p)
+            .map(|r| r.id)
+            .ok_or_else(|| format!("signal {p} is gone"))
+    };
+    let raised = alarms.condition_present(&rule.spec.name);
+    let (eval, inputs, output) = match (&rule.spec.kind, &rule.fitted) {
+        (
+            RuleKind::Threshold {
+                signal,
+                above,
+                below,
+                clear,
+                raise_after_s,
+                clear_after_s,
+            },
+            _,
+        ) => (
+            Eval::Threshold(ThresholdEval {
+                signal: signal.clone(),
+                above: above.is_some(),
+                limit: above.or(*below).unwrap_or(0.0),
+                clear: *clear,
+                raise_after_ms: (raise_after_s * 1000.0).round() as i64,
+                clear_after_ms: (clear_after_s * 1000.0).round() as i64,
+                phase: if raised { Phase::Raised } else { Phase::Normal },
+                first_bad: None,
+            }),
+            vec![id(signal)?],
+            None,
+        ),
+        (
+            RuleKind::Spc {
+                signal,
+                lambda,
+                chart,
+                clear_after,
+                ..
+            },
+            Fitted::Spc {
+                center,
+                sigma,
+                rules,
+                ..
+            },
+        ) => {
+            let set = RuleSet {
+                enabled: RunRule::ALL
+                    .into_iter()
+                    .filter(|r| rules.contains(&r.number()))
+                    .collect(),
+            };
+            (
+                Eval::Spc(SpcEval {
+                    signal: signal.clone(),
+                    monitor: RuleMonitor::new(*center, *sigma, &set),
+                    center: *center,
+                    sigma: *sigma,
+                    lambda: (chart == "ewma").then(|| lambda.unwrap_or(0.2)),
+                    ewma: *center,
+                    clear_after: clear_after.unwrap_or(9).max(1),
+                    quiet: 0,
+                    raised,
+                    recent: Default::default(),
+                    violations: Vec::new(),
+                }),
+                vec![id(signal)?],
+                None,
+            )
+        }
+        (
+            RuleKind::Pca {
+                machine,
+                raise_after,
+                clear_after,
+                clear_index,
+                ..
+            },
+            Fitted::Pca {
+                signals,
+                model,
+                score_signal,
+                ..
+            },
+        ) => {
+            let machine = machine.trim_end_matches('/').to_owned();
+            let inputs = signals
+                .iter()
+                .map(|s| id(&format!("{machine}/{s}")))
+                .collect::<Result<_, _>>()?;
+            (
+                Eval::Pca(PcaEval {
+                    machine,
+                    signals: signals.clone(),
+                    model: model.clone(),
+                    held: vec![None; signals.len()],
+                    raise_after: raise_after.unwrap_or(3).max(1),
+                    clear_after: clear_after.unwrap_or(10).max(1),
+                    clear_index: clear_index.unwrap_or(0.8),
+                    over: 0,
+                    under: 0,
+                    raised,
+                }),
+                inputs,
+                Some(id(score_signal)?),
+            )
+        }
+        _ => return Err("the stored rule does not match its fitted parameters".into()),
+    };
+    Ok(Active {
+        rule,
+        eval,
+        inputs,
+        output,
+        last_ts: Timestamp::MIN,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threshold(raise_after_ms: i64, clear_after_ms: i64) -> ThresholdEval {
+        ThresholdEval {
+            signal: "s/a/l/m/temp".into(),
+            above: true,
+            limit: 80.0,
+            clear: 75.0,
+            raise_after_ms,
+            clear_after_ms,
+            phase: Phase::Normal,
+            first_bad: None,
+        }
+    }
+
+    fn transitions(
+        t: &mut ThresholdEval,
+        values: &[(Timestamp, f64)],
+    ) -> Vec<(Timestamp, &'static str)> {
+        values
+            .iter()
+            .filter_map(|&(ts, v)| {
+                t.push(ts, v).map(|verdict| match verdict {
+                    Verdict::Raise(..) => (ts, "raise"),
+                    Verdict::Still(_) => (ts, "still"),
+                    Verdict::Clear => (ts, "clear"),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_noisy_signal_from_flapping() {
+        // A signal that wobbles ±3 around the limit of 80 for 200 s, one point per second.
+        let mut x: u64 = 7;
+        let noisy: Vec<(Timestamp, f64)> = (0..200)
+            .map(|i| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                (i * 1000, 80.0 + 6.0 * (u - 0.5))
+            })
+            .collect();
+        let crossings = noisy
+            .windows(2)
+            .filter(|w| (w[0].1 > 80.0) != (w[1].1 > 80.0))
+            .count();
+        assert!(
+            crossings > 50,
+            "the signal crosses the limit {crossings} times"
+        );
+        // Without a deadband or durations it flaps; with them it raises once and never clears
+        // (the signal never goes below 75).
+        let mut plain = ThresholdEval {
+            clear: 80.0,
+            ..threshold(0, 0)
+        };
+        assert!(transitions(&mut plain, &noisy).len() > 40);
+        let mut t = threshold(3000, 5000);
+        let got = transitions(&mut t, &noisy);
+        assert_eq!(got.iter().filter(|g| g.1 == "raise").count(), 1, "{got:?}");
+        assert_eq!(got.iter().filter(|g| g.1 == "clear").count(), 0, "{got:?}");
+    }
+
+    #[test]
+    fn durations_and_clear_level_are_honoured() {
+        let mut t = threshold(3000, 2000);
+        let seq = [
+            (0, 81.0),
+            (1000, 82.0),
+            (2000, 79.0), // back under: the pending raise is dropped
+            (3000, 81.0),
+            (4000, 81.0),
+            (5000, 81.0),
+            (6000, 81.0), // 3 s above since 3000: raise
+            (7000, 77.0), // between clear and limit: stays raised
+            (8000, 74.0), // below clear: clearing starts
+            (9000, 74.0),
+            (10000, 74.0), // 2 s below clear: cleared
+        ];
+        assert_eq!(
+            transitions(&mut t, &seq),
+            vec![(6000, "raise"), (10000, "clear")]
+        );
+        // The explanation names the limit and carries the readings.
+        let mut t = threshold(0, 0);
+        match t.push(5, 90.0) {
+            Some(Verdict::Raise(ex, msg)) => {
+                assert!(ex.rule.contains("above 80"), "{}", ex.rule);
+                assert_eq!(ex.values[0].value, 90.0);
+                assert_eq!(ex.contributions[0].signal, "s/a/l/m/temp");
+                assert!(msg.contains("90"), "{msg}");
+            }
+            other => panic!("expected a raise, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_below_rule_mirrors_the_above_rule() {
+        let mut t = ThresholdEval {
+            above: false,
+            limit: 10.0,
+            clear: 12.0,
+            ..threshold(0, 0)
+        };
+        let seq = [(0, 11.0), (1, 9.0), (2, 11.0), (3, 13.0)];
+        assert_eq!(transitions(&mut t, &seq), vec![(1, "raise"), (3, "clear")]);
+    }
+
+    #[test]
+    fn spc_evaluator_raises_on_a_shift_and_clears_after_quiet_points() {
+        let set = RuleSet::western_electric();
+        let mut e = SpcEval {
+            signal: "s/a/l/m/d".into(),
+            monitor: RuleMonitor::new(10.0, 1.0, &set),
+            center: 10.0,
+            sigma: 1.0,
+            lambda: None,
+            ewma: 10.0,
+            clear_after: 9,
+            quiet: 0,
+            raised: false,
+            recent: Default::default(),
+            violations: Vec::new(),
+        };
+        let mut log = Vec::new();
+        // In control (alternating ±0.5), then a +1.5σ shift, then back.
+        for i in 0..60i64 {
+            let base = if i % 2 == 0 { 10.5 } else { 9.5 };
+            let v = if (20..40).contains(&i) {
+                base + 1.5
+            } else {
+                base
+            };
+            if let Some(v) = e.push(i, v) {
+                log.push((
+                    i,
+                    match v {
+                        Verdict::Raise(ex, _) => ex.rule,
+                        Verdict::Still(_) => "still".into(),
+                        Verdict::Clear => "clear".into(),
+                    },
+                ));
+            }
+        }
+        let raise = &log[0];
+        assert!((20..30).contains(&raise.0), "{log:?}");
+        assert!(raise.1.contains("SPC rule"), "{log:?}");
+        let clear = log.iter().find(|l| l.1 == "clear").expect("cleared");
+        assert!((40..55).contains(&clear.0), "{log:?}");
+    }
+}
