@@ -6,6 +6,9 @@
 //! The eigen-decomposition is the cyclic Jacobi method on the correlation matrix (p is a machine's
 //! signal count, a few dozen at most).
 
+// Matrix code reads like the textbook with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::spc::SpcError;

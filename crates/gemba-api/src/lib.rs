@@ -4,6 +4,7 @@
 //! their own and contain no domain logic. Errors become responses only in [`error`]. Every route is
 //! listed in `openapi.json`, which a test checks against the router.
 
+mod alarms;
 pub mod error;
 mod routes;
 mod web;
@@ -45,6 +46,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/models"),
     ("get", "/api/v1/models/{name}/{version}"),
     ("post", "/api/v1/models/{name}/{version}/activate"),
+    ("get", "/api/v1/alarm-rules"),
+    ("post", "/api/v1/alarm-rules"),
+    ("get", "/api/v1/alarm-rules/{name}"),
+    ("delete", "/api/v1/alarm-rules/{name}"),
+    ("get", "/api/v1/alarms"),
+    ("get", "/api/v1/alarms/{id}"),
+    ("post", "/api/v1/alarms/{id}/{action}"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -117,6 +125,17 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/api/v1/models/{name}/{version}/activate",
             post(routes::activate_model),
         )
+        .route(
+            "/api/v1/alarm-rules",
+            get(alarms::rules).post(alarms::create_rule),
+        )
+        .route(
+            "/api/v1/alarm-rules/{name}",
+            get(alarms::rule).delete(alarms::delete_rule),
+        )
+        .route("/api/v1/alarms", get(alarms::alarms))
+        .route("/api/v1/alarms/{id}", get(alarms::alarm))
+        .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
         .route("/api/v1/openapi.json", get(routes::openapi))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))

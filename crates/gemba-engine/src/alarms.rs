@@ -68,9 +68,9 @@ fn default_true() -> bool {
     true
 }
 
-/// A rule as the user writes it (`POST /api/v1/alarm-rules`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A rule as the user writes it (`POST /api/v1/alarm-rules`): the common fields and the fields of
+/// its `type`, in one object; unknown fields are an error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleSpec {
     /// Unique name: ASCII letters, digits, `_`, `-`, `.`.
     pub name: String,
@@ -84,6 +84,40 @@ pub struct RuleSpec {
     pub kind: RuleKind,
 }
 
+impl<'de> Deserialize<'de> for RuleSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Common {
+            name: String,
+            #[serde(default = "default_severity")]
+            severity: Severity,
+            #[serde(default)]
+            description: Option<String>,
+            #[serde(default = "default_true")]
+            enabled: bool,
+        }
+        let mut map = serde_json::Map::<String, Value>::deserialize(d)?;
+        let mut common = serde_json::Map::new();
+        for k in ["name", "severity", "description", "enabled"] {
+            if let Some(v) = map.remove(k) {
+                common.insert(k.into(), v);
+            }
+        }
+        let c: Common = serde_json::from_value(Value::Object(common)).map_err(D::Error::custom)?;
+        let kind: RuleKind =
+            serde_json::from_value(Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(RuleSpec {
+            name: c.name,
+            severity: c.severity,
+            description: c.description,
+            enabled: c.enabled,
+            kind,
+        })
+    }
+}
+
 /// A baseline period of normal operation, ms since the epoch, `from <= ts < to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +128,7 @@ pub struct Period {
 
 /// What a rule watches and when it fires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RuleKind {
     /// Raised when the signal stays above `above` (or below `below`) for `raise_after_s`; cleared
     /// when it stays on the far side of `clear` for `clear_after_s`. Between the limit and `clear`
@@ -193,7 +227,6 @@ pub enum Fitted {
 /// A stored rule: the spec, what it learned, where it applies and when it was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlarmRule {
-    #[serde(flatten)]
     pub spec: RuleSpec,
     pub fitted: Fitted,
     /// The machine (or other asset) the alarms of this rule belong to.

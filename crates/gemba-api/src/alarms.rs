@@ -1,0 +1,147 @@
+//! Alarm routes: rules (create, list, show, delete) and the alarm book (history query, one alarm,
+//! acknowledge, comment, close). Handlers only translate; the engine's `alarms` module decides.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use gemba_engine::alarms::{AlarmQuery, AlarmState, RuleSpec, Severity};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::{ApiResult, AppState, Params, body_or_error, parse_json};
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, gemba_engine::EngineError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("alarm task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// `GET /api/v1/alarm-rules`
+pub async fn rules(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    Params::parse(q, &[])?;
+    Ok(Json(engine.alarms().rules()).into_response())
+}
+
+/// `POST /api/v1/alarm-rules[?by=…]` with a rule; fits it on its baseline and starts it.
+pub async fn create_rule(
+    State(engine): AppState,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let p = Params::parse(q, &["by"])?;
+    let by = p.get("by").map(str::to_owned);
+    let body = body_or_error(body)?;
+    let spec: RuleSpec = parse_json("alarm rule", &body)?;
+    let rule = blocking(move || engine.create_alarm_rule(spec, by)).await?;
+    Ok((StatusCode::CREATED, Json(rule)).into_response())
+}
+
+/// `GET /api/v1/alarm-rules/{name}`
+pub async fn rule(State(engine): AppState, Path(name): Path<String>) -> ApiResult {
+    engine
+        .alarms()
+        .rule(&name)
+        .map(|r| Json(r).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("alarm rule {name:?}")))
+}
+
+/// `DELETE /api/v1/alarm-rules/{name}`: stops the rule; its alarms stay in the history.
+pub async fn delete_rule(State(engine): AppState, Path(name): Path<String>) -> ApiResult {
+    blocking(move || engine.alarms().remove_rule(&name)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/alarms?state=open|active,acknowledged,…&severity=&asset=&rule=&from=&to=&limit=`
+pub async fn alarms(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(
+        q,
+        &["state", "severity", "asset", "rule", "from", "to", "limit"],
+    )?;
+    let states = match p.get("state") {
+        None | Some("all") => None,
+        Some("open") => Some(vec![
+            AlarmState::Active,
+            AlarmState::Acknowledged,
+            AlarmState::Cleared,
+        ]),
+        Some(list) => Some(
+            list.split(',')
+                .map(|s| s.parse::<AlarmState>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::param("state", list, e))?,
+        ),
+    };
+    let min_severity = p
+        .get("severity")
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| ApiError::param("severity", s, e))
+        })
+        .transpose()?;
+    let query = AlarmQuery {
+        states,
+        min_severity,
+        asset_prefix: p.get("asset").map(|a| a.trim_end_matches('/').to_owned()),
+        rule: p.get("rule").map(str::to_owned),
+        from: p.ts("from")?,
+        to: p.ts("to")?,
+        limit: p.usize("limit", 500, 100_000)?,
+    };
+    let list = engine.alarms().query(&query);
+    Ok(Json(json!({"version": engine.alarms().version(), "alarms": list})).into_response())
+}
+
+fn alarm_id(raw: &str) -> ApiResult<u64> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("alarm id {raw:?} is not a whole number")))
+}
+
+/// `GET /api/v1/alarms/{id}`
+pub async fn alarm(State(engine): AppState, Path(id): Path<String>) -> ApiResult {
+    let id = alarm_id(&id)?;
+    engine
+        .alarms()
+        .get(id)
+        .map(|a| Json(a).into_response())
+        .ok_or_else(|| ApiError::not_found(format!("alarm {id}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Action {
+    by: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// `POST /api/v1/alarms/{id}/{action}` with `{"by": "…", "text": "…"}`; action is `ack`,
+/// `comment` or `close`.
+pub async fn act(
+    State(engine): AppState,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = alarm_id(&id)?;
+    if !matches!(action.as_str(), "ack" | "comment" | "close") {
+        return Err(ApiError::not_found(format!(
+            "{action:?} is not an alarm action: ack, comment or close"
+        )));
+    }
+    let body = body_or_error(body)?;
+    let a: Action = parse_json("alarm action", &body)?;
+    let now = engine.now();
+    let alarm = blocking(move || {
+        engine
+            .alarms()
+            .act(id, &action, &a.by, a.text.as_deref(), now)
+    })
+    .await?;
+    Ok(Json(alarm).into_response())
+}

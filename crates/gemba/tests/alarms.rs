@@ -1,0 +1,403 @@
+//! Alarms end to end over HTTP: rules with hysteresis, SPC and PCA; the alarm life cycle (active →
+//! acknowledged → cleared → closed) with who and when; deduplication; webhooks with retry;
+//! persistence across a restart; explanations that name the signal a simulator fault perturbed;
+//! clear errors for bad rules and actions.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Server, eventually, now_ms, run_gemba};
+use serde_json::{Value, json};
+
+const TEMP: &str = "s1/a1/l1/m1/temp";
+const SAMPLE_PLANT: &str = include_str!("../../../examples/plant.toml");
+
+fn ingest(srv: &Server, t0: i64, values: &[f64]) {
+    let points: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"signal": TEMP, "ts": t0 + 1000 * i as i64, "value": v}))
+        .collect();
+    let (s, v) = srv.post_json("/api/v1/ingest", &json!({ "points": points }));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted_points"], values.len(), "{v}");
+}
+
+fn alarms(srv: &Server, query: &str) -> Vec<Value> {
+    let (s, v) = srv.get_json(&format!("/api/v1/alarms{query}"));
+    assert_eq!(s, 200, "{v}");
+    v["alarms"].as_array().unwrap().clone()
+}
+
+fn wait_alarm(srv: &Server, query: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    eventually(Duration::from_secs(20), || {
+        alarms(srv, query).into_iter().find(|a| pred(a))
+    })
+    .unwrap_or_else(|| panic!("no alarm like that: {:?}", alarms(srv, "")))
+}
+
+/// A webhook receiver that answers 500 to the first request and 200 afterwards.
+fn webhook_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let l = line.to_ascii_lowercase();
+                if let Some(v) = l.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            seen.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn threshold_alarm_life_cycle_webhooks_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook_port, hooks) = webhook_receiver();
+    let extra = format!(
+        "[[alarms.webhooks]]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nbackoff_ms = 50\n"
+    );
+    let srv = Server::start_in(dir.path(), &extra);
+
+    // Bad rules are refused with the field and the reason.
+    let bad = [
+        (
+            json!({"name": "x", "type": "threshold", "signal": "s1/a1/l1/m1/nope", "above": 1, "clear": 0}),
+            "unknown signal",
+        ),
+        (
+            json!({"name": "x", "type": "threshold", "signal": TEMP, "above": 1, "below": 0, "clear": 0}),
+            "exactly one of above",
+        ),
+        (
+            json!({"name": "x", "type": "threshold", "signal": TEMP, "above": 300, "clear": 310}),
+            "clear: 310 must be at or below",
+        ),
+        (
+            json!({"name": "x", "type": "threshold", "signal": TEMP, "above": 300}),
+            "clear",
+        ),
+        (
+            json!({"name": "a b", "type": "threshold", "signal": TEMP, "above": 300, "clear": 290}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "type": "threshold", "signal": "s1/a1/l1/m1/state", "above": 1, "clear": 0}),
+            "state signal",
+        ),
+        (
+            json!({"name": "x", "type": "spc", "signal": TEMP}),
+            "baseline",
+        ),
+        (
+            json!({"name": "x", "type": "spc", "signal": TEMP, "center": 1, "sigma": 0}),
+            "sigma: must be positive",
+        ),
+        (
+            json!({"name": "x", "type": "spc", "signal": TEMP, "center": 1, "sigma": 1, "rules": [9]}),
+            "rules: 9",
+        ),
+        (json!({"name": "x", "type": "magic"}), "unknown variant"),
+    ];
+    for (body, needle) in bad {
+        let (s, v) = srv.post_json("/api/v1/alarm-rules", &body);
+        assert_eq!(s, 400, "{body} → {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{body}: {msg:?} lacks {needle:?}");
+    }
+
+    let rule = json!({
+        "name": "m1-hot", "type": "threshold", "signal": TEMP, "severity": "high",
+        "above": 350.0, "clear": 340.0, "raise_after_s": 3, "clear_after_s": 2
+    });
+    let (s, v) = srv.post_json("/api/v1/alarm-rules?by=eve", &rule);
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["created_by"], "eve");
+    let (s, v) = srv.post_json("/api/v1/alarm-rules", &rule);
+    assert_eq!(s, 409, "{v}");
+
+    // Noise around the limit (345–355) for a minute: one alarm, never cleared (never below 340).
+    let t0 = now_ms() - 600_000;
+    let noisy: Vec<f64> = (0..60)
+        .map(|i| if i % 3 == 0 { 345.0 } else { 355.0 })
+        .collect();
+    ingest(&srv, t0, &noisy);
+    // Three seconds in a row above 350 are needed: 355, 355 at i=1,2 then 345… never 3 s above.
+    // (The noise ends 355, 355 at 58 s and 59 s: the excursion below starts there.)
+    let none = alarms(&srv, "?rule=m1-hot");
+    assert!(none.is_empty(), "raised too early: {none:?}");
+    // Now 5 s above (60–64 s): three seconds after the excursion began at 58 s it is raised.
+    ingest(&srv, t0 + 60_000, &[360.0, 361.0, 362.0, 363.0, 364.0]);
+    let a = wait_alarm(&srv, "?state=open", |a| a["rule"] == "m1-hot");
+    assert_eq!(a["state"], "active");
+    assert_eq!(a["severity"], "high");
+    assert_eq!(a["asset"], "s1/a1/l1/m1");
+    assert_eq!(a["raised_at"], t0 + 61_000);
+    assert_eq!(a["explanation"]["contributions"][0]["signal"], TEMP);
+    assert!(
+        a["explanation"]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("above 350"),
+        "{a}"
+    );
+    let id = a["id"].as_u64().unwrap();
+
+    // Actions: bad ones are refused, good ones stamped with who and when.
+    let (s, v) = srv.post_json(&format!("/api/v1/alarms/{id}/close"), &json!({"by": "op"}));
+    assert_eq!(s, 409, "closing an active alarm: {v}");
+    let (s, v) = srv.post_json(&format!("/api/v1/alarms/{id}/ack"), &json!({}));
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("by"),
+        "{v}"
+    );
+    let (s, _) = srv.post_json(&format!("/api/v1/alarms/{id}/shelve"), &json!({"by": "op"}));
+    assert_eq!(s, 404);
+    let (s, _) = srv.post_json("/api/v1/alarms/999999/ack", &json!({"by": "op"}));
+    assert_eq!(s, 404);
+    let (s, v) = srv.post_json(
+        &format!("/api/v1/alarms/{id}/ack"),
+        &json!({"by": "olga", "text": "checking the coolant"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "acknowledged");
+    assert_eq!(v["acknowledged"]["by"], "olga");
+    assert_eq!(v["comments"][0]["text"], "checking the coolant");
+    let (s, _) = srv.post_json(&format!("/api/v1/alarms/{id}/ack"), &json!({"by": "x"}));
+    assert_eq!(s, 409);
+
+    // Back to normal: between 340 and 350 it stays; 2 s below 340 clear it.
+    ingest(&srv, t0 + 65_000, &[345.0, 339.0, 338.0, 337.0]);
+    let a = wait_alarm(&srv, "", |a| a["id"] == id && a["state"] == "cleared");
+    assert_eq!(a["cleared_at"], t0 + 68_000);
+    let (s, v) = srv.post_json(
+        &format!("/api/v1/alarms/{id}/close"),
+        &json!({"by": "olga"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "closed");
+    let whats: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(whats, ["raised", "acknowledged", "cleared", "closed"]);
+
+    // A second excursion opens a new alarm; a third one while it is open re-raises it (dedup).
+    ingest(
+        &srv,
+        t0 + 80_000,
+        &[360.0, 360.0, 360.0, 360.0, 330.0, 330.0, 330.0],
+    );
+    ingest(&srv, t0 + 90_000, &[360.0, 360.0, 360.0, 360.0]);
+    let b = wait_alarm(&srv, "?state=active", |a| {
+        a["rule"] == "m1-hot" && a["count"] == 2
+    });
+    assert_ne!(b["id"], id);
+    assert_eq!(alarms(&srv, "?rule=m1-hot").len(), 2);
+    // Filters.
+    assert_eq!(alarms(&srv, "?state=closed").len(), 1);
+    assert_eq!(alarms(&srv, "?severity=critical").len(), 0);
+    assert_eq!(alarms(&srv, "?asset=s1/a1").len(), 2);
+    let (s, v) = srv.get_json("/api/v1/alarms?state=sleeping");
+    assert_eq!(s, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("sleeping"));
+    // The raise and clear are events at the machine too.
+    let (_, ev) = srv.get_json("/api/v1/events?type=custom:alarm");
+    assert!(ev.as_array().unwrap().len() >= 3, "{ev}");
+
+    // Webhooks: the first delivery got a 500 and was retried.
+    let got = eventually(Duration::from_secs(20), || {
+        let g = hooks.lock().unwrap().clone();
+        (g.iter().filter(|h| h["event"] == "closed").count() == 1).then_some(g)
+    })
+    .expect("webhooks delivered");
+    assert_eq!(got[0]["event"], "raised");
+    assert_eq!(
+        got[1]["event"], "raised",
+        "the failed first delivery was retried"
+    );
+    assert_eq!(got[1]["alarm"]["rule"], "m1-hot");
+    assert!(srv.metric("gemba_webhooks_sent_total") >= 4.0);
+
+    // A restart keeps rules and alarms; the rule goes on evaluating.
+    let mut srv = srv;
+    let (config, http, mqtt, v5) = (srv.config.clone(), srv.http, srv.mqtt, srv.mqtt_v5);
+    srv.stop();
+    let srv = Server::restart(dir.path(), config, http, mqtt, v5);
+    assert_eq!(alarms(&srv, "?rule=m1-hot").len(), 2);
+    let (s, r) = srv.get_json("/api/v1/alarm-rules/m1-hot");
+    assert_eq!(s, 200, "{r}");
+    ingest(&srv, t0 + 100_000, &[330.0, 330.0, 330.0, 330.0]);
+    wait_alarm(&srv, "", |a| a["id"] == b["id"] && a["state"] == "cleared");
+    // Deleting the rule keeps its history.
+    let r = srv
+        .agent
+        .delete(&srv.url("/api/v1/alarm-rules/m1-hot"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (s, _) = srv.get_json("/api/v1/alarm-rules/m1-hot");
+    assert_eq!(s, 404);
+    assert_eq!(alarms(&srv, "?rule=m1-hot").len(), 2);
+}
+
+#[test]
+fn spc_rule_explains_with_the_rule_and_the_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    // Baseline: an hour of in-control data alternating 299/301 (σ from the moving range).
+    let t0 = now_ms() - 7_200_000;
+    let base: Vec<f64> = (0..600)
+        .map(|i| if i % 2 == 0 { 299.0 } else { 301.0 })
+        .collect();
+    ingest(&srv, t0, &base);
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "m1-temp-spc", "type": "spc", "signal": TEMP,
+                "baseline": {"from": t0, "to": t0 + 600_000}, "rules": [1, 2]}),
+    );
+    assert_eq!(s, 201, "{v}");
+    // MR̄ = 2 → σ = 2/1.128; centre 300.
+    assert!(
+        (v["fitted"]["center"].as_f64().unwrap() - 300.0).abs() < 1e-9,
+        "{v}"
+    );
+    assert!(
+        (v["fitted"]["sigma"].as_f64().unwrap() - 2.0 / 1.128).abs() < 1e-9,
+        "{v}"
+    );
+    // Nine points at 300.5 (above the centre, inside 1σ): rule 2 fires on the ninth.
+    let t1 = t0 + 3_600_000;
+    ingest(&srv, t1, &[300.5; 9]);
+    let a = wait_alarm(&srv, "", |a| a["rule"] == "m1-temp-spc");
+    assert_eq!(a["raised_at"], t1 + 8000);
+    let ex = &a["explanation"];
+    assert!(ex["rule"].as_str().unwrap().contains("SPC rule 2"), "{ex}");
+    assert_eq!(ex["values"].as_array().unwrap().len(), 9, "{ex}");
+    assert_eq!(ex["values"][0]["ts"], t1);
+    assert!((ex["limits"]["center"].as_f64().unwrap() - 300.0).abs() < 1e-9);
+}
+
+/// A sensor bias injected by the simulator on one signal of one machine is caught by the PCA rule
+/// of that machine, and the explanation's top signal is the biased one.
+#[test]
+fn pca_explanation_names_the_perturbed_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_plant(dir.path(), SAMPLE_PLANT, "", &[]);
+    let machine = "plant1/production/line1/cnc2";
+    let biased = "motor_current";
+    let start = now_ms() - 6 * 3_600_000;
+    let healthy = dir.path().join("healthy.toml");
+    std::fs::write(
+        &healthy,
+        "[failures]\nrules = false\nrandom_failure_probability = 0.0\n[quality]\ntool_wear_shift = 0.0\n",
+    )
+    .unwrap();
+    let sim = |scenario: &std::path::Path, from: i64, duration: &str| {
+        let (ok, text) = run_gemba(&[
+            "simulate",
+            "--mqtt-port",
+            &srv.mqtt.to_string(),
+            "--duration",
+            duration,
+            "--speed",
+            "max",
+            "--seed",
+            "7",
+            "--start",
+            &from.to_string(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+    };
+    let stored_until = |ts: i64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/{biased}"));
+            if latest[0]["ts"].as_i64().unwrap_or(0) >= ts {
+                break;
+            }
+            assert!(Instant::now() < deadline, "data not stored: {latest}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    sim(&healthy, start, "2h");
+    stored_until(start + 2 * 3_600_000 - 60_000);
+    let (s, rule) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "cnc2-pca", "type": "pca", "machine": machine,
+                "signals": ["spindle_speed", "torque", "motor_current", "power", "vibration_rms"],
+                "baseline": {"from": start, "to": start + 2 * 3_600_000}}),
+    );
+    assert_eq!(s, 201, "{rule}");
+    let fitted = &rule["fitted"];
+    assert!(fitted["train_rows"].as_u64().unwrap() > 1000, "{fitted}");
+
+    // Two more hours, with the bias from 30 min on.
+    let faulty = dir.path().join("faulty.toml");
+    std::fs::write(
+        &faulty,
+        format!(
+            "[failures]\nrules = false\nrandom_failure_probability = 0.0\n[quality]\ntool_wear_shift = 0.0\n\
+             [[faults]]\nkind = \"sensor_bias\"\nmachine = \"cnc2\"\nsignal = \"{biased}\"\nat = \"30m\"\nmagnitude = 8.0\n"
+        ),
+    )
+    .unwrap();
+    let from = start + 2 * 3_600_000;
+    sim(&faulty, from, "2h");
+    stored_until(from + 2 * 3_600_000 - 60_000);
+    let a = wait_alarm(&srv, "", |a| a["rule"] == "cnc2-pca");
+    let onset = from + 30 * 60_000;
+    let raised = a["raised_at"].as_i64().unwrap();
+    assert!(
+        raised >= onset && raised < onset + 120_000,
+        "raised {} s after the onset: {a}",
+        (raised - onset) / 1000
+    );
+    let top = &a["explanation"]["contributions"][0];
+    assert_eq!(top["signal"], format!("{machine}/{biased}"), "{a}");
+    // The score is a signal of its own.
+    let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/anomaly_index"));
+    assert!(latest[0]["value"].as_f64().unwrap() > 1.0, "{latest}");
+    // No alarm on the healthy machines of the same runs.
+    assert_eq!(alarms(&srv, "?rule=cnc2-pca").len(), 1);
+}
