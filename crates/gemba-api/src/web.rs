@@ -51,6 +51,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../web/pages/models.js"),
     ),
     (
+        "pages/alarms.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/pages/alarms.js"),
+    ),
+    (
         "pages/quality.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/pages/quality.js"),

@@ -4,7 +4,7 @@
 //   #/events               events with filters
 //   #/quality              SPC chart, violations and capability of a quality characteristic
 //   #/models               model registry
-//   #/alarms               placeholder until alarms exist
+//   #/alarms               alarms: list, filters, explanation, acknowledge / comment / close
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
 import { connect, onStatus } from './api.js';
 import { h, tr } from './ui.js';
@@ -13,18 +13,13 @@ import * as machine from './pages/machine.js';
 import * as events from './pages/events.js';
 import * as models from './pages/models.js';
 import * as quality from './pages/quality.js';
+import * as alarms from './pages/alarms.js';
 
 // Figures the browser tests read (web-tests/dashboard.mjs).
 window.gemba = { ready: false, firstRenderMs: null, charts: [] };
 
 const main = document.getElementById('main');
 let cleanup = null;
-
-const alarms = {
-  render(root) {
-    root.append(tr('h1', 'alarms.title'), tr('p.placeholder', 'alarms.placeholder', { 'data-testid': 'alarms-placeholder' }));
-  },
-};
 
 function route() {
   const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ''));

@@ -169,6 +169,9 @@ pub enum RuleKind {
         /// Points in a row without a violation that clear the alarm (default 9).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clear_after: Option<u32>,
+        /// Chart means of this many consecutive values (an X̄ chart; default 1: individuals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subgroup: Option<u32>,
     },
     /// PCA on a machine's signals fitted on `baseline` (default: the last two hours): the score
     /// `max(T²/limit, SPE/limit)` is stored as the signal `<machine>/<score_signal>`; the alarm is
@@ -193,6 +196,10 @@ pub enum RuleKind {
         clear_index: Option<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         score_signal: Option<String>,
+        /// Fit and score only while the machine's `state` signal is in this state (default:
+        /// `running` when the machine has such a state; `any` scores in every state).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
     },
 }
 
@@ -221,6 +228,11 @@ pub enum Fitted {
         holdout_rows: usize,
         components: usize,
         score_signal: String,
+        /// The state signal and the state index that gate scoring, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_signal: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_state: Option<f64>,
     },
 }
 
@@ -547,6 +559,9 @@ impl ThresholdEval {
 #[derive(Debug)]
 struct SpcEval {
     signal: String,
+    /// Values per plotted point and the partial subgroup.
+    subgroup: usize,
+    partial: Vec<f64>,
     monitor: RuleMonitor,
     center: f64,
     sigma: f64,
@@ -563,6 +578,17 @@ struct SpcEval {
 
 impl SpcEval {
     fn push(&mut self, ts: Timestamp, v: f64) -> Option<Verdict> {
+        let v = if self.subgroup > 1 {
+            self.partial.push(v);
+            if self.partial.len() < self.subgroup {
+                return None;
+            }
+            let m = self.partial.iter().sum::<f64>() / self.partial.len() as f64;
+            self.partial.clear();
+            m
+        } else {
+            v
+        };
         let stat = match self.lambda {
             Some(l) => {
                 self.ewma = l * v + (1.0 - l) * self.ewma;
@@ -597,10 +623,11 @@ impl SpcEval {
                 .iter()
                 .map(|v| format!("SPC rule {}: {}", v.rule.number(), v.rule.describe()))
                 .collect();
-            let chart = if self.lambda.is_some() {
-                "EWMA"
-            } else {
-                "individuals"
+            let chart = match (self.lambda.is_some(), self.subgroup > 1) {
+                (true, true) => format!("EWMA of means of {}", self.subgroup),
+                (true, false) => "EWMA".to_owned(),
+                (false, true) => format!("X̄ (subgroups of {})", self.subgroup),
+                (false, false) => "individuals".to_owned(),
             };
             let explanation = Explanation {
                 rule: format!("{} ({chart} chart of {})", rules.join("; "), self.signal),
@@ -650,7 +677,10 @@ struct PcaEval {
     machine: String,
     signals: Vec<String>,
     model: PcaMonitor,
+    /// Held values of the signals, then (when gated) of the state signal.
     held: Vec<Option<f64>>,
+    /// Score only while the state signal holds this value.
+    gate: Option<f64>,
     raise_after: u32,
     clear_after: u32,
     clear_index: f64,
@@ -662,7 +692,15 @@ struct PcaEval {
 impl PcaEval {
     /// Scores the held values at `ts`; returns the index and maybe a verdict.
     fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
-        let x: Option<Vec<f64>> = self.held.iter().copied().collect();
+        let n = self.signals.len();
+        if let Some(g) = self.gate
+            && self.held.get(n).copied().flatten() != Some(g)
+        {
+            // Not in the gated state: no score, and an excursion in progress starts over.
+            self.over = 0;
+            return None;
+        }
+        let x: Option<Vec<f64>> = self.held[..n].iter().copied().collect();
         let score = self.model.score(&x?).ok()?;
         let verdict = if score.index > 1.0 {
             self.under = 0;
@@ -1556,8 +1594,14 @@ impl crate::Engine {
                 lambda,
                 l,
                 clear_after,
+                subgroup,
             } => {
                 let reg = self.rule_signal(signal)?;
+                let n = subgroup.unwrap_or(1);
+                if !(1..=25).contains(&n) {
+                    return Err(invalid("subgroup", format!("{n} must be between 1 and 25")));
+                }
+                let n = n as usize;
                 let ewma = match chart.as_str() {
                     "imr" | "i" | "individuals" => false,
                     "ewma" => true,
@@ -1633,6 +1677,8 @@ impl crate::Engine {
                         ));
                     }
                 };
+                // σ of a subgroup mean.
+                let s_mean = sx / (n as f64).sqrt();
                 let (stat_sigma, lam) = if ewma {
                     let lam = lambda.unwrap_or(0.2);
                     let width = l.unwrap_or(3.0);
@@ -1643,14 +1689,16 @@ impl crate::Engine {
                         return Err(invalid("l", format!("{width} must be positive")));
                     }
                     // Rule 1 fires beyond 3 of these σ, i.e. beyond L σ of the EWMA statistic.
-                    (sx * (lam / (2.0 - lam)).sqrt() * width / 3.0, Some(lam))
+                    (s_mean * (lam / (2.0 - lam)).sqrt() * width / 3.0, Some(lam))
                 } else {
-                    (sx, None)
+                    (s_mean, None)
                 };
                 let clear_after = clear_after.unwrap_or(9).max(1);
                 let monitor = RuleMonitor::new(c, stat_sigma, &RuleSet { enabled: set });
                 let eval = Eval::Spc(SpcEval {
                     signal: signal.clone(),
+                    subgroup: n,
+                    partial: Vec::new(),
                     monitor,
                     center: c,
                     sigma: stat_sigma,
@@ -1681,6 +1729,7 @@ impl crate::Engine {
                 clear_after,
                 clear_index,
                 score_signal,
+                state,
             } => {
                 let machine = machine.trim_end_matches('/').to_owned();
                 let score_name = score_signal
@@ -1722,6 +1771,37 @@ impl crate::Engine {
                     .map(|n| self.rule_signal(&format!("{machine}/{n}")))
                     .collect::<Result<_, _>>()
                     .map_err(|e| invalid("signals", e))?;
+                let state_path = format!("{machine}/state");
+                let gate: Option<(crate::Registered, f64)> = match state.as_deref() {
+                    Some("any") => None,
+                    wanted => {
+                        let name = wanted.unwrap_or("running");
+                        match self.registry.get(&state_path) {
+                            Some(r) if r.def.kind == SignalKind::State => {
+                                match r.def.state_index(name) {
+                                    Some(i) => Some((r, i as f64)),
+                                    None if wanted.is_none() => None,
+                                    None => {
+                                        return Err(invalid(
+                                            "state",
+                                            format!(
+                                                "{name:?} is not a state of {state_path}; known: {}",
+                                                r.def.states.join(", ")
+                                            ),
+                                        ));
+                                    }
+                                }
+                            }
+                            _ if wanted.is_none() => None,
+                            _ => {
+                                return Err(invalid(
+                                    "state",
+                                    format!("{machine} has no state signal {state_path}"),
+                                ));
+                            }
+                        }
+                    }
+                };
                 let p = baseline.unwrap_or(Period {
                     from: now - 2 * 3_600_000,
                     to: now,
@@ -1729,7 +1809,17 @@ impl crate::Engine {
                 if p.from >= p.to {
                     return Err(invalid("baseline", "from must be before to"));
                 }
-                let rows = self.aligned_rows(&regs, p)?;
+                let mut all = regs.clone();
+                if let Some((r, _)) = &gate {
+                    all.push(r.clone());
+                }
+                let mut rows = self.aligned_rows(&all, p)?;
+                if let Some((_, g)) = &gate {
+                    rows.retain(|r| r.last() == Some(g));
+                    for r in &mut rows {
+                        r.pop();
+                    }
+                }
                 let cut = rows.len() * 7 / 10;
                 let opts = PcaOptions {
                     variance: variance.unwrap_or(0.9),
@@ -1757,7 +1847,8 @@ impl crate::Engine {
                     machine: machine.clone(),
                     signals: names.clone(),
                     model: model.clone(),
-                    held: vec![None; names.len()],
+                    held: vec![None; names.len() + usize::from(gate.is_some())],
+                    gate: gate.as_ref().map(|g| g.1),
                     raise_after: raise_after.unwrap_or(3).max(1),
                     clear_after: clear_after.unwrap_or(10).max(1),
                     clear_index: clear_index.unwrap_or(0.8),
@@ -1772,10 +1863,12 @@ impl crate::Engine {
                     holdout_rows: rows.len() - cut,
                     components,
                     score_signal: out_path,
+                    gate_signal: gate.as_ref().map(|g| g.0.def.path.clone()),
+                    gate_state: gate.as_ref().map(|g| g.1),
                 };
                 (
                     eval,
-                    regs.iter().map(|r| r.id).collect(),
+                    all.iter().map(|r| r.id).collect(),
                     Some(out),
                     machine,
                     fitted,
@@ -1898,6 +1991,7 @@ fn restore(registry: &crate::Registry, alarms: &Alarms, rule: AlarmRule) -> Resu
                 lambda,
                 chart,
                 clear_after,
+                subgroup,
                 ..
             },
             Fitted::Spc {
@@ -1916,6 +2010,8 @@ fn restore(registry: &crate::Registry, alarms: &Alarms, rule: AlarmRule) -> Resu
             (
                 Eval::Spc(SpcEval {
                     signal: signal.clone(),
+                    subgroup: subgroup.unwrap_or(1).max(1) as usize,
+                    partial: Vec::new(),
                     monitor: RuleMonitor::new(*center, *sigma, &set),
                     center: *center,
                     sigma: *sigma,
@@ -1943,20 +2039,26 @@ fn restore(registry: &crate::Registry, alarms: &Alarms, rule: AlarmRule) -> Resu
                 signals,
                 model,
                 score_signal,
+                gate_signal,
+                gate_state,
                 ..
             },
         ) => {
             let machine = machine.trim_end_matches('/').to_owned();
-            let inputs = signals
+            let mut inputs: Vec<SignalId> = signals
                 .iter()
                 .map(|s| id(&format!("{machine}/{s}")))
                 .collect::<Result<_, _>>()?;
+            if let Some(g) = gate_signal {
+                inputs.push(id(g)?);
+            }
             (
                 Eval::Pca(PcaEval {
                     machine,
                     signals: signals.clone(),
                     model: model.clone(),
-                    held: vec![None; signals.len()],
+                    held: vec![None; signals.len() + usize::from(gate_signal.is_some())],
+                    gate: *gate_state,
                     raise_after: raise_after.unwrap_or(3).max(1),
                     clear_after: clear_after.unwrap_or(10).max(1),
                     clear_index: clear_index.unwrap_or(0.8),
@@ -2094,6 +2196,8 @@ mod tests {
         let set = RuleSet::western_electric();
         let mut e = SpcEval {
             signal: "s/a/l/m/d".into(),
+            subgroup: 1,
+            partial: Vec::new(),
             monitor: RuleMonitor::new(10.0, 1.0, &set),
             center: 10.0,
             sigma: 1.0,

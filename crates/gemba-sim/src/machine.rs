@@ -318,6 +318,9 @@ impl Machine {
             if let Some(s) = &spec.signal {
                 attrs.insert("signal".into(), json!(s));
             }
+            if let Some(d) = spec.duration {
+                attrs.insert("duration_s".into(), json!(d.as_s()));
+            }
             self.faults.push(ActiveFault {
                 kind: spec.kind,
                 id: id.to_owned(),

@@ -4,15 +4,17 @@
 
 mod bench;
 mod cli;
+mod eval;
 mod import;
 mod query;
+mod rules;
 mod serve;
 mod simulate;
 mod train;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigCmd};
+use cli::{Cli, Command, ConfigCmd, EvalCmd};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -36,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => train::predict(args),
         Command::Models(cmd) => train::models(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Eval(EvalCmd::Alarms(args)) => eval::alarms(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
             if let Some(plant) = &cfg.plant.file {

@@ -575,7 +575,7 @@ fn parse_speed(s: &str) -> anyhow::Result<Option<f64>> {
     Ok(Some(v))
 }
 
-fn progress(total_s: u64) -> ProgressBar {
+pub fn progress(total_s: u64) -> ProgressBar {
     let bar = ProgressBar::new(total_s);
     bar.set_style(
         ProgressStyle::with_template(
@@ -857,6 +857,10 @@ fn human(ms: i64) -> String {
     }
 }
 
+/// How much of the demo's history (at most half of it) is the alarm rules' baseline of normal
+/// operation; with less than 40 min of history no rules are made.
+const DEMO_BASELINE_MS: i64 = 2 * 3_600_000;
+
 fn demo_run(
     demo: crate::serve::DemoSim,
     engine: Arc<Engine>,
@@ -899,6 +903,29 @@ fn demo_run(
             vec![Box::new(DirectSink::new(engine.clone(), &sim))];
         let mut total = RunStats::default();
         let t0 = Instant::now();
+        // The first hours are the alarm rules' baseline: write them, fit the rules, then go on
+        // (the rest of the history is scored as it is written).
+        let baseline_ms = DEMO_BASELINE_MS.min((now - start) / 2);
+        let baseline_end = start + baseline_ms;
+        let rules_missing = sim.machines().iter().any(|m| {
+            engine
+                .alarms()
+                .rule(&crate::rules::demo_rule_name(m, "pca"))
+                .is_none()
+        });
+        if rules_missing && baseline_ms >= 20 * 60_000 {
+            while sim.now() < baseline_end && !stop.load(Ordering::Relaxed) {
+                let s = drive(&mut sim, &mut sinks, None, Some(baseline_end), stop, None)?;
+                total.samples += s.samples;
+                total.events += s.events;
+                total.failures += s.failures;
+            }
+            let made = crate::rules::demo_rules(&engine, &sim.machines(), start, baseline_end);
+            eprintln!(
+                "demo: {made} alarm rules fitted on the first {} of history",
+                human(baseline_ms)
+            );
+        }
         // Until the simulated clock has caught up with the wall clock.
         while now_ms() - sim.now() > dt && !stop.load(Ordering::Relaxed) {
             let s = drive(&mut sim, &mut sinks, None, Some(now_ms()), stop, None)?;
@@ -960,6 +987,7 @@ fn demo_run(
          Look at:\n  \
            {server}/                                  the live dashboard (English / 简体中文)\n  \
            {server}/#/quality                         SPC charts of the measured parts\n  \
+           {server}/#/alarms                          alarms with their explanations\n  \
            gemba query latest {m0}\n  \
            gemba query events --type custom:failure          machine failures (the ground truth)\n  \
            gemba query events --type custom:fault_onset      injected bearing wear, drifts, sensor faults\n  \

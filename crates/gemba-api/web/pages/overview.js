@@ -1,11 +1,13 @@
 // Plant overview: the asset tree site › area › line › machine, one live card per machine, and the
-// failures / fault onsets of the last 24 h. OEE and alarms do not exist yet: marked placeholders.
+// failures / fault onsets of the last 24 h, and the open alarms (live). OEE does not exist yet: a
+// marked placeholder.
 import { assetTree, getJSON, latestUnder, latest, onLive, qs, level, signalName } from '../api.js';
 import { t, num, clock, dateTime } from '../i18n.js';
 import { h, tr, stateColour, stateLabel, signalLabel, valueText, typeLabel, eventType } from '../ui.js';
 import { eventDetails } from './events.js';
 
 const FAILURE_TYPES = ['custom:failure', 'custom:fault_onset'];
+const SEVERITY_RANK = { low: 1, medium: 2, high: 3, critical: 4 };
 const PREFERRED = ['spindle_speed', 'torque', 'tool_wear', 'vibration_rms', 'process_temp', 'pressure', 'power'];
 
 /** Up to five signals worth showing on a card: preferred gauges first, then good parts. */
@@ -88,6 +90,18 @@ export async function render(root) {
   const walk = (n) => { if (level(n) === 'machine') ms.push(n); (n.children || []).forEach(walk); };
   walk(plant);
   const failures = h('ul.failures', { 'data-testid': 'failures' });
+  const openAlarms = h('ul.failures', { 'data-testid': 'open-alarms' });
+  const loadAlarms = async () => {
+    try {
+      const { alarms } = await getJSON('/api/v1/alarms?state=active,acknowledged&limit=50');
+      const marks = new Map();
+      for (const a of alarms) marks.set(a.asset, Math.max(marks.get(a.asset) || 0, SEVERITY_RANK[a.severity] || 0));
+      for (const card of root.querySelectorAll('.card')) card.dataset.alarm = marks.has(card.dataset.path) ? String(marks.get(card.dataset.path)) : '';
+      openAlarms.replaceChildren(...(alarms.length ? alarms.map((a) => h('li', { dataset: { severity: a.severity } },
+        h('span.sev', { dataset: { severity: a.severity } }, t(`alarms.severity.${a.severity}`)), ' ',
+        h('a', { href: '#/alarms' }, a.message), ' ', h('span.muted', {}, dateTime(a.last_raised_at)))) : [tr('li.muted', 'overview.no_alarms')]));
+    } catch { /* shown as stale */ }
+  };
   root.append(
     h('div.title', {}, tr('h1', 'overview.title'), h('span.muted', {}, t('overview.machines', { n: num(ms.length, 0) })), updated),
     h('div.overview', {},
@@ -95,13 +109,14 @@ export async function render(root) {
       h('aside', {},
         h('div.panel', {}, tr('h2', 'overview.failures'), failures),
         h('div.panel.placeholder', { 'data-testid': 'oee-placeholder' }, tr('h2', 'overview.oee'), tr('p', 'overview.oee_placeholder')),
-        h('div.panel.placeholder', {}, tr('h2', 'nav.alarms'), tr('p', 'overview.alarms_placeholder')))));
+        h('div.panel', {}, h('h2', {}, h('a', { href: '#/alarms' }, t('overview.alarms_active'))), openAlarms))));
 
   // Values: what is known now, then live.
   const root0 = level(plant) === 'enterprise' ? '' : plant.path || '';
   for (const v of await latestUnder(root0)) paint(cells.get(v.signal), v);
   for (const [path, cell] of cells) if (!latest.has(path)) paint(cell, null);
 
+  await loadAlarms();
   const now = Date.now();
   const lists = await Promise.all(FAILURE_TYPES.map((type) =>
     getJSON(`/api/v1/events?${qs({ type, from: now - 86400e3, to: now + 60000 })}`).catch(() => [])));
@@ -113,6 +128,7 @@ export async function render(root) {
   return onLive((msg) => {
     for (const v of msg.latest) paint(cells.get(v.signal), v);
     updated.textContent = t('overview.updated', { time: clock(msg.ts) });
+    if (msg.events.some((e) => eventType(e) === 'custom:alarm')) loadAlarms();
     for (const e of msg.events) {
       if (!FAILURE_TYPES.includes(eventType(e)) || seen.has(e.id)) continue;
       seen.add(e.id);

@@ -1,0 +1,360 @@
+//! `gemba eval alarms`: the demo's alarm rules on a simulated run, scored against the simulator's
+//! ground truth. Per injected fault (kind, machine, onset) whether each rule type of that machine
+//! raised an alarm between the onset and the end of the fault (plus a grace period) and how long
+//! after the onset; alarms outside every fault window and away from machine failures count as
+//! false alarms, reported per day.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use gemba_core::Timestamp;
+use gemba_core::time::parse_duration_ms;
+use gemba_engine::{Config, Engine};
+use gemba_sim::Simulator;
+use gemba_store::EventQuery;
+
+use crate::cli::EvalAlarmsArgs;
+use crate::simulate::{DirectSink, Sink, drive, load_inputs};
+
+/// After a fault ends, alarms within this long still count as detections of it.
+const GRACE_MS: i64 = 30 * 60_000;
+/// Alarms from this long before a machine failure until [`AFTER_FAILURE_MS`] after it are
+/// counted as failure-related, not as false alarms.
+const BEFORE_FAILURE_MS: i64 = 30 * 60_000;
+const AFTER_FAILURE_MS: i64 = 60 * 60_000;
+/// Alarms this long after a setup (changeover) began are counted as startup-related.
+const AFTER_SETUP_MS: i64 = 30 * 60_000;
+
+/// A scratch directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let p = std::env::temp_dir().join(format!(
+            "gemba-eval-{}-{}",
+            std::process::id(),
+            crate::simulate::now_ms()
+        ));
+        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    kind: String,
+    machine: String,
+    onset: Timestamp,
+    end: Timestamp,
+}
+
+/// Detected, total, detection delays (minutes).
+type Tally = (usize, usize, Vec<f64>);
+
+#[derive(Debug, Clone)]
+struct Raise {
+    machine: String,
+    rule_type: String,
+    at: Timestamp,
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
+    let duration =
+        parse_duration_ms(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+    let baseline =
+        parse_duration_ms(&args.baseline).map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
+    if duration < 3_600_000 {
+        anyhow::bail!("--duration: at least 1h, to see faults");
+    }
+    let (plant, scenario) =
+        load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
+    let dir = TempDir::new()?;
+    let plant_file = match &args.plant {
+        Some(p) => p.clone(),
+        None => {
+            let p = dir.0.join("plant.toml");
+            std::fs::write(&p, crate::serve::DEMO_PLANT)?;
+            p
+        }
+    };
+    let mut config = Config::default();
+    config.storage.path = dir.0.join("eval.db");
+    config.storage.sync = gemba_engine::config::SyncMode::Normal;
+    config.mqtt.mode = gemba_engine::config::MqttMode::Off;
+    config.plant.file = Some(plant_file);
+    let engine = Engine::open(config, Arc::new(gemba_core::SystemClock))?;
+    let dt = scenario.sample_interval.0;
+    let now = crate::simulate::now_ms();
+    let mut start = now - duration - baseline - 60_000;
+    start -= start.rem_euclid(dt);
+    let mut sim = Simulator::new(&plant, &scenario, start)?;
+    let mut sinks: Vec<Box<dyn Sink + Send>> =
+        vec![Box::new(DirectSink::new(engine.clone(), &sim))];
+    let stop = AtomicBool::new(false);
+    eprintln!(
+        "eval: {} machines, scenario {:?}, seed {}: {} of baseline, then {} scored",
+        sim.machines().len(),
+        scenario.name.clone().unwrap_or_default(),
+        scenario.seed,
+        args.baseline,
+        args.duration
+    );
+    let t0 = std::time::Instant::now();
+    drive(
+        &mut sim,
+        &mut sinks,
+        None,
+        Some(start + baseline),
+        &stop,
+        None,
+    )?;
+    for s in &mut sinks {
+        s.flush()?;
+    }
+    let machines: Vec<String> = sim.machines().iter().map(|m| (*m).to_owned()).collect();
+    let refs: Vec<&str> = machines.iter().map(String::as_str).collect();
+    let made = crate::rules::demo_rules(&engine, &refs, start, start + baseline);
+    eprintln!("eval: {made} alarm rules fitted on the baseline");
+    if args.verbose {
+        for r in engine.alarms().rules() {
+            eprintln!(
+                "  {}: {}",
+                r.spec.name,
+                serde_json::to_string(&r.spec.kind).unwrap_or_default()
+            );
+        }
+    }
+    let end = start + baseline + duration;
+    let bar = crate::simulate::progress(((end - sim.now()) / 1000) as u64);
+    drive(&mut sim, &mut sinks, None, Some(end), &stop, Some(&bar))?;
+    for s in &mut sinks {
+        s.flush()?;
+    }
+    bar.finish_and_clear();
+    engine.alarms().flush()?;
+    let wall = t0.elapsed().as_secs_f64();
+
+    // Ground truth.
+    let events = |kind: &str| -> anyhow::Result<Vec<gemba_store::StoredEvent>> {
+        Ok(engine.store().events(&EventQuery {
+            from: start,
+            to: end + 1,
+            asset_prefix: None,
+            kind: Some(kind.to_owned()),
+            limit: 1_000_000,
+        })?)
+    };
+    let failures_all = events("custom:failure")?;
+    let failures: Vec<(String, Timestamp)> = failures_all
+        .iter()
+        .map(|e| (e.event.asset.clone(), e.event.ts))
+        .collect();
+    let bearing_failures: Vec<(String, Timestamp)> = failures_all
+        .iter()
+        .filter(|e| e.event.attrs.get("mode").and_then(|m| m.as_str()) == Some("bearing"))
+        .map(|e| (e.event.asset.clone(), e.event.ts))
+        .collect();
+    // Changeovers: the parts after a setup start off target (startup rejects, a real cause).
+    let setups: Vec<(String, Timestamp)> = events("state")?
+        .into_iter()
+        .filter(|e| matches!(&e.event.body, gemba_core::EventBody::State { state, .. } if state == "setup"))
+        .map(|e| (e.event.asset.clone(), e.event.ts))
+        .collect();
+    let mut faults = Vec::new();
+    for e in events("custom:fault_onset")? {
+        let a = &e.event.attrs;
+        let kind = a
+            .get("fault")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        let onset = e.event.ts;
+        let machine = e.event.asset.clone();
+        let end_ts = if kind == "bearing" {
+            // Until the bearing failure of that machine.
+            bearing_failures
+                .iter()
+                .filter(|(m, t)| *m == machine && *t > onset)
+                .map(|(_, t)| *t)
+                .min()
+                .unwrap_or(end)
+        } else {
+            a.get("duration_s")
+                .and_then(|v| v.as_f64())
+                .map_or(end, |d| onset + (d * 1000.0) as i64)
+        };
+        faults.push(Fault {
+            kind,
+            machine,
+            onset,
+            end: end_ts,
+        });
+    }
+    let raises: Vec<Raise> = engine
+        .alarms()
+        .query(&gemba_engine::alarms::AlarmQuery {
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .into_iter()
+        .flat_map(|a| {
+            a.history
+                .iter()
+                .filter(|h| h.what == "raised" || h.what == "reraised")
+                .map(|h| Raise {
+                    machine: a.asset.clone(),
+                    rule_type: a.rule_type.clone(),
+                    at: h.at,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let types = ["spc", "pca", "threshold"];
+
+    println!(
+        "\nSimulated {} after a {} baseline in {wall:.0} s: {} faults injected, {} machine failures, {} alarm raises.\n",
+        args.duration,
+        args.baseline,
+        faults.len(),
+        failures.len(),
+        raises.len()
+    );
+    println!(
+        "{:<16} {:<28} {:>8}   {:>12} {:>12} {:>12}",
+        "fault", "machine", "onset", "spc", "pca", "threshold"
+    );
+    // kind → rule type → (detected, total, delays)
+    let mut summary: BTreeMap<String, BTreeMap<&str, Tally>> = BTreeMap::new();
+    for f in &faults {
+        let mut cells = Vec::new();
+        for t in types {
+            let first = raises
+                .iter()
+                .filter(|r| r.machine == f.machine && r.rule_type == t)
+                .filter(|r| r.at >= f.onset && r.at <= f.end + GRACE_MS)
+                .map(|r| r.at)
+                .min();
+            let entry = summary
+                .entry(f.kind.clone())
+                .or_default()
+                .entry(t)
+                .or_default();
+            entry.1 += 1;
+            cells.push(match first {
+                Some(at) => {
+                    entry.0 += 1;
+                    let min = (at - f.onset) as f64 / 60_000.0;
+                    entry.2.push(min);
+                    format!("{min:.1} min")
+                }
+                None => "–".to_owned(),
+            });
+        }
+        println!(
+            "{:<16} {:<28} {:>7.1}h   {:>12} {:>12} {:>12}",
+            f.kind,
+            f.machine
+                .rsplit('/')
+                .take(2)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("/"),
+            (f.onset - start - baseline) as f64 / 3_600_000.0,
+            cells[0],
+            cells[1],
+            cells[2]
+        );
+    }
+    println!(
+        "\nDetection rate and median delay per fault kind (each rule type of the faulty machine):"
+    );
+    println!(
+        "{:<16} {:>22} {:>22} {:>22}",
+        "fault", "spc", "pca", "threshold"
+    );
+    for (kind, by) in &mut summary {
+        let mut row = format!("{kind:<16}");
+        for t in types {
+            let (d, n, delays) = by.entry(t).or_default();
+            let med = median(delays).map_or("–".to_owned(), |m| format!("{m:.1} min"));
+            row.push_str(&format!(" {:>22}", format!("{d}/{n} ({med})")));
+        }
+        println!("{row}");
+    }
+    // False alarms: raises outside every fault window of their machine and away from failures.
+    let days = duration as f64 / 86_400_000.0;
+    let machine_days = days * machines.len() as f64;
+    println!(
+        "\nAlarms outside the fault windows (+ {} min grace): near a machine failure ({} min before to {} min after), after a changeover (within {} min of a setup: startup parts are off target) and false (the rest):",
+        GRACE_MS / 60_000,
+        BEFORE_FAILURE_MS / 60_000,
+        AFTER_FAILURE_MS / 60_000,
+        AFTER_SETUP_MS / 60_000
+    );
+    for t in types {
+        let outside: Vec<&Raise> = raises
+            .iter()
+            .filter(|r| r.rule_type == t)
+            .filter(|r| {
+                !faults
+                    .iter()
+                    .any(|f| f.machine == r.machine && r.at >= f.onset && r.at <= f.end + GRACE_MS)
+            })
+            .collect();
+        let near = outside
+            .iter()
+            .filter(|r| {
+                failures.iter().any(|(m, ts)| {
+                    *m == r.machine
+                        && r.at >= ts - BEFORE_FAILURE_MS
+                        && r.at <= ts + AFTER_FAILURE_MS
+                })
+            })
+            .count();
+        let startup = outside
+            .iter()
+            .filter(|r| {
+                !failures.iter().any(|(m, ts)| {
+                    *m == r.machine
+                        && r.at >= ts - BEFORE_FAILURE_MS
+                        && r.at <= ts + AFTER_FAILURE_MS
+                })
+            })
+            .filter(|r| {
+                setups
+                    .iter()
+                    .any(|(m, ts)| *m == r.machine && r.at >= *ts && r.at <= ts + AFTER_SETUP_MS)
+            })
+            .count();
+        let n = outside.len() - near - startup;
+        println!(
+            "  {t:<10} {near:>5} near failures; {startup:>5} after changeovers; {n:>5} false in {days:.1} days: {:.1} per day for the plant, {:.2} per machine-day",
+            n as f64 / days,
+            n as f64 / machine_days
+        );
+    }
+    Ok(())
+}
