@@ -30,12 +30,13 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Ingest(args) => ingest(args),
         BenchCmd::Simulate(args) => crate::simulate::bench(args),
+        BenchCmd::Alarms(args) => crate::bench_alarms::run(args),
     }
 }
 
-struct Child_ {
+pub(crate) struct Child_ {
     child: Child,
-    http: u16,
+    pub(crate) http: u16,
     mqtt: u16,
 }
 
@@ -52,7 +53,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
+pub(crate) fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
     let (http, mqtt, v5) = (free_port()?, free_port()?, free_port()?);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cfg = dir.join("gemba.toml");
@@ -573,7 +574,7 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -581,7 +582,7 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> anyhow::Result<TempDir> {
+pub(crate) fn tempdir() -> anyhow::Result<TempDir> {
     let p = std::env::temp_dir().join(format!("gemba-bench-{}", std::process::id()));
     std::fs::create_dir_all(&p)?;
     Ok(TempDir(p))

@@ -248,6 +248,22 @@ pub enum BenchCmd {
     /// Simulator throughput: points per second accelerated, and headroom in real time for a
     /// plant of many machines.
     Simulate(BenchSimArgs),
+    /// Streaming SPC rule evaluation (points/s on one core, against the batch rules) and
+    /// sample → alarm latency over the API under background ingest.
+    Alarms(BenchAlarmsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAlarmsArgs {
+    /// Points pushed through the streaming rules.
+    #[arg(long, default_value_t = 20_000_000)]
+    pub points: usize,
+    /// Background ingest load in points per second during the latency probes.
+    #[arg(long, default_value_t = 10_000)]
+    pub load: usize,
+    /// Number of latency probes.
+    #[arg(long, default_value_t = 300)]
+    pub probes: usize,
 }
 
 #[derive(Debug, Subcommand)]

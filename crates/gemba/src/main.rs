@@ -3,6 +3,7 @@
 //! messages (anyhow is used here and nowhere else).
 
 mod bench;
+mod bench_alarms;
 mod cli;
 mod eval;
 mod import;
