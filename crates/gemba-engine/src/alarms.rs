@@ -537,7 +537,9 @@ impl ThresholdEval {
         );
         let message = format!(
             "{} is {} ({word} {})",
-            self.signal, reading.value, self.limit
+            self.signal,
+            short(reading.value),
+            self.limit
         );
         Some(Verdict::Raise(
             Explanation {
@@ -1239,6 +1241,21 @@ impl Alarms {
         self.send(Msg::Flush(ack))?;
         done.recv().map_err(|_| EngineError::ShuttingDown)
     }
+}
+
+/// A value with as many decimals as a person reads (4–5 significant digits).
+fn short(v: f64) -> String {
+    let a = v.abs();
+    let digits = if a >= 1000.0 {
+        0
+    } else if a >= 100.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        4
+    };
+    format!("{v:.digits$}")
 }
 
 fn rule_type(k: &RuleKind) -> &'static str {
