@@ -98,6 +98,18 @@ pub async fn alarms(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     Ok(Json(json!({"version": engine.alarms().version(), "alarms": list})).into_response())
 }
 
+/// `GET /api/v1/datasets/parts?machine=…&from=…&to=…`: one CSV row per measured part — the
+/// machine's gauges at that instant and the label `quality` (`defect` outside the spec limits of
+/// its quality characteristic, else `ok`); the training set of a defect-prediction model.
+pub async fn parts_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["machine", "from", "to"])?;
+    let machine = p.required("machine")?.to_owned();
+    let to = p.ts("to")?.unwrap_or_else(|| engine.now());
+    let from = p.ts("from")?.unwrap_or(to - 7 * 86_400_000);
+    let table = blocking(move || engine.parts_dataset(&machine, from, to)).await?;
+    Ok(crate::routes::csv_response("parts", table.to_csv()))
+}
+
 fn alarm_id(raw: &str) -> ApiResult<u64> {
     raw.parse()
         .map_err(|_| ApiError::bad_request(format!("alarm id {raw:?} is not a whole number")))

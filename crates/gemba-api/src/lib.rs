@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/alarms"),
     ("get", "/api/v1/alarms/{id}"),
     ("post", "/api/v1/alarms/{id}/{action}"),
+    ("get", "/api/v1/datasets/parts"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -136,6 +137,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/alarms", get(alarms::alarms))
         .route("/api/v1/alarms/{id}", get(alarms::alarm))
         .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
+        .route("/api/v1/datasets/parts", get(alarms::parts_dataset))
         .route("/api/v1/openapi.json", get(routes::openapi))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))

@@ -132,7 +132,7 @@ enum Format {
     Csv,
 }
 
-fn csv_response(filename: &str, body: String) -> Response {
+pub(crate) fn csv_response(filename: &str, body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

@@ -201,6 +201,36 @@ pub enum RuleKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<String>,
     },
+    /// A registered classifier (logistic regression, SVM) scored on the machine's signals named
+    /// like its features: the probability of `classes` (default: every class but the normal one)
+    /// is stored as `<machine>/<score_signal>` and raises the alarm after `raise_after` points above
+    /// `above`; it clears after `clear_after` points below `clear`.
+    Model {
+        machine: String,
+        model: String,
+        /// Default: the version active for the machine, else the newest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classes: Option<Vec<String>>,
+        #[serde(default = "half")]
+        above: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raise_after: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear_after: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score_signal: Option<String>,
+        /// Score only while the machine's `state` signal is in this state (as for `pca`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+    },
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 fn default_chart() -> String {
@@ -229,6 +259,19 @@ pub enum Fitted {
         components: usize,
         score_signal: String,
         /// The state signal and the state index that gate scoring, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_signal: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_state: Option<f64>,
+    },
+    Model {
+        version: u32,
+        kind: String,
+        features: Vec<String>,
+        /// Indices of the watched classes in the model's class list.
+        watched: Vec<usize>,
+        class_names: Vec<String>,
+        score_signal: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gate_signal: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -794,11 +837,151 @@ impl PcaEval {
     }
 }
 
+/// A classifier's probability with hysteresis.
+#[derive(Debug)]
+struct ModelEval {
+    machine: String,
+    name: String,
+    artifact: Box<gemba_ml::ModelArtifact>,
+    features: Vec<String>,
+    watched: Vec<usize>,
+    /// The features' held values, then (when gated) the state signal's.
+    held: Vec<Option<f64>>,
+    gate: Option<f64>,
+    above: f64,
+    clear: f64,
+    raise_after: u32,
+    clear_after: u32,
+    over: u32,
+    under: u32,
+    raised: bool,
+}
+
+impl ModelEval {
+    fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
+        let n = self.features.len();
+        if let Some(g) = self.gate
+            && self.held.get(n).copied().flatten() != Some(g)
+        {
+            self.over = 0;
+            return None;
+        }
+        let row: Vec<f64> = self.held[..n]
+            .iter()
+            .copied()
+            .collect::<Option<Vec<f64>>>()?;
+        let m = gemba_ml::Matrix::new(1, row.len(), row.clone()).ok()?;
+        let proba = self.artifact.predict_proba(&m).ok()?;
+        let p: f64 = self.watched.iter().map(|&c| proba.row(0)[c]).sum();
+        let verdict = if p > self.above {
+            self.under = 0;
+            self.over += 1;
+            if !self.raised && self.over >= self.raise_after {
+                self.raised = true;
+                let ex = self.explain(ts, &row, p);
+                let top = ex
+                    .contributions
+                    .first()
+                    .map(|c| format!("; top signal {}", c.signal))
+                    .unwrap_or_default();
+                let message = format!(
+                    "{}: model {} gives {} a probability of {:.0} %{top}",
+                    self.machine,
+                    self.name,
+                    self.watched
+                        .iter()
+                        .map(|&c| self.artifact.class_names[c].as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    100.0 * p
+                );
+                Some(Verdict::Raise(ex, message))
+            } else if self.raised {
+                Some(Verdict::Still(self.explain(ts, &row, p)))
+            } else {
+                None
+            }
+        } else {
+            self.over = 0;
+            if self.raised && p < self.clear {
+                self.under += 1;
+                if self.under >= self.clear_after {
+                    self.raised = false;
+                    self.under = 0;
+                    Some(Verdict::Clear)
+                } else {
+                    None
+                }
+            } else {
+                self.under = 0;
+                None
+            }
+        };
+        Some((p, verdict))
+    }
+
+    fn explain(&self, ts: Timestamp, row: &[f64], p: f64) -> Explanation {
+        let (method, mut raw) = match self.artifact.explain(row, row.len()) {
+            Ok(e) => {
+                // Contributions toward the predicted class; flip them when the prediction is
+                // not one of the watched classes, so that positive means "toward the alarm".
+                let sign = if self.watched.contains(&e.predicted) {
+                    1.0
+                } else {
+                    -1.0
+                };
+                (
+                    e.method,
+                    e.top
+                        .into_iter()
+                        .map(|c| (c.feature, c.value, sign * c.contribution))
+                        .collect::<Vec<_>>(),
+                )
+            }
+            Err(e) => (format!("no explanation: {e}"), Vec::new()),
+        };
+        raw.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let pos: f64 = raw.iter().map(|r| r.2.max(0.0)).sum();
+        let contributions = raw
+            .iter()
+            .map(|(f, v, c)| SignalContribution {
+                signal: format!("{}/{f}", self.machine),
+                contribution: if pos > 0.0 { c.max(0.0) / pos } else { 0.0 },
+                value: *v,
+                expected: None,
+            })
+            .collect::<Vec<_>>();
+        Explanation {
+            rule: format!(
+                "model {} ({}): probability {:.2} > {} for {} points; contributions by {method}",
+                self.name,
+                kind_name(&self.artifact.kind),
+                p,
+                self.above,
+                self.raise_after
+            ),
+            values: self
+                .features
+                .iter()
+                .zip(row)
+                .map(|(f, v)| Reading {
+                    signal: format!("{}/{f}", self.machine),
+                    ts,
+                    value: *v,
+                })
+                .collect(),
+            limits: Some(json!({"probability": p, "above": self.above, "clear": self.clear})),
+            contributions,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Eval {
     Threshold(ThresholdEval),
     Spc(SpcEval),
     Pca(PcaEval),
+    Model(ModelEval),
 }
 
 /// A rule with its live evaluator (opaque outside the scorer).
@@ -1243,6 +1426,14 @@ impl Alarms {
     }
 }
 
+fn kind_name(k: &gemba_ml::ModelKind) -> &'static str {
+    match k {
+        gemba_ml::ModelKind::Logistic => "logistic",
+        gemba_ml::ModelKind::Svc => "svc",
+        gemba_ml::ModelKind::LinearSvc => "linear_svc",
+    }
+}
+
 /// A value with as many decimals as a person reads (4–5 significant digits).
 fn short(v: f64) -> String {
     let a = v.abs();
@@ -1263,6 +1454,7 @@ fn rule_type(k: &RuleKind) -> &'static str {
         RuleKind::Threshold { .. } => "threshold",
         RuleKind::Spc { .. } => "spc",
         RuleKind::Pca { .. } => "pca",
+        RuleKind::Model { .. } => "model",
     }
 }
 
@@ -1439,12 +1631,23 @@ fn score_batch(
                         verdicts.extend(v);
                     }
                 }
+                Eval::Model(m) => {
+                    for s in &samples[i..j] {
+                        if s.2.is_finite() {
+                            m.held[s.1] = Some(s.2);
+                        }
+                    }
+                    if let Some((p, v)) = m.evaluate(ts) {
+                        out_samples.push(Sample { ts, value: p });
+                        verdicts.extend(v);
+                    }
+                }
             }
             for v in verdicts {
                 let signal = match &a.eval {
                     Eval::Threshold(t) => Some(t.signal.clone()),
                     Eval::Spc(t) => Some(t.signal.clone()),
-                    Eval::Pca(_) => None,
+                    Eval::Pca(_) | Eval::Model(_) => None,
                 };
                 match v {
                     Verdict::Raise(ex, message) => {
@@ -1788,37 +1991,7 @@ impl crate::Engine {
                     .map(|n| self.rule_signal(&format!("{machine}/{n}")))
                     .collect::<Result<_, _>>()
                     .map_err(|e| invalid("signals", e))?;
-                let state_path = format!("{machine}/state");
-                let gate: Option<(crate::Registered, f64)> = match state.as_deref() {
-                    Some("any") => None,
-                    wanted => {
-                        let name = wanted.unwrap_or("running");
-                        match self.registry.get(&state_path) {
-                            Some(r) if r.def.kind == SignalKind::State => {
-                                match r.def.state_index(name) {
-                                    Some(i) => Some((r, i as f64)),
-                                    None if wanted.is_none() => None,
-                                    None => {
-                                        return Err(invalid(
-                                            "state",
-                                            format!(
-                                                "{name:?} is not a state of {state_path}; known: {}",
-                                                r.def.states.join(", ")
-                                            ),
-                                        ));
-                                    }
-                                }
-                            }
-                            _ if wanted.is_none() => None,
-                            _ => {
-                                return Err(invalid(
-                                    "state",
-                                    format!("{machine} has no state signal {state_path}"),
-                                ));
-                            }
-                        }
-                    }
-                };
+                let gate = self.state_gate(&machine, state.as_deref())?;
                 let p = baseline.unwrap_or(Period {
                     from: now - 2 * 3_600_000,
                     to: now,
@@ -1891,6 +2064,169 @@ impl crate::Engine {
                     fitted,
                 )
             }
+            RuleKind::Model {
+                machine,
+                model,
+                version,
+                classes,
+                above,
+                clear,
+                raise_after,
+                clear_after,
+                score_signal,
+                state,
+            } => {
+                let machine = machine.trim_end_matches('/').to_owned();
+                if self.registry.node(&machine).is_none() {
+                    return Err(invalid("machine", format!("unknown asset {machine:?}")));
+                }
+                let above = finite("above", *above)?;
+                if !(0.0..1.0).contains(&above) {
+                    return Err(invalid(
+                        "above",
+                        format!("{above} must be a probability in [0, 1)"),
+                    ));
+                }
+                let clear = finite("clear", clear.unwrap_or((above - 0.1).max(0.0)))?;
+                if clear > above {
+                    return Err(invalid(
+                        "clear",
+                        format!("{clear} must be at or below above = {above}"),
+                    ));
+                }
+                let version = match version {
+                    Some(v) => *v,
+                    None => {
+                        let active = self.active_models()?;
+                        match active
+                            .iter()
+                            .find(|a| a.asset == machine && a.name == *model)
+                        {
+                            Some(a) => a.version,
+                            None => self
+                                .models()?
+                                .iter()
+                                .filter(|m| m.name == *model)
+                                .map(|m| m.version)
+                                .max()
+                                .ok_or_else(|| {
+                                    invalid(
+                                        "model",
+                                        format!("no model named {model:?} is registered"),
+                                    )
+                                })?,
+                        }
+                    }
+                };
+                if let Some(meta) = self
+                    .models()?
+                    .into_iter()
+                    .find(|m| m.name == *model && m.version == version)
+                    && let Some(for_asset) = meta.asset
+                    && for_asset != machine
+                {
+                    return Err(invalid(
+                        "model",
+                        format!(
+                            "{model}@{version} was trained for {for_asset}, not {machine}; train and register one for this machine"
+                        ),
+                    ));
+                }
+                let json = self.model_artifact(model, version)?.ok_or_else(|| {
+                    invalid(
+                        "version",
+                        format!("model {model:?} has no version {version}"),
+                    )
+                })?;
+                let artifact = gemba_ml::ModelArtifact::load(json.as_bytes())
+                    .map_err(|e| invalid("model", format!("{model}@{version}: {e}")))?;
+                let names = artifact.class_names.clone();
+                let watched: Vec<usize> = match classes {
+                    Some(c) if c.is_empty() => {
+                        return Err(invalid("classes", "list at least one class"));
+                    }
+                    Some(c) => c
+                        .iter()
+                        .map(|name| {
+                            names.iter().position(|n| n == name).ok_or_else(|| {
+                                invalid(
+                                    "classes",
+                                    format!(
+                                        "{name:?} is not a class of {model}: {}",
+                                        names.join(", ")
+                                    ),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                    None => {
+                        let normal = gemba_ml::metrics::normal_class(&names);
+                        (0..names.len()).filter(|&c| c != normal).collect()
+                    }
+                };
+                let features = artifact.feature_names.clone();
+                let regs: Vec<crate::Registered> = features
+                    .iter()
+                    .map(|f| {
+                        self.registry.get(&format!("{machine}/{f}")).ok_or_else(|| {
+                            EngineError::InvalidModel(format!(
+                                "feature {f:?} of model {model}@{version} is not a signal of {machine}; \
+                                 alarm rules score models on the machine's signals named like their features"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let score_name = score_signal.clone().unwrap_or_else(|| format!("p_{model}"));
+                check_segment(&score_name)
+                    .map_err(|e| invalid("score_signal", format!("{score_name:?} {e}")))?;
+                if features.contains(&score_name) {
+                    return Err(invalid("score_signal", "is one of the model's features"));
+                }
+                let out_path = format!("{machine}/{score_name}");
+                let out = match self.registry.get(&out_path) {
+                    Some(r) => r.id,
+                    None => self.define_signal(SignalDef {
+                        description: Some(format!(
+                            "probability from model {model}@{version} (alarm rule {})",
+                            spec.name
+                        )),
+                        range: Some(gemba_core::Range { min: 0.0, max: 1.0 }),
+                        ..SignalDef::auto(&out_path)
+                    })?,
+                };
+                let gate = self.state_gate(&machine, state.as_deref())?;
+                let mut inputs: Vec<SignalId> = regs.iter().map(|r| r.id).collect();
+                if let Some((r, _)) = &gate {
+                    inputs.push(r.id);
+                }
+                let eval = Eval::Model(ModelEval {
+                    machine: machine.clone(),
+                    name: model.clone(),
+                    features: features.clone(),
+                    watched: watched.clone(),
+                    held: vec![None; features.len() + usize::from(gate.is_some())],
+                    gate: gate.as_ref().map(|g| g.1),
+                    above,
+                    clear,
+                    raise_after: raise_after.unwrap_or(3).max(1),
+                    clear_after: clear_after.unwrap_or(3).max(1),
+                    over: 0,
+                    under: 0,
+                    raised: false,
+                    artifact: Box::new(artifact.clone()),
+                });
+                let fitted = Fitted::Model {
+                    version,
+                    kind: kind_name(&artifact.kind).into(),
+                    features,
+                    watched,
+                    class_names: names,
+                    score_signal: out_path,
+                    gate_signal: gate.as_ref().map(|g| g.0.def.path.clone()),
+                    gate_state: gate.as_ref().map(|g| g.1),
+                };
+                (eval, inputs, Some(out), machine, fitted)
+            }
         };
         let rule = AlarmRule {
             spec,
@@ -1907,6 +2243,44 @@ impl crate::Engine {
             last_ts: Timestamp::MIN,
         };
         self.alarms.install(active)
+    }
+
+    /// The state signal and state index that gate a rule of `machine`: `state` names the state
+    /// (default `running` when the machine's `state` signal knows it; `any`: no gate).
+    fn state_gate(
+        &self,
+        machine: &str,
+        state: Option<&str>,
+    ) -> Result<Option<(crate::Registered, f64)>, EngineError> {
+        let state_path = format!("{machine}/state");
+        Ok(match state {
+            Some("any") => None,
+            wanted => {
+                let name = wanted.unwrap_or("running");
+                match self.registry.get(&state_path) {
+                    Some(r) if r.def.kind == SignalKind::State => match r.def.state_index(name) {
+                        Some(i) => Some((r, i as f64)),
+                        None if wanted.is_none() => None,
+                        None => {
+                            return Err(invalid(
+                                "state",
+                                format!(
+                                    "{name:?} is not a state of {state_path}; known: {}",
+                                    r.def.states.join(", ")
+                                ),
+                            ));
+                        }
+                    },
+                    _ if wanted.is_none() => None,
+                    _ => {
+                        return Err(invalid(
+                            "state",
+                            format!("{machine} has no state signal {state_path}"),
+                        ));
+                    }
+                }
+            }
+        })
     }
 
     fn rule_signal(&self, path: &str) -> Result<crate::Registered, EngineError> {
@@ -1955,10 +2329,14 @@ impl crate::Engine {
     }
 
     /// Rebuilds the evaluators of the stored rules (at start).
-    pub(crate) fn restore_rules(registry: &crate::Registry, alarms: &Alarms) -> Vec<Active> {
+    pub(crate) fn restore_rules(
+        registry: &crate::Registry,
+        store: &dyn Store,
+        alarms: &Alarms,
+    ) -> Vec<Active> {
         let mut out = Vec::new();
         for rule in alarms.rules() {
-            match restore(registry, alarms, rule.clone()) {
+            match restore(registry, store, alarms, rule.clone()) {
                 Ok(a) => out.push(a),
                 Err(e) => {
                     tracing::error!(rule = %rule.spec.name, error = %e, "alarm rule not restored")
@@ -1969,7 +2347,12 @@ impl crate::Engine {
     }
 }
 
-fn restore(registry: &crate::Registry, alarms: &Alarms, rule: AlarmRule) -> Result<Active, String> {
+fn restore(
+    registry: &crate::Registry,
+    store: &dyn Store,
+    alarms: &Alarms,
+    rule: AlarmRule,
+) -> Result<Active, String> {
     let id = |p: &str| {
         registry
             .get(p)
@@ -2079,6 +2462,60 @@ fn restore(registry: &crate::Registry, alarms: &Alarms, rule: AlarmRule) -> Resu
                     raise_after: raise_after.unwrap_or(3).max(1),
                     clear_after: clear_after.unwrap_or(10).max(1),
                     clear_index: clear_index.unwrap_or(0.8),
+                    over: 0,
+                    under: 0,
+                    raised,
+                }),
+                inputs,
+                Some(id(score_signal)?),
+            )
+        }
+        (
+            RuleKind::Model {
+                machine,
+                model,
+                above,
+                clear,
+                raise_after,
+                clear_after,
+                ..
+            },
+            Fitted::Model {
+                version,
+                features,
+                watched,
+                score_signal,
+                gate_signal,
+                gate_state,
+                ..
+            },
+        ) => {
+            let machine = machine.trim_end_matches('/').to_owned();
+            let json = crate::models::artifact_json(store, model, *version)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("model {model}@{version} is gone"))?;
+            let artifact =
+                gemba_ml::ModelArtifact::load(json.as_bytes()).map_err(|e| e.to_string())?;
+            let mut inputs: Vec<SignalId> = features
+                .iter()
+                .map(|f| id(&format!("{machine}/{f}")))
+                .collect::<Result<_, _>>()?;
+            if let Some(g) = gate_signal {
+                inputs.push(id(g)?);
+            }
+            (
+                Eval::Model(ModelEval {
+                    machine,
+                    name: model.clone(),
+                    artifact: Box::new(artifact),
+                    features: features.clone(),
+                    watched: watched.clone(),
+                    held: vec![None; features.len() + usize::from(gate_signal.is_some())],
+                    gate: *gate_state,
+                    above: *above,
+                    clear: clear.unwrap_or((above - 0.1).max(0.0)),
+                    raise_after: raise_after.unwrap_or(3).max(1),
+                    clear_after: clear_after.unwrap_or(3).max(1),
                     over: 0,
                     under: 0,
                     raised,

@@ -8,6 +8,7 @@
 
 pub mod alarms;
 pub mod config;
+pub mod datasets;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
@@ -211,7 +212,7 @@ impl Engine {
             &config.alarms.webhooks,
             metrics.clone(),
         )?);
-        let active = Engine::restore_rules(&registry, &alarms);
+        let active = Engine::restore_rules(&registry, store.as_ref(), &alarms);
         let (tx, rx) = std::sync::mpsc::channel();
         tap.connect(tx);
         let parts = alarms::ScorerParts {

@@ -44,6 +44,15 @@ pub struct ActiveModel {
     pub since: Timestamp,
 }
 
+/// The stored artefact of one version (for callers that hold the store but not the engine).
+pub(crate) fn artifact_json(
+    store: &dyn gemba_store::Store,
+    name: &str,
+    version: u32,
+) -> Result<Option<String>, EngineError> {
+    Ok(store.record(ARTIFACT, &key(name, version))?)
+}
+
 fn key(name: &str, version: u32) -> String {
     format!("{name}@{version:06}")
 }
@@ -144,7 +153,7 @@ impl Engine {
 
     /// The artefact of one version (`None` when there is no such version).
     pub fn model_artifact(&self, name: &str, version: u32) -> Result<Option<String>, EngineError> {
-        Ok(self.store().record(ARTIFACT, &key(name, version))?)
+        artifact_json(self.store().as_ref(), name, version)
     }
 
     /// Makes `name@version` the active model of `asset` (replacing the one before).

@@ -401,3 +401,171 @@ fn pca_explanation_names_the_perturbed_signal() {
     // No alarm on the healthy machines of the same runs.
     assert_eq!(alarms(&srv, "?rule=cnc2-pca").len(), 1);
 }
+
+/// Defect prediction: the parts' quality results in the store become a training set, a logistic
+/// regression learns P(defect) from the process signals, and a `model` rule scores it live; the
+/// alarm's explanation names tool wear, which drives the simulated defects.
+#[test]
+fn defect_model_trained_from_the_store_scores_live_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_plant(dir.path(), SAMPLE_PLANT, "", &[]);
+    let machine = "plant1/production/line1/cnc1";
+    // A worn tool moves the diameter by 60 % of the tolerance at 240 min of wear: parts made
+    // with a worn tool are often out of spec. No other faults or failures.
+    let scenario = dir.path().join("wear.toml");
+    std::fs::write(
+        &scenario,
+        "[failures]\nrules = false\nrandom_failure_probability = 0.0\n\
+         [quality]\ntool_wear_shift = 0.6\n[production]\nstartup_parts = 0\n",
+    )
+    .unwrap();
+    let start = now_ms() - 10 * 3_600_000;
+    let sim = |from: i64, duration: &str| {
+        let (ok, text) = run_gemba(&[
+            "simulate",
+            "--mqtt-port",
+            &srv.mqtt.to_string(),
+            "--duration",
+            duration,
+            "--speed",
+            "max",
+            "--seed",
+            "11",
+            "--start",
+            &from.to_string(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+    };
+    let stored_until = |ts: i64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/tool_wear"));
+            if latest[0]["ts"].as_i64().unwrap_or(0) >= ts {
+                break;
+            }
+            assert!(Instant::now() < deadline, "data not stored: {latest}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    sim(start, "6h");
+    stored_until(start + 6 * 3_600_000 - 60_000);
+
+    // Bad requests name the problem.
+    let (s, v) = srv.get_json("/api/v1/datasets/parts?machine=plant1/production/line1/nope");
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown asset"),
+        "{v}"
+    );
+    let (s, v) = srv.get_json("/api/v1/datasets/parts?machine=plant1/production/line1");
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec limits"),
+        "{v}"
+    );
+
+    let (s, csv) = srv.get_text(&format!(
+        "/api/v1/datasets/parts?machine={machine}&from={start}&to={}",
+        start + 6 * 3_600_000
+    ));
+    assert_eq!(s, 200, "{csv}");
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.starts_with("ts,") && header.ends_with(",quality"),
+        "{header}"
+    );
+    assert!(
+        header.contains("tool_wear") && !header.contains("diameter"),
+        "{header}"
+    );
+    let defects = csv.lines().filter(|l| l.ends_with(",defect")).count();
+    let ok = csv.lines().filter(|l| l.ends_with(",ok")).count();
+    assert!(defects > 20 && ok > 100, "{defects} defects, {ok} ok parts");
+    let data = dir.path().join("parts.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let server = format!("http://127.0.0.1:{}", srv.http);
+    let (ok_train, text) = run_gemba(&[
+        "train",
+        "--model",
+        "logistic",
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "quality",
+        "--drop",
+        "ts",
+        "--class-weight",
+        "balanced",
+        "--out",
+        dir.path().join("defects.json").to_str().unwrap(),
+        "--register",
+        "defects",
+        "--asset",
+        machine,
+        "--activate",
+        "--server",
+        &server,
+    ]);
+    assert!(ok_train, "{text}");
+
+    // Bad model rules.
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "x", "type": "model", "machine": machine, "model": "nope"}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("nope"),
+        "{v}"
+    );
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "x", "type": "model", "machine": "plant1/production/line2/pack2", "model": "defects"}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was trained for"),
+        "{v}"
+    );
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "x", "type": "model", "machine": machine, "model": "defects", "classes": ["bad"]}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("defect"),
+        "{v}"
+    );
+
+    let (s, rule) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "cnc1-defects", "type": "model", "machine": machine, "model": "defects",
+                "above": 0.8, "clear": 0.5, "raise_after": 5}),
+    );
+    assert_eq!(s, 201, "{rule}");
+    assert_eq!(
+        rule["fitted"]["class_names"],
+        json!(["defect", "ok"]),
+        "{rule}"
+    );
+    sim(start + 6 * 3_600_000, "3h");
+    stored_until(start + 9 * 3_600_000 - 60_000);
+    let a = wait_alarm(&srv, "", |a| a["rule"] == "cnc1-defects");
+    let top = &a["explanation"]["contributions"][0];
+    assert_eq!(top["signal"], format!("{machine}/tool_wear"), "{a}");
+    assert!(a["message"].as_str().unwrap().contains("defect"), "{a}");
+    let p = srv.samples(&format!("{machine}/p_defects"));
+    assert!(p.len() > 1000, "{} scores", p.len());
+    assert!(p.iter().all(|(_, v)| (0.0..=1.0).contains(v)));
+}
