@@ -22,19 +22,19 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
-type AppState = State<Arc<Engine>>;
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(crate) type AppState = State<Arc<Engine>>;
+pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// Bodies larger than this are decoded on the blocking pool.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
 /// Parsed query parameters with strict checking.
-struct Params {
+pub(crate) struct Params {
     map: HashMap<String, String>,
 }
 
 impl Params {
-    fn parse(raw: Option<String>, allowed: &[&str]) -> ApiResult<Params> {
+    pub(crate) fn parse(raw: Option<String>, allowed: &[&str]) -> ApiResult<Params> {
         let raw = raw.unwrap_or_default();
         let mut map = HashMap::new();
         for (k, v) in form_pairs(&raw)? {
@@ -52,19 +52,19 @@ impl Params {
         }
         Ok(Params { map })
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(String::as_str)
     }
-    fn required(&self, k: &str) -> ApiResult<&str> {
+    pub(crate) fn required(&self, k: &str) -> ApiResult<&str> {
         self.get(k)
             .ok_or_else(|| ApiError::bad_request(format!("query parameter {k:?} is required")))
     }
-    fn ts(&self, k: &str) -> ApiResult<Option<Timestamp>> {
+    pub(crate) fn ts(&self, k: &str) -> ApiResult<Option<Timestamp>> {
         self.get(k)
             .map(|v| parse_timestamp(v).map_err(|e| ApiError::param(k, v, e)))
             .transpose()
     }
-    fn usize(&self, k: &str, default: usize, max: usize) -> ApiResult<usize> {
+    pub(crate) fn usize(&self, k: &str, default: usize, max: usize) -> ApiResult<usize> {
         match self.get(k) {
             None => Ok(default),
             Some(v) => {
@@ -82,7 +82,7 @@ impl Params {
             }
         }
     }
-    fn format(&self) -> ApiResult<Format> {
+    pub(crate) fn format(&self) -> ApiResult<Format> {
         match self.get("format") {
             None | Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
@@ -127,12 +127,12 @@ fn decode_component(s: &str) -> ApiResult<String> {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
 }
 
-fn csv_response(filename: &str, body: String) -> Response {
+pub(crate) fn csv_response(filename: &str, body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -390,7 +390,7 @@ pub async fn latest(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     Ok(Json(values).into_response())
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

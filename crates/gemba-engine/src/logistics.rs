@@ -1302,3 +1302,176 @@ mod tests {
         assert_eq!(qty(&l.inventory(None, None, None), "a", "p"), 10.0);
     }
 }
+
+/// Statistics of one signal over a window (from the store's minute rollups and raw edges).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalStats {
+    pub signal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Raw readings `[ts, value]`, when asked for (at most the requested number per signal).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub readings: Vec<(Timestamp, f64)>,
+}
+
+/// The process data of a lot at one asset: what happened there while the lot was there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessWindow {
+    pub lot: String,
+    pub asset: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// Every event at the asset or below it in the window: state changes, production, and alarms,
+    /// SPC violations and inspection results once they are stored as events (any type is joined).
+    pub events: Vec<gemba_store::StoredEvent>,
+    pub signals: Vec<SignalStats>,
+}
+
+/// A genealogy with the process data of its lots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Genealogy {
+    pub lot: String,
+    pub direction: &'static str,
+    pub lots: Vec<GenealogyNode>,
+    pub process: Vec<ProcessWindow>,
+    /// True when more windows existed than were returned.
+    pub truncated: bool,
+}
+
+/// What [`crate::Engine::genealogy`] joins to each lot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// Join process data at all.
+    pub process: bool,
+    /// Raw readings per signal and window (0: statistics only).
+    pub readings: usize,
+    /// At most this many windows.
+    pub max_windows: usize,
+    /// At most this many events per window.
+    pub max_events: usize,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            process: true,
+            readings: 0,
+            max_windows: 200,
+            max_events: 1000,
+        }
+    }
+}
+
+impl crate::Engine {
+    /// The genealogy of `lot` in `direction`, with the process data of every lot in it: for each
+    /// stay at a machine or line of the asset model, the events there and the statistics (and
+    /// optionally the raw readings) of every signal at or below it during the stay.
+    pub async fn genealogy(
+        &self,
+        lot: &str,
+        direction: Direction,
+        opts: ProcessOptions,
+    ) -> Result<Genealogy, crate::EngineError> {
+        let owned = lot.to_owned();
+        let lots = self
+            .with_ledger(move |l| l.genealogy(&owned, direction))
+            .await?
+            .ok_or_else(|| crate::EngineError::NotFound(format!("lot {lot:?}")))?;
+        let now = self.now();
+        let mut windows: Vec<(String, String, Timestamp, Timestamp)> = Vec::new();
+        if opts.process {
+            for n in &lots {
+                for s in &n.stays {
+                    let end = s.end.unwrap_or(now);
+                    if end > s.start && self.registry.node(&s.location).is_some() {
+                        windows.push((n.lot.clone(), s.location.clone(), s.start, end));
+                    }
+                }
+            }
+        }
+        let truncated = windows.len() > opts.max_windows;
+        windows.truncate(opts.max_windows);
+        let mut process = Vec::with_capacity(windows.len());
+        for (lot, asset, start, end) in windows {
+            let events = self
+                .events(gemba_store::EventQuery {
+                    from: start,
+                    to: end,
+                    asset_prefix: Some(asset.clone()),
+                    kind: None,
+                    limit: opts.max_events,
+                })
+                .await?;
+            let mut signals = Vec::new();
+            for r in self.registry.signals_under(&asset) {
+                let agg = self.aggregate(&r.def.path, start, end, 60_000).await?;
+                let mut st = SignalStats {
+                    signal: r.def.path.clone(),
+                    unit: r.def.unit.clone(),
+                    count: 0,
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    mean: f64::NAN,
+                    readings: Vec::new(),
+                };
+                let mut sum = 0.0;
+                for b in &agg.buckets {
+                    st.count += b.count;
+                    st.min = st.min.min(b.min);
+                    st.max = st.max.max(b.max);
+                    sum += b.sum;
+                }
+                if st.count == 0 {
+                    continue;
+                }
+                st.mean = sum / st.count as f64;
+                if opts.readings > 0 {
+                    st.readings = self
+                        .range(&r.def.path, start, end, opts.readings)
+                        .await?
+                        .into_iter()
+                        .map(|s| (s.ts, s.value))
+                        .collect();
+                }
+                signals.push(st);
+            }
+            process.push(ProcessWindow {
+                lot,
+                asset,
+                start,
+                end,
+                events,
+                signals,
+            });
+        }
+        Ok(Genealogy {
+            lot: lot.to_owned(),
+            direction: match direction {
+                Direction::Forward => "forward",
+                Direction::Backward => "backward",
+            },
+            lots,
+            process,
+            truncated,
+        })
+    }
+
+    /// The moves of one lot as stored, in time order.
+    pub async fn lot_history(
+        &self,
+        lot: &str,
+    ) -> Result<Vec<gemba_store::MoveRecord>, crate::EngineError> {
+        let store = self.store.clone();
+        let lot = lot.to_owned();
+        crate::blocking(move || store.lot_history(&lot)).await
+    }
+
+    /// Whether a location is a machine, line or other asset of the model (its stock is WIP).
+    pub fn is_asset(&self, location: &str) -> bool {
+        self.registry.node(location).is_some()
+    }
+}
