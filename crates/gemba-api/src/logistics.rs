@@ -198,7 +198,7 @@ async fn lead_times(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     Ok(Json(json!({"target": target, "lots": n, "mean_s": mean, "per_lot": lots})).into_response())
 }
 
-/// `GET /api/v1/genealogy/{lot}?direction=backward|forward&process=true|false&readings=N&format=`.
+/// `GET /api/v1/genealogy/{lot}?direction=backward|forward&process=tree|lot|false&readings=N&format=`.
 async fn genealogy(
     State(engine): AppState,
     Path(lot): Path<String>,
@@ -216,10 +216,11 @@ async fn genealogy(
             ));
         }
     };
-    let process = match p.get("process") {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(v) => return Err(ApiError::param("process", v, "must be true or false")),
+    let (process, only_root) = match p.get("process") {
+        None | Some("tree") => (true, false),
+        Some("lot") => (true, true),
+        Some("false") => (false, false),
+        Some(v) => return Err(ApiError::param("process", v, "must be tree, lot or false")),
     };
     let readings = match p.get("readings") {
         None => 0,
@@ -232,6 +233,7 @@ async fn genealogy(
             direction,
             ProcessOptions {
                 process: process && format == Format::Json,
+                only_root,
                 readings,
                 ..ProcessOptions::default()
             },

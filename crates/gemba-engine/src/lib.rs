@@ -264,15 +264,31 @@ impl Engine {
             } else {
                 self.prepare(decoded)
             };
-        let mut ledger = if batch.events.iter().any(logistics::is_logistics) {
-            Some(self.ledger.clone().write_owned().await)
-        } else {
-            None
-        };
-        let moved = match ledger.as_deref() {
-            Some(l) => self.check_logistics(l, &mut batch, &locations, &mut outcome),
-            None => Vec::new(),
-        };
+        let mut ledger = None;
+        let mut moved = Vec::new();
+        let logistics_events = batch
+            .events
+            .iter()
+            .filter(|e| logistics::is_logistics(e))
+            .count();
+        if logistics_events > 0 {
+            let guard = self.ledger.clone().write_owned().await;
+            if logistics_events > 2_000 {
+                // Checking many lot/move events is CPU work: off the async workers.
+                let me = self.clone();
+                let (g, b, o, m) = tokio::task::spawn_blocking(move || {
+                    let m = me.check_logistics(&guard, &mut batch, &locations, &mut outcome);
+                    (guard, batch, outcome, m)
+                })
+                .await
+                .map_err(|e| EngineError::Internal(format!("logistics check failed: {e}")))?;
+                (batch, outcome, moved) = (b, o, m);
+                ledger = Some(g);
+            } else {
+                moved = self.check_logistics(&guard, &mut batch, &locations, &mut outcome);
+                ledger = Some(guard);
+            }
+        }
         if outcome.rejected > 0 && mode == BatchMode::Strict {
             self.metrics
                 .rejected

@@ -1303,7 +1303,10 @@ mod tests {
     }
 }
 
-/// Statistics of one signal over a window (from the store's minute rollups and raw edges).
+const MINUTE: i64 = 60_000;
+
+/// Statistics of one signal over a stay, from the minutes (1-minute buckets) that overlap it: exact
+/// for stays on whole minutes, otherwise including the rest of the first and last minute.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SignalStats {
     pub signal: String,
@@ -1347,6 +1350,8 @@ pub struct Genealogy {
 pub struct ProcessOptions {
     /// Join process data at all.
     pub process: bool,
+    /// Only the stays of the lot asked about, not of the other lots of its genealogy.
+    pub only_root: bool,
     /// Raw readings per signal and window (0: statistics only).
     pub readings: usize,
     /// At most this many windows.
@@ -1359,8 +1364,9 @@ impl Default for ProcessOptions {
     fn default() -> Self {
         ProcessOptions {
             process: true,
+            only_root: false,
             readings: 0,
-            max_windows: 200,
+            max_windows: 10_000,
             max_events: 1000,
         }
     }
@@ -1384,7 +1390,10 @@ impl crate::Engine {
         let now = self.now();
         let mut windows: Vec<(String, String, Timestamp, Timestamp)> = Vec::new();
         if opts.process {
-            for n in &lots {
+            for n in lots
+                .iter()
+                .take(if opts.only_root { 1 } else { usize::MAX })
+            {
                 for s in &n.stays {
                     let end = s.end.unwrap_or(now);
                     if end > s.start && self.registry.node(&s.location).is_some() {
@@ -1395,6 +1404,34 @@ impl crate::Engine {
         }
         let truncated = windows.len() > opts.max_windows;
         windows.truncate(opts.max_windows);
+        // Signal statistics come from one minute-bucket query per signal over all the stays at
+        // its asset; each stay takes the minutes that overlap it.
+        let mut span: HashMap<String, (Timestamp, Timestamp)> = HashMap::new();
+        for (_, asset, start, end) in &windows {
+            let e = span.entry(asset.clone()).or_insert((*start, *end));
+            e.0 = e.0.min(*start);
+            e.1 = e.1.max(*end);
+        }
+        let mut buckets: HashMap<String, Vec<(gemba_store::Bucket, Option<String>)>> =
+            HashMap::new();
+        let mut by_asset: HashMap<String, Vec<String>> = HashMap::new();
+        for (asset, (start, end)) in &span {
+            let from = start.div_euclid(MINUTE) * MINUTE;
+            for r in self.registry.signals_under(asset) {
+                let agg = self.aggregate(&r.def.path, from, *end, MINUTE).await?;
+                by_asset
+                    .entry(asset.clone())
+                    .or_default()
+                    .push(r.def.path.clone());
+                buckets.insert(
+                    r.def.path.clone(),
+                    agg.buckets
+                        .into_iter()
+                        .map(|b| (b, r.def.unit.clone()))
+                        .collect(),
+                );
+            }
+        }
         let mut process = Vec::with_capacity(windows.len());
         for (lot, asset, start, end) in windows {
             let events = self
@@ -1407,11 +1444,14 @@ impl crate::Engine {
                 })
                 .await?;
             let mut signals = Vec::new();
-            for r in self.registry.signals_under(&asset) {
-                let agg = self.aggregate(&r.def.path, start, end, 60_000).await?;
+            for path in by_asset.get(&asset).into_iter().flatten() {
+                let Some(bs) = buckets.get(path) else {
+                    continue;
+                };
+                let first = bs.partition_point(|(b, _)| b.ts + MINUTE <= start);
                 let mut st = SignalStats {
-                    signal: r.def.path.clone(),
-                    unit: r.def.unit.clone(),
+                    signal: path.clone(),
+                    unit: None,
                     count: 0,
                     min: f64::INFINITY,
                     max: f64::NEG_INFINITY,
@@ -1419,7 +1459,8 @@ impl crate::Engine {
                     readings: Vec::new(),
                 };
                 let mut sum = 0.0;
-                for b in &agg.buckets {
+                for (b, unit) in bs[first..].iter().take_while(|(b, _)| b.ts < end) {
+                    st.unit.clone_from(unit);
                     st.count += b.count;
                     st.min = st.min.min(b.min);
                     st.max = st.max.max(b.max);
@@ -1431,7 +1472,7 @@ impl crate::Engine {
                 st.mean = sum / st.count as f64;
                 if opts.readings > 0 {
                     st.readings = self
-                        .range(&r.def.path, start, end, opts.readings)
+                        .range(path, start, end, opts.readings)
                         .await?
                         .into_iter()
                         .map(|s| (s.ts, s.value))

@@ -30,6 +30,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Ingest(args) => ingest(args),
         BenchCmd::Simulate(args) => crate::simulate::bench(args),
+        BenchCmd::Genealogy(args) => crate::bench_genealogy::run(args),
     }
 }
 
@@ -573,7 +574,7 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -581,7 +582,7 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> anyhow::Result<TempDir> {
+pub(crate) fn tempdir() -> anyhow::Result<TempDir> {
     let p = std::env::temp_dir().join(format!("gemba-bench-{}", std::process::id()));
     std::fs::create_dir_all(&p)?;
     Ok(TempDir(p))

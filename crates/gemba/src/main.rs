@@ -3,8 +3,10 @@
 //! messages (anyhow is used here and nowhere else).
 
 mod bench;
+mod bench_genealogy;
 mod cli;
 mod import;
+mod logistics;
 mod query;
 mod serve;
 mod simulate;
@@ -35,6 +37,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),
         Command::Models(cmd) => train::models(cmd),
+        Command::Lots(args) => logistics::lots(args),
+        Command::Inventory(args) => logistics::inventory(args),
+        Command::Genealogy(args) => logistics::genealogy(args),
+        Command::Energy(cmd) => logistics::energy(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
