@@ -1304,6 +1304,8 @@ mod tests {
 }
 
 const MINUTE: i64 = 60_000;
+/// Stays at one asset closer than this share their store queries.
+const CLUSTER_GAP: i64 = 3_600_000;
 
 /// Statistics of one signal over a stay, from the minutes (1-minute buckets) that overlap it: exact
 /// for stays on whole minutes, otherwise including the rest of the first and last minute.
@@ -1404,91 +1406,92 @@ impl crate::Engine {
         }
         let truncated = windows.len() > opts.max_windows;
         windows.truncate(opts.max_windows);
-        // Signal statistics come from one minute-bucket query per signal over all the stays at
-        // its asset; each stay takes the minutes that overlap it.
-        let mut span: HashMap<String, (Timestamp, Timestamp)> = HashMap::new();
-        for (_, asset, start, end) in &windows {
-            let e = span.entry(asset.clone()).or_insert((*start, *end));
-            e.0 = e.0.min(*start);
-            e.1 = e.1.max(*end);
-        }
-        let mut buckets: HashMap<String, Vec<(gemba_store::Bucket, Option<String>)>> =
-            HashMap::new();
-        let mut by_asset: HashMap<String, Vec<String>> = HashMap::new();
-        for (asset, (start, end)) in &span {
-            let from = start.div_euclid(MINUTE) * MINUTE;
-            for r in self.registry.signals_under(asset) {
-                let agg = self.aggregate(&r.def.path, from, *end, MINUTE).await?;
-                by_asset
-                    .entry(asset.clone())
-                    .or_default()
-                    .push(r.def.path.clone());
-                buckets.insert(
-                    r.def.path.clone(),
-                    agg.buckets
-                        .into_iter()
-                        .map(|b| (b, r.def.unit.clone()))
-                        .collect(),
-                );
+        // Stays at the same asset less than an hour apart form a cluster: one events query and
+        // one minute-bucket query per signal serve all of them.
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by(|&a, &b| (&windows[a].1, windows[a].2).cmp(&(&windows[b].1, windows[b].2)));
+        let mut clusters: Vec<(String, Timestamp, Timestamp, Vec<usize>)> = Vec::new();
+        for i in order {
+            let (_, asset, start, end) = &windows[i];
+            match clusters.last_mut() {
+                Some(c) if &c.0 == asset && *start <= c.2 + CLUSTER_GAP => {
+                    c.2 = c.2.max(*end);
+                    c.3.push(i);
+                }
+                _ => clusters.push((asset.clone(), *start, *end, vec![i])),
             }
         }
-        let mut process = Vec::with_capacity(windows.len());
-        for (lot, asset, start, end) in windows {
+        let mut found: Vec<Option<ProcessWindow>> = vec![None; windows.len()];
+        for (asset, cstart, cend, members) in clusters {
             let events = self
                 .events(gemba_store::EventQuery {
-                    from: start,
-                    to: end,
+                    from: cstart,
+                    to: cend,
                     asset_prefix: Some(asset.clone()),
                     kind: None,
-                    limit: opts.max_events,
+                    limit: opts.max_events.saturating_mul(members.len()).min(1_000_000),
                 })
                 .await?;
-            let mut signals = Vec::new();
-            for path in by_asset.get(&asset).into_iter().flatten() {
-                let Some(bs) = buckets.get(path) else {
-                    continue;
-                };
-                let first = bs.partition_point(|(b, _)| b.ts + MINUTE <= start);
-                let mut st = SignalStats {
-                    signal: path.clone(),
-                    unit: None,
-                    count: 0,
-                    min: f64::INFINITY,
-                    max: f64::NEG_INFINITY,
-                    mean: f64::NAN,
-                    readings: Vec::new(),
-                };
-                let mut sum = 0.0;
-                for (b, unit) in bs[first..].iter().take_while(|(b, _)| b.ts < end) {
-                    st.unit.clone_from(unit);
-                    st.count += b.count;
-                    st.min = st.min.min(b.min);
-                    st.max = st.max.max(b.max);
-                    sum += b.sum;
-                }
-                if st.count == 0 {
-                    continue;
-                }
-                st.mean = sum / st.count as f64;
-                if opts.readings > 0 {
-                    st.readings = self
-                        .range(path, start, end, opts.readings)
-                        .await?
-                        .into_iter()
-                        .map(|s| (s.ts, s.value))
-                        .collect();
-                }
-                signals.push(st);
+            let mut series = Vec::new();
+            for r in self.registry.signals_under(&asset) {
+                let from = cstart.div_euclid(MINUTE) * MINUTE;
+                let agg = self.aggregate(&r.def.path, from, cend, MINUTE).await?;
+                series.push((r, agg.buckets));
             }
-            process.push(ProcessWindow {
-                lot,
-                asset,
-                start,
-                end,
-                events,
-                signals,
-            });
+            for i in members {
+                let (lot, _, start, end) = &windows[i];
+                let (start, end) = (*start, *end);
+                let first = events.partition_point(|e| e.event.ts < start);
+                let mine: Vec<_> = events[first..]
+                    .iter()
+                    .take_while(|e| e.event.ts < end)
+                    .take(opts.max_events)
+                    .cloned()
+                    .collect();
+                let mut signals = Vec::new();
+                for (r, bs) in &series {
+                    let first = bs.partition_point(|b| b.ts + MINUTE <= start);
+                    let mut st = SignalStats {
+                        signal: r.def.path.clone(),
+                        unit: r.def.unit.clone(),
+                        count: 0,
+                        min: f64::INFINITY,
+                        max: f64::NEG_INFINITY,
+                        mean: f64::NAN,
+                        readings: Vec::new(),
+                    };
+                    let mut sum = 0.0;
+                    for b in bs[first..].iter().take_while(|b| b.ts < end) {
+                        st.count += b.count;
+                        st.min = st.min.min(b.min);
+                        st.max = st.max.max(b.max);
+                        sum += b.sum;
+                    }
+                    if st.count == 0 {
+                        continue;
+                    }
+                    st.mean = sum / st.count as f64;
+                    if opts.readings > 0 {
+                        st.readings = self
+                            .range(&r.def.path, start, end, opts.readings)
+                            .await?
+                            .into_iter()
+                            .map(|s| (s.ts, s.value))
+                            .collect();
+                    }
+                    signals.push(st);
+                }
+                found[i] = Some(ProcessWindow {
+                    lot: lot.clone(),
+                    asset: windows[i].1.clone(),
+                    start,
+                    end,
+                    events: mine,
+                    signals,
+                });
+            }
         }
+        let process: Vec<ProcessWindow> = found.into_iter().flatten().collect();
         Ok(Genealogy {
             lot: lot.to_owned(),
             direction: match direction {

@@ -142,11 +142,11 @@ pub fn run(args: BenchGenealogyArgs) -> anyhow::Result<()> {
     let mut extra = args.moves - per_lot * args.lots;
     let end = T0 + args.lots as i64 * MINUTE;
     println!(
-        "bench genealogy: {} lots ({raw} raw, {parts} parts, {} products), {} moves, {} days of signals from {} machines",
+        "bench genealogy: {} lots ({raw} raw, {parts} parts, {} products), {} moves, {:.1} days of signals from {} machines",
         args.lots,
         args.lots - raw - parts,
         args.moves,
-        (end - T0) / 86_400_000,
+        (end - T0) as f64 / 86_400_000.0,
         LINES * MACHINES
     );
 

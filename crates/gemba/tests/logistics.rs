@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, now_ms};
+use common::{Server, free_port, now_ms, start_demo, wait_live};
 use serde_json::{Value, json};
 
 const LINE: &str = "s1/a1/l1";
@@ -423,4 +423,109 @@ fn bad_moves_are_rejected_with_the_field_and_leave_inventory_alone() {
     let (s, v) = srv.get_json("/api/v1/energy/report?by=week");
     assert_eq!(s, 400);
     assert!(v.to_string().contains("by"), "{v}");
+}
+
+/// `gemba demo`: the simulator's lots flow through the lines without one being refused, and the
+/// energy figures of the demo are there: kWh per good part per line and CO2e per finished lot at
+/// the demo's example factor (0.4 kg/kWh).
+#[test]
+fn the_demo_flows_lots_and_reports_kwh_per_good_part_and_co2e_per_lot() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let log = dir.path().join("demo.log");
+    let _demo = start_demo(dir.path(), http, "6h", &log);
+    let text = wait_live(&log, std::time::Duration::from_secs(300));
+    assert!(
+        text.contains(" 0 rejected)") && !text.contains("simulator data rejected"),
+        "{text}"
+    );
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let get = |q: &str| -> Value {
+        let mut r = agent
+            .get(&format!("http://127.0.0.1:{http}{q}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{q}");
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let lots = get("/api/v1/logistics/lots?limit=1000");
+    let lots = lots.as_array().unwrap();
+    let finished: Vec<&Value> = lots
+        .iter()
+        .filter(|l| !l["inputs"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(
+        finished.len() >= 2,
+        "{} finished lots of {}",
+        finished.len(),
+        lots.len()
+    );
+    for f in &finished {
+        let raw = f["inputs"][0].as_str().unwrap();
+        let r = lots.iter().find(|l| l["lot"] == raw).unwrap();
+        assert_eq!(r["consumed_by"], f["lot"]);
+        assert!(r["product"].as_str().unwrap().starts_with("raw-"), "{r}");
+    }
+    // Every line holds the raw lot of its current job: WIP.
+    let wip = get("/api/v1/logistics/inventory?kind=wip");
+    assert_eq!(wip["rows"].as_array().unwrap().len(), 2, "{wip}");
+
+    let from = now_ms() - 7 * 3_600_000;
+    let report = get(&format!("/api/v1/energy/report?by=total&from={from}"));
+    let lines: Vec<&Value> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["level"] == "line")
+        .collect();
+    assert_eq!(lines.len(), 2, "{report}");
+    for l in lines {
+        let (kwh, good) = (l["kwh"].as_f64().unwrap(), l["good"].as_f64().unwrap());
+        assert!(kwh > 0.0 && good > 0.0, "{l}");
+        assert!(
+            close(l["kwh_per_good"].as_f64().unwrap(), kwh / good),
+            "{l}"
+        );
+        assert!(l["idle_kwh"].as_f64().unwrap() < kwh, "{l}");
+        assert!(close(l["co2e_kg"].as_f64().unwrap(), 0.4 * kwh), "{l}");
+    }
+    let per_lot = get(&format!("/api/v1/energy/lots?from={from}"));
+    let done: Vec<&Value> = per_lot["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["product"].as_str().unwrap().starts_with("widget-"))
+        .collect();
+    assert!(!done.is_empty(), "{per_lot}");
+    for l in done {
+        let kwh = l["kwh"].as_f64().unwrap();
+        assert!(kwh > 0.0, "{l}");
+        assert!(close(l["co2e_kg"].as_f64().unwrap(), 0.4 * kwh), "{l}");
+        assert!(
+            close(
+                l["kwh_per_unit"].as_f64().unwrap(),
+                kwh / l["quantity"].as_f64().unwrap()
+            ),
+            "{l}"
+        );
+    }
+    // Backward genealogy of a finished lot: itself and its raw lot, with the line's process data.
+    let g = get(&format!(
+        "/api/v1/genealogy/{}",
+        finished[0]["lot"].as_str().unwrap()
+    ));
+    assert_eq!(g["lots"].as_array().unwrap().len(), 2, "{g}");
+    let w = &g["process"][0];
+    assert!(!w["signals"].as_array().unwrap().is_empty(), "{g}");
+    assert!(
+        w["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "production"),
+        "{w}"
+    );
 }
