@@ -107,7 +107,11 @@ fn pct(mut v: Vec<Duration>) -> String {
 }
 
 pub fn run(args: BenchGenealogyArgs) -> anyhow::Result<()> {
-    if args.lots < 10 || !args.lots.is_multiple_of(10) || args.moves < args.lots || args.queries == 0 {
+    if args.lots < 10
+        || !args.lots.is_multiple_of(10)
+        || args.moves < args.lots
+        || args.queries == 0
+    {
         bail!("--lots must be a multiple of 10 (>= 10), --moves >= --lots, --queries > 0");
     }
     let tmp;

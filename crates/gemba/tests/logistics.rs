@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Server, free_port, now_ms, start_demo, wait_live};
+use common::{Server, eventually, free_port, now_ms, require_program, start_demo, wait_live};
 use serde_json::{Value, json};
 
 const LINE: &str = "s1/a1/l1";
@@ -528,4 +528,47 @@ fn the_demo_flows_lots_and_reports_kwh_per_good_part_and_co2e_per_lot() {
             .any(|e| e["type"] == "production"),
         "{w}"
     );
+}
+
+/// A scanner publishing over MQTT on its machine's topic: the lot is received and moved; a scan of
+/// an unknown lot is refused (counted as a rejected MQTT item) and changes nothing.
+#[test]
+fn scanner_events_over_mqtt_are_checked_like_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_plant(dir.path(), PLANT, CONFIG, &[]);
+    let prog = require_program("mosquitto_pub", "mosquitto-clients");
+    let publish = |payload: Value| {
+        let out = std::process::Command::new(&prog)
+            .args(["-h", "127.0.0.1", "-p", &srv.mqtt.to_string(), "-q", "1"])
+            .args(["-t", "gemba/v1/s1/a1/l1/m1", "-m", &payload.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let t = now_ms() - MIN;
+    // Events without an asset belong to the machine of the topic.
+    publish(json!({"events": [
+        {"ts": t, "type": "lot", "lot": "S1", "product": "steel", "quantity": 10, "location": "receiving"},
+        {"ts": t + 1000, "type": "move", "lot": "S1", "from": "receiving", "to": "s1/a1/l1/m1", "quantity": 4,
+         "attrs": {"reader": "gate-3"}}
+    ]}));
+    let inv = eventually(std::time::Duration::from_secs(10), || {
+        let (_, v) = srv.get_json("/api/v1/logistics/inventory");
+        (qty(&v, "s1/a1/l1/m1", "steel") == 4.0).then_some(v)
+    })
+    .expect("the scanned move arrives");
+    assert_eq!(qty(&inv, "receiving", "steel"), 6.0);
+    publish(json!({"events": [
+        {"ts": t + 2000, "type": "move", "lot": "S9", "from": "receiving", "to": "s1/a1/l1/m1", "quantity": 1}
+    ]}));
+    eventually(std::time::Duration::from_secs(10), || {
+        (srv.metric("gemba_ingest_rejected_items_total{source=\"mqtt\"}") >= 1.0).then_some(())
+    })
+    .expect("the unknown lot is rejected");
+    let (_, after) = srv.get_json("/api/v1/logistics/inventory");
+    assert_eq!(after["rows"], inv["rows"]);
 }
