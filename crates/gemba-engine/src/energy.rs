@@ -396,6 +396,10 @@ pub struct LotEnergy {
     pub kwh_per_unit: Option<f64>,
     pub co2e_kg: Option<f64>,
     pub co2e_kg_per_unit: Option<f64>,
+    /// The lot made from this one: its energy is part of that lot's, so product totals leave
+    /// this lot out (each kWh counts once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumed_by: Option<String>,
     /// Where and when the lot and the lots it was made from were at machines or lines.
     pub windows: Vec<Window>,
 }
@@ -407,7 +411,7 @@ pub struct Window {
     pub end: Timestamp,
 }
 
-/// Energy and CO2e per product, summed over its lots.
+/// Energy and CO2e per product, summed over its lots that were not consumed into other lots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProductEnergy {
     pub product: String,
@@ -616,19 +620,21 @@ impl Engine {
                 }
             }
             let per_unit = |x: f64| (v.quantity > 0.0).then(|| x / v.quantity);
-            let p = per.entry(v.product.clone()).or_insert(ProductEnergy {
-                product: v.product.clone(),
-                lots: 0,
-                quantity: 0.0,
-                kwh: 0.0,
-                kwh_per_unit: None,
-                co2e_kg: None,
-            });
-            p.lots += 1;
-            p.quantity += v.quantity;
-            p.kwh += kwh;
-            if let Some(c) = co2e {
-                *p.co2e_kg.get_or_insert(0.0) += c;
+            if v.consumed_by.is_none() {
+                let p = per.entry(v.product.clone()).or_insert(ProductEnergy {
+                    product: v.product.clone(),
+                    lots: 0,
+                    quantity: 0.0,
+                    kwh: 0.0,
+                    kwh_per_unit: None,
+                    co2e_kg: None,
+                });
+                p.lots += 1;
+                p.quantity += v.quantity;
+                p.kwh += kwh;
+                if let Some(c) = co2e {
+                    *p.co2e_kg.get_or_insert(0.0) += c;
+                }
             }
             out.push(LotEnergy {
                 kwh_per_unit: per_unit(kwh),
@@ -640,6 +646,7 @@ impl Engine {
                 created: v.created,
                 kwh,
                 co2e_kg: co2e,
+                consumed_by: v.consumed_by,
                 windows: w,
             });
         }

@@ -43,7 +43,8 @@ export async function render(root) {
   lotsBox.replaceChildren(tr('p.muted', 'common.loading'));
   try {
     const e = await getJSON(`/api/v1/energy/lots?${qs({ from: Date.now() - DAY })}`);
-    const lots = e.lots.filter((l) => l.kwh > 0).slice(-30).reverse();
+    // A consumed lot's energy is part of the lot made from it: list the lots that were not consumed.
+    const lots = e.lots.filter((l) => l.kwh > 0 && !l.consumed_by).slice(-30).reverse();
     window.gemba.co2ePerLot = lots.map((l) => l.co2e_kg).filter((x) => x !== null);
     lotsBox.replaceChildren(
       lots.length ? h('table.energy', { 'data-testid': 'lot-energy-table' },

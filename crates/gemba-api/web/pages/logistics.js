@@ -38,7 +38,7 @@ async function showGenealogy(box, lot, direction) {
         h('table', {}, h('tbody', {}, w.signals.map((s) => h('tr', {},
           h('td', {}, s.signal), h('td.num', {}, num(s.count, 0)), h('td.num', {}, num(s.min, 3)),
           h('td.num', {}, num(s.mean, 3)), h('td.num', {}, num(s.max, 3)), h('td', {}, s.unit || ''))))),
-        h('ul', {}, w.events.slice(0, 50).map((e) => h('li', {}, `${dateTime(e.ts)} ${e.asset} ${typeLabel(eventType(e))}${e.state ? ` ${e.state}` : ''}${e.good !== undefined ? ` +${e.good}` : ''}`)))))))
+        h('ul', {}, w.events.slice(0, 50).map((e) => h('li', {}, `${dateTime(e.ts)} ${e.asset} ${typeLabel(eventType(e))}${e.state ? ` ${e.state}` : ''}${e.good !== undefined ? ` +${e.good}` : ''}`))))))
         : tr('p.muted', 'logistics.no_process'));
   } catch (err) {
     box.replaceChildren(errorBox(err));
@@ -48,7 +48,7 @@ async function showGenealogy(box, lot, direction) {
 export async function render(root) {
   root.append(tr('h1', 'logistics.title'));
   const at = h('input', { type: 'datetime-local', 'data-testid': 'inventory-at' });
-  const kind = h('select', {}, h('option', { value: '' }, t('common.all')),
+  const kind = h('select', { 'data-testid': 'inventory-kind' }, h('option', { value: '' }, t('common.all')),
     h('option', { value: 'wip' }, t('logistics.kind_wip')), h('option', { value: 'store' }, t('logistics.kind_store')));
   const invBox = h('div', {});
   const loadInventory = async () => {
