@@ -883,8 +883,8 @@ impl Ledger {
         out
     }
 
-    /// Dwell time at every location (or one): stays that ended in `[from, to)`, and the number of
-    /// stays still open.
+    /// Dwell time at every location (or one): stays of non-zero length that ended in `[from, to)`,
+    /// and the number of stays still open.
     pub fn dwell(&self, location: Option<&str>, from: Timestamp, to: Timestamp) -> Vec<DwellStats> {
         let mut per: HashMap<String, (Vec<f64>, usize)> = HashMap::new();
         for id in 0..self.lots.len() as Id {
@@ -894,6 +894,8 @@ impl Ledger {
                 }
                 let e = per.entry(s.location.clone()).or_default();
                 match s.end {
+                    // A lot made and moved on in the same instant never dwelt there.
+                    Some(end) if end == s.start => {}
                     Some(end) if end >= from && end < to => {
                         e.0.push((end - s.start) as f64 / 1000.0)
                     }
