@@ -309,6 +309,51 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
     assert!(close(w1["co2e_kg_per_unit"].as_f64().unwrap(), 0.3), "{w1}");
     assert_eq!(v["products"][0]["product"], "widget");
 
+    // The CLI prints the same.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .args(["--server", &srv.url("")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (_, gcsv) = srv.get_text("/api/v1/genealogy/W1?format=csv");
+    assert_eq!(cli(&["genealogy", "W1", "--backward", "--csv"]), gcsv);
+    let table = cli(&["inventory", "--kind", "wip"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["s1/a1/l1", "wip", "steel", "60", "1"]),
+        "{table}"
+    );
+    let tree = cli(&["genealogy", "W1"]);
+    assert!(tree.starts_with("W1 40 pcs widget"), "{tree}");
+    assert!(
+        tree.contains("\n  R2 50 pcs steel  [store → s1/a1/l1]"),
+        "{tree}"
+    );
+    let report = cli(&[
+        "energy",
+        "report",
+        "--by",
+        "total",
+        "--from",
+        &t0.to_string(),
+        "--to",
+        &(t0 + 60 * MIN).to_string(),
+    ]);
+    assert!(
+        report.contains("s1/a1/l1 ") && report.contains("35.500"),
+        "{report}"
+    );
+
     // After a restart the ledger is rebuilt from the store: same figures, same rules.
     srv.stop();
     let mut srv = Server::restart(
