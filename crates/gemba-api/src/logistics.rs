@@ -73,7 +73,30 @@ async fn lots(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     let lots = engine
         .with_ledger(move |l| l.lots(product.as_deref(), limit))
         .await?;
+    let lots: Vec<_> = lots
+        .into_iter()
+        .map(|v| {
+            let state = lot_state(&engine, &v);
+            let mut o = serde_json::to_value(v).unwrap_or_default();
+            o["state"] = state.into();
+            o
+        })
+        .collect();
     Ok(Json(lots).into_response())
+}
+
+/// `consumed`, `in_process` (some of it at a machine, line or other asset), `available` (in a
+/// store) or `gone` (moved out of every location).
+fn lot_state(engine: &gemba_engine::Engine, v: &gemba_engine::logistics::LotView) -> &'static str {
+    if v.consumed_by.is_some() {
+        "consumed"
+    } else if v.positions.iter().any(|p| engine.is_asset(&p.location)) {
+        "in_process"
+    } else if v.positions.is_empty() {
+        "gone"
+    } else {
+        "available"
+    }
 }
 
 /// `GET /api/v1/logistics/lots/{lot}`: one lot, its stays and its stored moves.
@@ -85,6 +108,9 @@ async fn lot(State(engine): AppState, Path(lot): Path<String>, RawQuery(q): RawQ
         .await?;
     let view = view.ok_or_else(|| ApiError::not_found(format!("unknown lot {lot:?}")))?;
     let moves = engine.lot_history(&lot).await?;
+    let state = lot_state(&engine, &view);
+    let mut view = serde_json::to_value(view).unwrap_or_default();
+    view["state"] = state.into();
     Ok(Json(json!({"lot": view, "stays": stays, "moves": moves})).into_response())
 }
 

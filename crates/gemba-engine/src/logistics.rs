@@ -52,13 +52,21 @@ pub enum LedgerError {
     },
     #[error("from and to are the same location {0:?}")]
     SameLocation(String),
+    #[error("lot {lot:?} was only created at {created}; the event is stamped earlier")]
+    BeforeCreation {
+        field: &'static str,
+        lot: String,
+        created: Timestamp,
+    },
 }
 
 impl LedgerError {
     /// The event field the error is about (for `events[i].<field>` in ingest replies).
     pub fn field(&self) -> &'static str {
         match self {
-            LedgerError::UnknownLot { field, .. } | LedgerError::Consumed { field, .. } => field,
+            LedgerError::UnknownLot { field, .. }
+            | LedgerError::Consumed { field, .. }
+            | LedgerError::BeforeCreation { field, .. } => field,
             LedgerError::DuplicateLot { .. } => "lot",
             LedgerError::Insufficient { .. } => "quantity",
             LedgerError::SameLocation(_) => "to",
@@ -247,7 +255,7 @@ trait View {
 }
 
 /// Checks one event against the rules; `Ok` for events that are not `lot` or `move`.
-fn check_rules(view: &impl View, body: &EventBody) -> Result<(), LedgerError> {
+fn check_rules(view: &impl View, ts: Timestamp, body: &EventBody) -> Result<(), LedgerError> {
     match body {
         EventBody::Lot { lot, inputs, .. } => {
             if view.lot_state(lot).is_some() {
@@ -269,6 +277,13 @@ fn check_rules(view: &impl View, body: &EventBody) -> Result<(), LedgerError> {
                             field: "inputs",
                             lot: input.clone(),
                             by,
+                        });
+                    }
+                    Some(_) if view.created(input) > ts => {
+                        return Err(LedgerError::BeforeCreation {
+                            field: "inputs",
+                            lot: input.clone(),
+                            created: view.created(input),
                         });
                     }
                     Some(_) => {}
@@ -297,6 +312,13 @@ fn check_rules(view: &impl View, body: &EventBody) -> Result<(), LedgerError> {
                     });
                 }
                 Some(_) => {}
+            }
+            if view.created(lot) > ts {
+                return Err(LedgerError::BeforeCreation {
+                    field: "ts",
+                    lot: lot.clone(),
+                    created: view.created(lot),
+                });
             }
             if from == to {
                 return Err(LedgerError::SameLocation(from.clone()));
@@ -378,7 +400,7 @@ impl View for BatchCheck<'_> {
 impl<'a> BatchCheck<'a> {
     /// Checks one event and, when it passes, takes it into account for the following ones.
     pub fn check(&mut self, ts: Timestamp, body: &EventBody) -> Result<(), LedgerError> {
-        check_rules(self, body)?;
+        check_rules(self, ts, body)?;
         match body {
             EventBody::Lot {
                 lot,
@@ -528,7 +550,7 @@ impl Ledger {
 
     /// Checks one event and applies it when it passes (other event types are ignored).
     pub fn apply(&mut self, ts: Timestamp, body: &EventBody) -> Result<(), LedgerError> {
-        check_rules(self, body)?;
+        check_rules(self, ts, body)?;
         match body {
             EventBody::Lot {
                 lot,
@@ -1135,6 +1157,14 @@ mod tests {
             (lot("R1", "steel", 1.0, "store", &[]), "lot"),
             (mv("R1", "store", "store", 1.0), "to"),
         ];
+        let err = l
+            .apply(999, &mv("R1", "store", "line1", 1.0))
+            .expect_err("early");
+        assert_eq!(err.field(), "ts");
+        let err = l
+            .apply(999, &lot("W7", "w", 1.0, "x", &["R1"]))
+            .expect_err("early input");
+        assert_eq!(err.field(), "inputs");
         for (e, field) in cases {
             let err = l.apply(9000, &e).expect_err("refused");
             assert_eq!(err.field(), field, "{err}");

@@ -196,8 +196,13 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["lot"]["positions"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["moves"].as_array().unwrap().len(), 1);
+    assert_eq!(v["lot"]["state"], "in_process");
     let (_, v) = srv.get_json("/api/v1/logistics/lots/R2");
     assert_eq!(v["lot"]["consumed_by"], "W1");
+    assert_eq!(v["lot"]["state"], "consumed");
+    let (_, v) = srv.get_json("/api/v1/logistics/lots?product=widget");
+    assert_eq!(v[0]["lot"], "W1");
+    assert_eq!(v[0]["state"], "available");
     let (s, _) = srv.get_json("/api/v1/logistics/lots/NOPE");
     assert_eq!(s, 404);
     let (_, v) = srv.get_json(&format!("/api/v1/logistics/location?location={LINE}"));
@@ -387,12 +392,13 @@ fn bad_moves_are_rejected_with_the_field_and_leave_inventory_alone() {
             mv(t, "R1", "store", LINE, 41.0),
             lot(t, "R1", "steel", 5.0, "store", &[]),
             mv(t, "W1", "shipping", "shipping", 1.0),
+            mv(t0 - MIN, "R1", "store", LINE, 1.0),
             mv(t, "R1", "store", LINE, 40.0)
         ]}),
     );
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["accepted_events"], 1, "{v}");
-    assert_eq!(v["rejected"], 6);
+    assert_eq!(v["rejected"], 7);
     // Events that fail their own checks are reported before those that fail the ledger's.
     let mut at: Vec<&str> = v["errors"]
         .as_array()
@@ -409,7 +415,8 @@ fn bad_moves_are_rejected_with_the_field_and_leave_inventory_alone() {
             "events[2].inputs",
             "events[3].quantity",
             "events[4].lot",
-            "events[5].to"
+            "events[5].to",
+            "events[6].ts"
         ]
     );
     let msg = |loc: &str| {
