@@ -1373,7 +1373,21 @@ pub struct ProcessWindow {
     /// SPC violations and inspection results once they are stored as events (any type is joined).
     pub events: Vec<gemba_store::StoredEvent>,
     pub signals: Vec<SignalStats>,
+    /// Western Electric rule violations during the stay of each signal with spec limits, on an
+    /// I-MR chart whose limits were estimated on the 8 hours before the stay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spc: Vec<SpcFinding>,
 }
+
+/// SPC violations of one quality characteristic during a stay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpcFinding {
+    pub signal: String,
+    pub violations: Vec<crate::spc::SpcViolation>,
+}
+
+/// The SPC baseline before a stay.
+const SPC_BASELINE: i64 = 8 * 3_600_000;
 
 /// A genealogy with the process data of its lots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -1399,6 +1413,8 @@ pub struct ProcessOptions {
     pub max_windows: usize,
     /// At most this many events per window.
     pub max_events: usize,
+    /// SPC rule violations of signals with spec limits during each stay.
+    pub spc: bool,
 }
 
 impl Default for ProcessOptions {
@@ -1409,6 +1425,7 @@ impl Default for ProcessOptions {
             readings: 0,
             max_windows: 10_000,
             max_events: 1000,
+            spc: true,
         }
     }
 }
@@ -1520,6 +1537,44 @@ impl crate::Engine {
                     }
                     signals.push(st);
                 }
+                let mut spc = Vec::new();
+                if opts.spc {
+                    for (r, _) in &series {
+                        let limits = r
+                            .def
+                            .spec
+                            .is_some_and(|l| l.lsl.is_some() || l.usl.is_some());
+                        if !limits || !signals.iter().any(|x| x.signal == r.def.path) {
+                            continue;
+                        }
+                        let req = crate::spc::SpcRequest {
+                            signal: r.def.path.clone(),
+                            chart: crate::spc::ChartKind::Imr,
+                            baseline: Some((start - SPC_BASELINE, start)),
+                            range: (start - SPC_BASELINE, end),
+                            subgroup: 5,
+                            rules: gemba_analytics::spc::RuleSet::western_electric(),
+                            lambda: 0.2,
+                            l: 3.0,
+                            k: 0.5,
+                            h: 5.0,
+                        };
+                        // Too little history before the stay for a baseline: no SPC for it.
+                        if let Ok(chart) = self.spc_chart(req).await {
+                            let violations: Vec<_> = chart
+                                .violations
+                                .into_iter()
+                                .filter(|v| v.ts >= start && v.ts < end)
+                                .collect();
+                            if !violations.is_empty() {
+                                spc.push(SpcFinding {
+                                    signal: r.def.path.clone(),
+                                    violations,
+                                });
+                            }
+                        }
+                    }
+                }
                 found[i] = Some(ProcessWindow {
                     lot: lot.clone(),
                     asset: windows[i].1.clone(),
@@ -1527,6 +1582,7 @@ impl crate::Engine {
                     end,
                     events: mine,
                     signals,
+                    spc,
                 });
             }
         }

@@ -26,6 +26,7 @@ name = "m1"
 [[sites.areas.lines.machines.signals]]
 name = "temp"
 unit = "K"
+spec = { lsl = 250.0, usl = 450.0 }
 [[sites.areas.lines.machines.signals]]
 name = "energy"
 unit = "kWh"
@@ -237,6 +238,18 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
         (&temp["count"], &temp["min"], &temp["max"], &temp["mean"]),
         (&json!(30), &json!(310.0), &json!(339.0), &json!(324.5))
     );
+    // SPC of temp (it has spec limits): I-MR limits from the 8 h before the stay, i.e. minutes
+    // 0..9 (300..309): mean 304.5, mean moving range 1, σ = 1 / 1.128, UCL = 304.5 + 3σ = 307.16.
+    // The first reading of the stay, 310 at t0+10m, is beyond it (rule 1).
+    let spc = &r2["spc"][0];
+    assert_eq!(spc["signal"], "s1/a1/l1/m1/temp", "{r2}");
+    let first = &spc["violations"][0];
+    assert_eq!(
+        (&first["number"], &first["ts"]),
+        (&json!(1), &json!(t0 + 10 * MIN)),
+        "{spc}"
+    );
+    assert_eq!(first["value"], 310.0);
     // Events at the line's machines while R2 was there: the jam at +15m, 10 parts at +20m, and
     // the move of R1 and R2 itself at +10m (3 + 0: lot events are at the line too).
     let types: Vec<&str> = r2["events"]
