@@ -181,10 +181,6 @@ async fn location(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     let at = p.ts("at")?;
     let loc = location.clone();
     let lots = engine.with_ledger(move |l| l.lots_at(&loc, at)).await?;
-    let lots: Vec<_> = lots
-        .into_iter()
-        .map(|x| json!({"lot": x.location, "quantity": x.quantity}))
-        .collect();
     Ok(Json(json!({
         "location": location,
         "kind": if engine.is_asset(&location) { "wip" } else { "store" },

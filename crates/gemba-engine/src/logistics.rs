@@ -155,6 +155,13 @@ pub struct Position {
     pub quantity: f64,
 }
 
+/// How much of a lot is somewhere.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LotQuantity {
+    pub lot: String,
+    pub quantity: f64,
+}
+
 /// One lot as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LotView {
@@ -774,7 +781,7 @@ impl Ledger {
     }
 
     /// The lots at a location as of `at` (or now), with their quantity there.
-    pub fn lots_at(&self, location: &str, at: Option<Timestamp>) -> Vec<Position> {
+    pub fn lots_at(&self, location: &str, at: Option<Timestamp>) -> Vec<LotQuantity> {
         let Some(loc) = self.locations.get(location) else {
             return Vec::new();
         };
@@ -799,8 +806,8 @@ impl Ledger {
                     .sum(),
             };
             if q > EPS {
-                out.push(Position {
-                    location: lot.name.clone(),
+                out.push(LotQuantity {
+                    lot: lot.name.clone(),
                     quantity: q,
                 });
             }

@@ -236,7 +236,7 @@ pub enum QueryCmd {
         from: Option<String>,
         #[arg(long)]
         to: Option<String>,
-        /// production, state, move or custom:<name>.
+        /// production, state, move, lot or custom:<name>.
         #[arg(long = "type")]
         kind: Option<String>,
         /// Only events at or below this asset.
