@@ -591,10 +591,11 @@ fn mix(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `yyyymmdd-hhmm` of the start, so lots of different runs have different ids.
+/// `yyyymmdd-hhmmss` of the start, so lots of different runs have different ids (a lot id may be
+/// created only once; a demo resumed within the same minute must not repeat them).
 fn lot_tag(start: Timestamp) -> String {
     gemba_core::time::format_rfc3339(start)
-        .get(..16)
+        .get(..19)
         .map(|s| s.replace(['-', ':'], "").replace('T', "-"))
         .unwrap_or_else(|| start.to_string())
 }
