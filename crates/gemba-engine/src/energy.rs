@@ -538,9 +538,16 @@ impl Engine {
         let made = self.made(asset, from, to).await?;
         let shifts = self.registry.shifts();
         let cfg = self.config.energy.clone();
-        tokio::task::spawn_blocking(move || report(&machines, &made, by, &shifts, &cfg))
-            .await
-            .map_err(|e| EngineError::Internal(format!("energy report failed: {e}")))
+        let mut rows =
+            tokio::task::spawn_blocking(move || report(&machines, &made, by, &shifts, &cfg))
+                .await
+                .map_err(|e| EngineError::Internal(format!("energy report failed: {e}")))?;
+        if by == Period::Total {
+            for r in &mut rows {
+                r.period_start = from;
+            }
+        }
+        Ok(rows)
     }
 
     /// Windows `[start, end)` during which `lot` or a lot it was made from was at a machine or

@@ -314,7 +314,13 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
     assert!(csv.starts_with(
         "asset,level,period,period_start,kwh,idle_kwh,good,scrap,kwh_per_good,co2e_kg\n"
     ));
-    assert!(csv.contains("\ns1/a1/l1,line,total,"), "{csv}");
+    assert!(
+        csv.contains(&format!(
+            "\ns1/a1/l1,line,total,{},",
+            gemba_core::time::format_rfc3339(t0)
+        )),
+        "{csv}"
+    );
 
     // Energy per lot: W1 and its input R2 were at the line over [t0+10m, t0+50m): 40 minutes of
     // 0.5 + 0.1 kWh = 24 kWh for 40 widgets = 0.6 kWh each; CO2e 12 kg, 0.3 kg each.
