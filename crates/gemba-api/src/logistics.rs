@@ -174,18 +174,23 @@ async fn inventory(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult 
     Ok(Json(json!({"at": at, "rows": rows})).into_response())
 }
 
-/// `GET /api/v1/logistics/location?location=&at=`: the lots at one location.
+/// `GET /api/v1/logistics/location?location=&at=&from=&to=&limit=`: the lots at one location (now
+/// or as of `at`) and the moves into and out of it in `[from, to)` (default: the last 24 hours).
 async fn location(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::parse(q, &["location", "at"])?;
+    let p = Params::parse(q, &["location", "at", "from", "to", "limit"])?;
     let location = p.required("location")?.to_owned();
     let at = p.ts("at")?;
+    let (from, to) = range(&p, engine.now())?;
+    let limit = p.usize("limit", 1000, 100_000)?;
+    let moves = engine.location_moves(&location, from, to, limit).await?;
     let loc = location.clone();
     let lots = engine.with_ledger(move |l| l.lots_at(&loc, at)).await?;
     Ok(Json(json!({
         "location": location,
         "kind": if engine.is_asset(&location) { "wip" } else { "store" },
         "at": at,
-        "lots": lots
+        "lots": lots,
+        "moves": moves
     }))
     .into_response())
 }

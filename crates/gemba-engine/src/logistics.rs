@@ -1616,6 +1616,20 @@ impl crate::Engine {
         crate::blocking(move || store.lot_history(&lot)).await
     }
 
+    /// Moves into or out of a location with `from <= ts < to`, as stored, at most `limit`.
+    pub async fn location_moves(
+        &self,
+        location: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<gemba_store::MoveRecord>, crate::EngineError> {
+        crate::check_range(from, to)?;
+        let store = self.store.clone();
+        let location = location.to_owned();
+        crate::blocking(move || store.location_moves(&location, from, to, limit)).await
+    }
+
     /// Whether a location is a machine, line or other asset of the model (its stock is WIP).
     pub fn is_asset(&self, location: &str) -> bool {
         self.registry.node(location).is_some()

@@ -206,8 +206,19 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
     assert_eq!(v[0]["state"], "available");
     let (s, _) = srv.get_json("/api/v1/logistics/lots/NOPE");
     assert_eq!(s, 404);
-    let (_, v) = srv.get_json(&format!("/api/v1/logistics/location?location={LINE}"));
+    let (_, v) = srv.get_json(&format!(
+        "/api/v1/logistics/location?location={LINE}&from={}",
+        t0 - MIN
+    ));
     assert_eq!(v["lots"], json!([{"lot": "R1", "quantity": 60.0}]));
+    // Moves through the line: R1 and R2 in at +10m, W1 out at +50m (W1's creation is no move).
+    let moved: Vec<(&str, &str)> = v["moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["lot"].as_str().unwrap(), m["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(moved, vec![("R1", LINE), ("R2", LINE), ("W1", "fg")]);
     assert_eq!(v["kind"], "wip");
 
     // Genealogy backward: W1 was made from R2.
