@@ -393,12 +393,14 @@ impl Engine {
         let mut moved = Vec::new();
         for (e, loc) in std::mem::take(&mut batch.events).into_iter().zip(locations) {
             match check.check(e.ts, &e.body) {
-                Ok(()) => {
+                Ok(logistics::Checked::New) => {
                     if logistics::is_logistics(&e) {
                         moved.push(e.clone());
                     }
                     kept.push(e);
                 }
+                // A retried lot/move event: already stored and applied; acknowledged, not stored.
+                Ok(logistics::Checked::Repeat) => {}
                 Err(err) => {
                     outcome.rejected += 1;
                     if outcome.errors.len() < MAX_REPORTED_ERRORS {

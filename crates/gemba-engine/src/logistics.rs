@@ -22,6 +22,51 @@ use gemba_store::{LotRecord, MoveRecord};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// Whether a checked event is new or repeats one already applied (a retried request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    New,
+    /// The same `lot` or `move` event (timestamp and every field) was applied before: it is
+    /// acknowledged without being stored or applied again, so clients may retry.
+    Repeat,
+}
+
+/// Identity of a `lot` or `move` event: its timestamp and every field.
+fn fingerprint(ts: Timestamp, body: &EventBody) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ts.hash(&mut h);
+    match body {
+        EventBody::Lot {
+            lot,
+            product,
+            quantity,
+            unit,
+            location,
+            inputs,
+        } => {
+            (
+                "lot",
+                lot,
+                product,
+                quantity.to_bits(),
+                unit,
+                location,
+                inputs,
+            )
+                .hash(&mut h);
+        }
+        EventBody::Move {
+            lot,
+            from,
+            to,
+            quantity,
+        } => ("move", lot, from, to, quantity.to_bits()).hash(&mut h),
+        _ => return None,
+    }
+    Some(h.finish())
+}
+
 /// Entries of the move log between two checkpoints of the totals.
 pub const CHECKPOINT_EVERY: usize = 4096;
 
@@ -251,6 +296,8 @@ pub struct Ledger {
     /// Every step of every lot, in time order (ties in arrival order).
     log: Vec<Step>,
     checkpoints: Vec<Checkpoint>,
+    /// Fingerprints of every applied `lot` and `move` event (retries are recognised by them).
+    seen: HashSet<u64>,
 }
 
 /// The facts a rule needs, from the ledger or from a batch being checked on top of it.
@@ -376,6 +423,7 @@ pub struct BatchCheck<'a> {
     consumed: HashMap<String, String>,
     stock: HashMap<(String, String), f64>,
     totals: HashMap<(String, String), f64>,
+    seen: HashSet<u64>,
 }
 
 impl View for BatchCheck<'_> {
@@ -406,8 +454,17 @@ impl View for BatchCheck<'_> {
 
 impl<'a> BatchCheck<'a> {
     /// Checks one event and, when it passes, takes it into account for the following ones.
-    pub fn check(&mut self, ts: Timestamp, body: &EventBody) -> Result<(), LedgerError> {
+    pub fn check(&mut self, ts: Timestamp, body: &EventBody) -> Result<Checked, LedgerError> {
+        let print = fingerprint(ts, body);
+        if let Some(f) = print
+            && (self.ledger.seen.contains(&f) || self.seen.contains(&f))
+        {
+            return Ok(Checked::Repeat);
+        }
         check_rules(self, ts, body)?;
+        if let Some(f) = print {
+            self.seen.insert(f);
+        }
         match body {
             EventBody::Lot {
                 lot,
@@ -439,7 +496,7 @@ impl<'a> BatchCheck<'a> {
             }
             _ => {}
         }
-        Ok(())
+        Ok(Checked::New)
     }
 
     fn positions_of(&self, lot: &str) -> Vec<(String, f64)> {
@@ -552,12 +609,22 @@ impl Ledger {
             consumed: HashMap::new(),
             stock: HashMap::new(),
             totals: HashMap::new(),
+            seen: HashSet::new(),
         }
     }
 
     /// Checks one event and applies it when it passes (other event types are ignored).
     pub fn apply(&mut self, ts: Timestamp, body: &EventBody) -> Result<(), LedgerError> {
+        let print = fingerprint(ts, body);
+        if let Some(f) = print
+            && self.seen.contains(&f)
+        {
+            return Ok(());
+        }
         check_rules(self, ts, body)?;
+        if let Some(f) = print {
+            self.seen.insert(f);
+        }
         match body {
             EventBody::Lot {
                 lot,
@@ -1187,6 +1254,24 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_event_is_recognised_not_applied_twice() {
+        let mut l = sample();
+        let before = l.inventory(None, None, None);
+        // The move of 60 of R1 at 2000, sent again (a retry): R1 has only 40 left in the store,
+        // so applying it twice would be refused; it is recognised instead.
+        let again = mv("R1", "store", "line1", 60.0);
+        let mut b = l.begin();
+        assert_eq!(b.check(2000, &again), Ok(Checked::Repeat));
+        // The same move at another time is a new move (and is refused: 40 left).
+        assert!(b.check(2001, &again).is_err());
+        let fresh = mv("R1", "store", "line1", 5.0);
+        assert_eq!(b.check(9000, &fresh), Ok(Checked::New));
+        assert_eq!(b.check(9000, &fresh), Ok(Checked::Repeat));
+        l.apply(2000, &again).expect("no-op");
+        assert_eq!(l.inventory(None, None, None), before);
+    }
+
+    #[test]
     fn a_batch_sees_its_own_earlier_events() {
         let l = sample();
         let mut b = l.begin();
@@ -1271,12 +1356,12 @@ mod tests {
     #[test]
     fn as_of_with_checkpoints_and_late_moves_matches_a_full_replay() {
         let mut l = Ledger::default();
-        l.apply(0, &lot("A", "p", 1e9, "s0", &[])).expect("lot");
+        l.apply(-1000, &lot("A", "p", 1e9, "s0", &[])).expect("lot");
         let n = 3 * CHECKPOINT_EVERY + 17;
         for i in 0..n {
-            // Every 7th move arrives late (stamped before earlier ones).
+            // Every 7th move arrives late (stamped 50 moves back).
             let ts = if i % 7 == 3 {
-                (i as i64 - 50).max(1) * 10
+                i as i64 * 10 - 497
             } else {
                 i as i64 * 10 + 5
             };

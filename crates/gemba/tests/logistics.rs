@@ -498,6 +498,21 @@ fn bad_moves_are_rejected_with_the_field_and_leave_inventory_alone() {
     assert_eq!(s, 200, "{v}");
     let (_, v) = srv.get_json("/api/v1/logistics/inventory?location=fg");
     assert_eq!(qty(&v, "fg", "steel"), 100.0);
+    // A client that saw no answer retries the same batch: recognised, acknowledged, not applied
+    // (nothing of R1 is left at the line, so applying it again would have been refused).
+    let (s, v) = srv.post_json(
+        "/api/v1/ingest",
+        &json!({"events": [
+            mv(t + 2, "R1", LINE, "fg", 10.0),
+            mv(t + 2, "R1", LINE, "fg", 90.0)
+        ]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accepted_events"], 0);
+    let (_, v) = srv.get_json("/api/v1/logistics/inventory?location=fg");
+    assert_eq!(qty(&v, "fg", "steel"), 100.0);
+    let (_, h) = srv.get_json("/api/v1/logistics/lots/R1");
+    assert_eq!(h["moves"].as_array().unwrap().len(), 4, "{h}");
     // Bad query parameters name themselves.
     let (s, v) = srv.get_json("/api/v1/genealogy/W1?direction=sideways");
     assert_eq!(s, 400);
