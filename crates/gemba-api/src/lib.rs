@@ -6,6 +6,7 @@
 
 mod alarms;
 pub mod error;
+pub mod logistics;
 mod routes;
 mod web;
 
@@ -141,6 +142,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/openapi.json", get(routes::openapi))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
+        .merge(logistics::routes())
         .fallback(routes::not_found)
         // Chunked bodies are limited while they stream; a declared Content-Length is refused
         // before any of the body is read, so the client learns it without sending it.
@@ -166,7 +168,8 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().expect("paths");
-        for (method, path) in ROUTES {
+        let all: Vec<_> = ROUTES.iter().chain(logistics::ROUTES).collect();
+        for (method, path) in &all {
             assert!(
                 paths.get(*path).and_then(|p| p.get(*method)).is_some(),
                 "{method} {path} is not in openapi.json"
@@ -178,7 +181,7 @@ mod tests {
             .sum();
         assert_eq!(
             documented,
-            ROUTES.len(),
+            all.len(),
             "openapi.json documents routes the router does not have"
         );
     }

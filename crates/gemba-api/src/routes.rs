@@ -82,7 +82,7 @@ impl Params {
             }
         }
     }
-    fn format(&self) -> ApiResult<Format> {
+    pub(crate) fn format(&self) -> ApiResult<Format> {
         match self.get("format") {
             None | Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
@@ -127,7 +127,7 @@ fn decode_component(s: &str) -> ApiResult<String> {
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Csv,
 }
@@ -390,7 +390,7 @@ pub async fn latest(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     Ok(Json(values).into_response())
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

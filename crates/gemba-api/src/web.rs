@@ -41,6 +41,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../web/pages/machine.js"),
     ),
     (
+        "pages/logistics.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/pages/logistics.js"),
+    ),
+    (
+        "pages/energy.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/pages/energy.js"),
+    ),
+    (
         "pages/events.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/pages/events.js"),

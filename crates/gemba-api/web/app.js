@@ -5,6 +5,8 @@
 //   #/quality              SPC chart, violations and capability of a quality characteristic
 //   #/models               model registry
 //   #/alarms               alarms: list, filters, explanation, acknowledge / comment / close
+//   #/logistics            inventory and WIP, lots, dwell, genealogy with process data
+//   #/energy               energy per shift/day/month, kWh per good part, CO2e per lot
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
 import { connect, onStatus } from './api.js';
 import { h, tr } from './ui.js';
@@ -14,6 +16,8 @@ import * as events from './pages/events.js';
 import * as models from './pages/models.js';
 import * as quality from './pages/quality.js';
 import * as alarms from './pages/alarms.js';
+import * as logistics from './pages/logistics.js';
+import * as energy from './pages/energy.js';
 
 // Figures the browser tests read (web-tests/dashboard.mjs).
 window.gemba = { ready: false, firstRenderMs: null, charts: [] };
@@ -32,6 +36,8 @@ function route() {
     case 'models': return ['models', models, {}];
     case 'quality': return ['quality', quality, {}];
     case 'alarms': return ['alarms', alarms, {}];
+    case 'logistics': return ['logistics', logistics, {}];
+    case 'energy': return ['energy', energy, {}];
     default: return ['overview', overview, {}];
   }
 }

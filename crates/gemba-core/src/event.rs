@@ -38,17 +38,35 @@ pub enum EventBody {
         to: String,
         quantity: f64,
     },
+    /// A material lot came into being at `location`: received from a supplier, or made from
+    /// `inputs` (earlier lots, which are consumed whole by it). A move of a lot that no `lot` event
+    /// created is rejected.
+    Lot {
+        lot: String,
+        product: String,
+        quantity: f64,
+        #[serde(default = "default_unit")]
+        unit: String,
+        location: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inputs: Vec<String>,
+    },
     /// Anything else, named by the sender (tool change, operator login, inspection, …).
     Custom { name: String },
 }
 
+fn default_unit() -> String {
+    "pcs".into()
+}
+
 impl EventBody {
-    /// The stored type name: `production`, `state`, `move` or `custom:<name>`.
+    /// The stored type name: `production`, `state`, `move`, `lot` or `custom:<name>`.
     pub fn type_name(&self) -> String {
         match self {
             EventBody::Production { .. } => "production".into(),
             EventBody::State { .. } => "state".into(),
             EventBody::Move { .. } => "move".into(),
+            EventBody::Lot { .. } => "lot".into(),
             EventBody::Custom { name } => format!("custom:{name}"),
         }
     }
@@ -111,6 +129,45 @@ impl Event {
                     ));
                 }
             }
+            EventBody::Lot {
+                lot,
+                product,
+                quantity,
+                unit,
+                location,
+                inputs,
+            } => {
+                crate::check_segment(lot).map_err(|r| bad("lot", r.into()))?;
+                if product.trim().is_empty() {
+                    return Err(bad("product", "must not be empty".into()));
+                }
+                if unit.trim().is_empty() {
+                    return Err(bad("unit", "must not be empty".into()));
+                }
+                if location.trim().is_empty() {
+                    return Err(bad("location", "must not be empty".into()));
+                }
+                if !quantity.is_finite() || *quantity < 0.0 {
+                    return Err(bad(
+                        "quantity",
+                        format!("{quantity} must be a finite number >= 0"),
+                    ));
+                }
+                for (i, input) in inputs.iter().enumerate() {
+                    if input.trim().is_empty() {
+                        return Err(bad("inputs", format!("inputs[{i}] must not be empty")));
+                    }
+                    if input == lot {
+                        return Err(bad(
+                            "inputs",
+                            format!("lot {lot:?} cannot be its own input"),
+                        ));
+                    }
+                    if inputs[..i].contains(input) {
+                        return Err(bad("inputs", format!("{input:?} is listed twice")));
+                    }
+                }
+            }
             EventBody::Custom { name } => {
                 crate::check_segment(name).map_err(|r| bad("name", r.into()))?;
             }
@@ -132,6 +189,49 @@ mod tests {
         let back = serde_json::to_string(&e).expect("serialise");
         let again: Event = serde_json::from_str(&back).expect("re-parse");
         assert_eq!(again, e);
+    }
+
+    #[test]
+    fn lot_events_parse_and_validate() {
+        let e: Event = serde_json::from_str(
+            r#"{"ts":1,"asset":"p","type":"lot","lot":"W1","product":"widget","quantity":40,"location":"line1","inputs":["R1","R2"]}"#,
+        )
+        .expect("parses");
+        assert_eq!(e.body.type_name(), "lot");
+        let EventBody::Lot { unit, inputs, .. } = &e.body else {
+            panic!("not a lot event: {e:?}");
+        };
+        assert_eq!(unit, "pcs");
+        assert_eq!(inputs, &["R1", "R2"]);
+        e.validate().expect("valid");
+        for (json, field) in [
+            (
+                r#""lot":"W1","product":"w","quantity":-1,"location":"s""#,
+                "quantity",
+            ),
+            (
+                r#""lot":"W1","product":"","quantity":1,"location":"s""#,
+                "product",
+            ),
+            (
+                r#""lot":"W1","product":"w","quantity":1,"location":"s","inputs":["W1"]"#,
+                "inputs",
+            ),
+            (
+                r#""lot":"W1","product":"w","quantity":1,"location":"s","inputs":["a","a"]"#,
+                "inputs",
+            ),
+            (
+                r#""lot":"W 1","product":"w","quantity":1,"location":"s""#,
+                "lot",
+            ),
+        ] {
+            let e: Event =
+                serde_json::from_str(&format!(r#"{{"ts":1,"asset":"p","type":"lot",{json}}}"#))
+                    .expect("parses");
+            let err = e.validate().expect_err(json).to_string();
+            assert!(err.contains(field), "{json}: {err}");
+        }
     }
 
     #[test]

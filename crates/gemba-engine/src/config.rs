@@ -22,6 +22,10 @@ pub struct Config {
     pub plant: PlantConfig,
     pub log: LogConfig,
     pub alarms: AlarmsConfig,
+    /// Reorder points (docs/LOGISTICS.md).
+    pub logistics: crate::logistics::LogisticsConfig,
+    /// Emission factors (docs/LOGISTICS.md).
+    pub energy: crate::energy::EnergyConfig,
 }
 
 /// Alarm notifications.
@@ -307,6 +311,8 @@ impl Config {
         if self.mqtt.mode == MqttMode::Embedded && Some(self.mqtt.listen) == self.mqtt.listen_v5 {
             return bad("mqtt.listen_v5", "must differ from mqtt.listen");
         }
+        self.logistics.validate().map_err(EngineError::Config)?;
+        self.energy.validate().map_err(EngineError::Config)?;
         Ok(())
     }
 }

@@ -9,6 +9,8 @@
 pub mod alarms;
 pub mod config;
 pub mod datasets;
+pub mod energy;
+pub mod logistics;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
@@ -107,6 +109,9 @@ pub struct Engine {
     /// Serialises model registrations (version numbers).
     models_lock: parking_lot::Mutex<()>,
     alarms: Arc<alarms::Alarms>,
+    /// Inventory state; a batch with `lot`/`move` events holds it for writing from its check until
+    /// its commit returned, so checks always see every committed event (docs/LOGISTICS.md).
+    ledger: Arc<tokio::sync::RwLock<logistics::Ledger>>,
 }
 
 /// Reads and validates a plant file.
@@ -196,6 +201,19 @@ impl Engine {
                 map.insert(id, s);
             }
         }
+        let (lots, moves) = store.logistics()?;
+        let (ledger, skipped) = logistics::Ledger::replay(lots, moves);
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "logistics: stored lot/move events that break the inventory rules were left out"
+            );
+        }
+        for p in &config.logistics.reorder_points {
+            registry
+                .resolve_asset_for_ingest(&p.asset)
+                .map_err(|e| EngineError::Config(format!("logistics.reorder_points: {e}")))?;
+        }
         let metrics = Arc::new(Metrics::new());
         metrics.signals.set(registry.signal_count() as i64);
         let tap: Arc<alarms::Tap> = Arc::default();
@@ -236,6 +254,7 @@ impl Engine {
             clock,
             models_lock: parking_lot::Mutex::new(()),
             alarms,
+            ledger: Arc::new(tokio::sync::RwLock::new(ledger)),
         }))
     }
 
@@ -264,14 +283,40 @@ impl Engine {
         mode: BatchMode,
     ) -> Result<IngestOutcome, EngineError> {
         // Resolving and checking a large batch is CPU work: keep it off the async workers.
-        let (batch, mut outcome) = if decoded.sample_count() + decoded.events.len() > 2_000 {
-            let me = self.clone();
-            tokio::task::spawn_blocking(move || me.prepare(decoded))
+        let (mut batch, mut outcome, locations) =
+            if decoded.sample_count() + decoded.events.len() > 2_000 {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.prepare(decoded))
+                    .await
+                    .map_err(|e| EngineError::Internal(format!("ingest task failed: {e}")))?
+            } else {
+                self.prepare(decoded)
+            };
+        let mut ledger = None;
+        let mut moved = Vec::new();
+        let logistics_events = batch
+            .events
+            .iter()
+            .filter(|e| logistics::is_logistics(e))
+            .count();
+        if logistics_events > 0 {
+            let guard = self.ledger.clone().write_owned().await;
+            if logistics_events > 2_000 {
+                // Checking many lot/move events is CPU work: off the async workers.
+                let me = self.clone();
+                let (g, b, o, m) = tokio::task::spawn_blocking(move || {
+                    let m = me.check_logistics(&guard, &mut batch, &locations, &mut outcome);
+                    (guard, batch, outcome, m)
+                })
                 .await
-                .map_err(|e| EngineError::Internal(format!("ingest task failed: {e}")))?
-        } else {
-            self.prepare(decoded)
-        };
+                .map_err(|e| EngineError::Internal(format!("logistics check failed: {e}")))?;
+                (batch, outcome, moved) = (b, o, m);
+                ledger = Some(g);
+            } else {
+                moved = self.check_logistics(&guard, &mut batch, &locations, &mut outcome);
+                ledger = Some(guard);
+            }
+        }
         if outcome.rejected > 0 && mode == BatchMode::Strict {
             self.metrics
                 .rejected
@@ -280,6 +325,9 @@ impl Engine {
             return Ok(outcome);
         }
         self.commit(batch, source, &mut outcome).await?;
+        if let Some(l) = ledger.as_deref_mut() {
+            logistics::apply_committed(l, &moved);
+        }
         Ok(outcome)
     }
 
@@ -290,7 +338,17 @@ impl Engine {
         source: Source,
         mode: BatchMode,
     ) -> Result<IngestOutcome, EngineError> {
-        let (batch, mut outcome) = self.prepare(decoded);
+        let (mut batch, mut outcome, locations) = self.prepare(decoded);
+        // Never called on an async worker (see the doc), so waiting for the lock is allowed.
+        let mut ledger = if batch.events.iter().any(logistics::is_logistics) {
+            Some(self.ledger.blocking_write())
+        } else {
+            None
+        };
+        let moved = match ledger.as_deref() {
+            Some(l) => self.check_logistics(l, &mut batch, &locations, &mut outcome),
+            None => Vec::new(),
+        };
         let label = Metrics::label(source);
         self.metrics
             .rejected
@@ -304,6 +362,9 @@ impl Engine {
             outcome.accepted_points = receipt.points;
             outcome.accepted_events = receipt.events;
             self.count(source, &outcome);
+            if let Some(l) = ledger.as_deref_mut() {
+                logistics::apply_committed(l, &moved);
+            }
         }
         Ok(outcome)
     }
@@ -344,8 +405,63 @@ impl Engine {
             .set(self.registry.signal_count() as i64);
     }
 
-    /// Resolves every item; returns the valid part as a write batch and the errors.
-    fn prepare(&self, decoded: DecodedBatch) -> (WriteBatch, IngestOutcome) {
+    /// Checks the batch's `lot` and `move` events against the ledger (in order, each seeing the
+    /// ones before it), removes and reports those that break a rule, and adds a
+    /// `custom:reorder_point` event for every reorder point the batch pushes below its minimum.
+    /// Returns the logistics events to apply to the ledger once the batch is committed.
+    fn check_logistics(
+        &self,
+        ledger: &logistics::Ledger,
+        batch: &mut WriteBatch,
+        locations: &[String],
+        outcome: &mut IngestOutcome,
+    ) -> Vec<Event> {
+        let mut check = ledger.begin();
+        let mut kept = Vec::with_capacity(batch.events.len());
+        let mut moved = Vec::new();
+        for (e, loc) in std::mem::take(&mut batch.events).into_iter().zip(locations) {
+            match check.check(e.ts, &e.body) {
+                Ok(logistics::Checked::New) => {
+                    if logistics::is_logistics(&e) {
+                        moved.push(e.clone());
+                    }
+                    kept.push(e);
+                }
+                // A retried lot/move event: already stored and applied; acknowledged, not stored.
+                Ok(logistics::Checked::Repeat) => {}
+                Err(err) => {
+                    outcome.rejected += 1;
+                    if outcome.errors.len() < MAX_REPORTED_ERRORS {
+                        outcome.errors.push(ItemError {
+                            location: format!("{loc}.{}", err.field()),
+                            message: err.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let now = self.clock.now_ms();
+        let points = &self.config.logistics.reorder_points;
+        let keys: Vec<(String, String, f64)> = points
+            .iter()
+            .map(|p| (p.location.clone(), p.product.clone(), p.min))
+            .collect();
+        for s in check.shortages(&keys) {
+            let ts = moved.last().map_or(now, |e| e.ts);
+            if let Some(p) = points
+                .iter()
+                .find(|p| p.location == s.location && p.product == s.product)
+            {
+                kept.push(logistics::shortage_event(&p.asset, ts, &s));
+            }
+        }
+        batch.events = kept;
+        moved
+    }
+
+    /// Resolves every item; returns the valid part as a write batch, the errors and the location
+    /// (`events[i]`) of every event kept.
+    fn prepare(&self, decoded: DecodedBatch) -> (WriteBatch, IngestOutcome, Vec<String>) {
         let now = self.clock.now_ms();
         let max_future = (self.config.ingest.max_future_s as i64).saturating_mul(1000);
         let mut outcome = IngestOutcome::default();
@@ -418,6 +534,7 @@ impl Engine {
             }
         }
         let mut events: Vec<Event> = Vec::with_capacity(decoded.events.len());
+        let mut locations = Vec::with_capacity(decoded.events.len());
         for (i, e) in decoded.events.into_iter().enumerate() {
             let loc = format!("events[{i}]");
             if let Err(err) = check_timestamp(e.ts, now, max_future) {
@@ -429,17 +546,34 @@ impl Engine {
                 continue;
             }
             if let Err(err) = e.validate() {
-                report(&mut outcome, loc, err.to_string());
+                let at = match &err {
+                    gemba_core::ModelError::InvalidEntity { field, .. } => format!("{loc}.{field}"),
+                    _ => loc,
+                };
+                report(&mut outcome, at, err.to_string());
                 continue;
             }
             events.push(e);
+            locations.push(loc);
         }
         let series = by_signal
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
             .map(|(signal, samples)| SeriesWrite { signal, samples })
             .collect();
-        (WriteBatch { series, events }, outcome)
+        (WriteBatch { series, events }, outcome, locations)
+    }
+
+    /// Runs `f` on the logistics state on the blocking pool (inventory queries can take a few ms).
+    pub async fn with_ledger<T, F>(&self, f: F) -> Result<T, EngineError>
+    where
+        F: FnOnce(&logistics::Ledger) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || f(&ledger.blocking_read()))
+            .await
+            .map_err(|e| EngineError::Internal(format!("logistics task failed: {e}")))
     }
 
     /// Latest values of the signals at or below `prefix`.

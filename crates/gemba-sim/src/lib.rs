@@ -6,7 +6,8 @@
 //!   variance growth, trend, cycle) and sensor faults, injected as a [`Scenario`] says.
 //! - Production: cycle times with speed loss, short stops, changeovers between lots, startup
 //!   rejects, parts measured against the spec limits of the plant file.
-//! - Lots: raw material moves to the line, finished lots to finished goods and on to shipping.
+//! - Lots: raw lots are received (`lot` event) and moved to the line; a finished lot is made from
+//!   its raw lot at the line (`lot` event with `inputs`), moved to finished goods and on to shipping.
 //! - Ground truth: every failure, fault onset and end is an event; [`Label`]s per machine and tick.
 //!
 //! The simulator does no IO: [`Simulator::step`] advances the plant by one sample interval and
@@ -461,12 +462,24 @@ impl Simulator {
         let short = line.path.rsplit('/').next().unwrap_or("line");
         line.raw_lot = format!("{short}-{}-{:04}-RM", self.lot_tag, line.job);
         line.out_lot = format!("{short}-{}-{:04}", self.lot_tag, line.job);
-        let qty = f64::from(self.scenario.production.lot_size) * 1.05;
+        let qty = (f64::from(self.scenario.production.lot_size) * 1.05).round();
+        let product = format!("raw-{}", line.variant.name());
         let mut attrs = Map::new();
-        attrs.insert(
-            "product".into(),
-            json!(format!("raw-{}", line.variant.name())),
-        );
+        attrs.insert("product".into(), json!(product));
+        // The raw lot is received into the raw store, then moved to the line.
+        events.push(Event {
+            ts,
+            asset: line.path.clone(),
+            body: EventBody::Lot {
+                lot: line.raw_lot.clone(),
+                product,
+                quantity: qty,
+                unit: "pcs".into(),
+                location: "raw_store".into(),
+                inputs: Vec::new(),
+            },
+            attrs: Map::new(),
+        });
         events.push(Event {
             ts,
             asset: line.path.clone(),
@@ -474,7 +487,7 @@ impl Simulator {
                 lot: line.raw_lot.clone(),
                 from: "raw_store".into(),
                 to: line.path.clone(),
-                quantity: qty.round(),
+                quantity: qty,
             },
             attrs,
         });
@@ -491,12 +504,23 @@ impl Simulator {
                 line.variant,
             )
         };
+        let product = format!("widget-{}", variant.name());
         let mut attrs = Map::new();
-        attrs.insert(
-            "product".into(),
-            json!(format!("widget-{}", variant.name())),
-        );
-        attrs.insert("inputs".into(), json!([raw_lot]));
+        attrs.insert("product".into(), json!(product));
+        // The finished lot is made at the line from the raw lot (which it consumes), then moved on.
+        events.push(Event {
+            ts,
+            asset: path.clone(),
+            body: EventBody::Lot {
+                lot: out_lot.clone(),
+                product,
+                quantity: f64::from(good),
+                unit: "pcs".into(),
+                location: path.clone(),
+                inputs: vec![raw_lot],
+            },
+            attrs: Map::new(),
+        });
         events.push(Event {
             ts,
             asset: path.clone(),
@@ -567,10 +591,11 @@ fn mix(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `yyyymmdd-hhmm` of the start, so lots of different runs have different ids.
+/// `yyyymmdd-hhmmss` of the start, so lots of different runs have different ids (a lot id may be
+/// created only once; a demo resumed within the same minute must not repeat them).
 fn lot_tag(start: Timestamp) -> String {
     gemba_core::time::format_rfc3339(start)
-        .get(..16)
+        .get(..19)
         .map(|s| s.replace(['-', ':'], "").replace('T', "-"))
         .unwrap_or_else(|| start.to_string())
 }

@@ -280,6 +280,26 @@ fn lots_flow_from_raw_store_to_shipping() {
             "{raw}"
         );
     }
+    // Every moved lot was created by a `lot` event first; a finished lot is made from its raw lot.
+    let created: Vec<(&str, i64, &[String])> = r
+        .events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Lot { lot, inputs, .. } => Some((lot.as_str(), e.ts, inputs.as_slice())),
+            _ => None,
+        })
+        .collect();
+    for m in &moves {
+        let c = created.iter().find(|c| c.0 == m.0);
+        assert!(
+            c.is_some_and(|c| c.1 <= m.4),
+            "{m:?} moves a lot not created before"
+        );
+    }
+    for f in &finished {
+        let c = created.iter().find(|c| c.0 == f.0).expect("created");
+        assert_eq!(c.2, [format!("{}-RM", f.0)]);
+    }
     // Every part of a lot's production events names the lot, and changeovers set machines up.
     assert!(r.events.iter().any(|e| matches!(&e.body, EventBody::State { state, reason } if state == "setup" && reason.as_deref() == Some("changeover"))));
     assert!(!custom(&r.events, "shift_start").is_empty());

@@ -162,6 +162,32 @@ pub struct StoreStats {
     pub sample_bytes: u64,
 }
 
+/// A lot as created by a `lot` event (the logistics index; see `sqlite::logistics`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LotRecord {
+    /// Id of the event that created the lot (commit order).
+    pub event: i64,
+    pub ts: Timestamp,
+    pub lot: String,
+    pub product: String,
+    pub unit: String,
+    pub quantity: f64,
+    pub location: String,
+    pub inputs: Vec<String>,
+}
+
+/// A move of a quantity of a lot, as recorded by a `move` event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MoveRecord {
+    /// Id of the `move` event (commit order).
+    pub event: i64,
+    pub ts: Timestamp,
+    pub lot: String,
+    pub from: String,
+    pub to: String,
+    pub quantity: f64,
+}
+
 /// A stored time-series and asset database. See the crate documentation for the guarantees.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers a signal or updates its definition; the id of a path never changes.
@@ -225,6 +251,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Events matching the query, in time order.
     fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;
+
+    /// The whole logistics index: every lot (by creation event id) and every move (by event id).
+    /// The engine replays it at start to rebuild its inventory state.
+    fn logistics(&self) -> Result<(Vec<LotRecord>, Vec<MoveRecord>)>;
+
+    /// The moves of one lot in time order.
+    fn lot_history(&self, lot: &str) -> Result<Vec<MoveRecord>>;
+
+    /// Moves into or out of `location` with `from <= ts < to`, in time order, at most `limit`.
+    fn location_moves(
+        &self,
+        location: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<MoveRecord>>;
 
     /// Compaction, rollups and retention. `now` decides what has expired.
     fn maintain(&self, now: Timestamp) -> Result<MaintenanceReport>;

@@ -9,6 +9,8 @@
 //!   (`series_state.dirty_lo..dirty_hi`) by maintenance, or by a query before it reads them.
 //! - `series_state(signal, latest_ts, latest_value, dirty_lo, dirty_hi, max_span, small_chunks)`.
 //! - `events`, `signals`, `records` (asset-model records as JSON), `meta`.
+//! - The logistics index (`lots`, `lot_moves`, `lot_links`; see [`logistics`]): every `lot` and
+//!   `move` event is also written there, in the same transaction as the event.
 //!
 //! One writer connection (behind a mutex) does every write in one transaction per call; readers use
 //! a small pool of their own connections and never wait for the writer (WAL).
@@ -25,6 +27,7 @@ use crate::{
     AggSource, Aggregate, Bucket, EventQuery, MaintenanceReport, Result, SignalId, Store,
     StoreError, StoreStats, StoredEvent, WriteBatch, WriteReceipt,
 };
+use crate::{LotRecord, MoveRecord};
 
 const SCHEMA_VERSION: i64 = 1;
 const MINUTE: i64 = 60_000;
@@ -188,6 +191,7 @@ impl SqliteStore {
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<Self> {
         let conn = Self::connect(path, &opts, true)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(logistics::SCHEMA)?;
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -801,6 +805,7 @@ impl Store for SqliteStore {
                     reason: err.to_string(),
                 })?;
                 st.execute(params![e.ts, e.asset, e.body.type_name(), body])?;
+                logistics::index_event(&tx, tx.last_insert_rowid(), e)?;
             }
         }
         tx.commit()?;
@@ -1041,6 +1046,24 @@ impl Store for SqliteStore {
         Ok(report)
     }
 
+    fn logistics(&self) -> Result<(Vec<LotRecord>, Vec<MoveRecord>)> {
+        self.read(logistics::all)
+    }
+
+    fn lot_history(&self, lot: &str) -> Result<Vec<MoveRecord>> {
+        self.read(|c| logistics::lot_history(c, lot))
+    }
+
+    fn location_moves(
+        &self,
+        location: &str,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<MoveRecord>> {
+        self.read(|c| logistics::location_moves(c, location, from, to, limit))
+    }
+
     fn stats(&self) -> Result<StoreStats> {
         self.read(|c| {
             let (chunks, points, bytes): (i64, i64, i64) = c.query_row(
@@ -1061,6 +1084,7 @@ impl Store for SqliteStore {
     }
 }
 
+mod logistics;
 #[cfg(test)]
 mod tests;
 

@@ -31,6 +31,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Ingest(args) => ingest(args),
         BenchCmd::Simulate(args) => crate::simulate::bench(args),
         BenchCmd::Alarms(args) => crate::bench_alarms::run(args),
+        BenchCmd::Genealogy(args) => crate::bench_genealogy::run(args),
     }
 }
 

@@ -34,6 +34,15 @@ pub enum Command {
     /// List and activate the models registered on a server.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Material lots of a running server (one lot with its stays when LOT is given).
+    Lots(crate::logistics::LotsArgs),
+    /// Inventory and WIP per location and product, now or --at a past time.
+    Inventory(crate::logistics::InventoryArgs),
+    /// Genealogy of a lot: what it was made from (--backward) or what was made from it (--forward).
+    Genealogy(crate::logistics::GenealogyArgs),
+    /// Energy reports per shift, day or month, and kWh and CO2e per lot.
+    #[command(subcommand)]
+    Energy(crate::logistics::EnergyCmd),
     /// Measure Gemba's performance on this machine and print the figures.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -230,7 +239,7 @@ pub enum QueryCmd {
         from: Option<String>,
         #[arg(long)]
         to: Option<String>,
-        /// production, state, move or custom:<name>.
+        /// production, state, move, lot or custom:<name>.
         #[arg(long = "type")]
         kind: Option<String>,
         /// Only events at or below this asset.
@@ -251,6 +260,8 @@ pub enum BenchCmd {
     /// Streaming SPC rule evaluation (points/s on one core, against the batch rules) and
     /// sample → alarm latency over the API under background ingest.
     Alarms(BenchAlarmsArgs),
+    /// Genealogy and inventory queries over a generated data set (1,000,000 moves, 10,000 lots).
+    Genealogy(crate::bench_genealogy::BenchGenealogyArgs),
 }
 
 #[derive(Debug, Args)]

@@ -4,9 +4,11 @@
 
 mod bench;
 mod bench_alarms;
+mod bench_genealogy;
 mod cli;
 mod eval;
 mod import;
+mod logistics;
 mod query;
 mod rules;
 mod serve;
@@ -38,6 +40,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),
         Command::Models(cmd) => train::models(cmd),
+        Command::Lots(args) => logistics::lots(args),
+        Command::Inventory(args) => logistics::inventory(args),
+        Command::Genealogy(args) => logistics::genealogy(args),
+        Command::Energy(cmd) => logistics::energy(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Eval(EvalCmd::Alarms(args)) => eval::alarms(args),
         Command::Config(ConfigCmd::Check { file }) => {

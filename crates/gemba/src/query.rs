@@ -206,7 +206,7 @@ fn print_tree(node: &Value, depth: usize, out: &mut String) {
 }
 
 /// A plain aligned text table.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {

@@ -38,6 +38,13 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.plant.file = Some(plant_file);
     config.storage.path = args.data.join("gemba.db");
     config.server.listen = args.listen;
+    if config.energy.co2e_kg_per_kwh.is_none() && config.energy.sites.is_empty() {
+        // An example grid factor so the energy page can show CO2e; a real plant sets its own.
+        config.energy.co2e_kg_per_kwh = Some(DEMO_CO2E_KG_PER_KWH);
+        eprintln!(
+            "demo: CO2e uses an example grid factor of {DEMO_CO2E_KG_PER_KWH} kg/kWh (set energy.co2e_kg_per_kwh for yours)"
+        );
+    }
     run_server(
         config,
         Some(DemoSim {
@@ -48,6 +55,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }),
     )
 }
+
+/// The demo's grid emission factor when the configuration sets none (docs/LOGISTICS.md).
+const DEMO_CO2E_KG_PER_KWH: f64 = 0.4;
 
 /// What `gemba demo` simulates next to the server.
 pub struct DemoSim {
