@@ -1015,9 +1015,6 @@ impl Tap {
     /// Called by the writer after a commit: forwards the samples of watched signals.
     pub fn committed(&self, batch: &WriteBatch) {
         let watched = self.watched.read();
-        if watched.is_empty() {
-            return;
-        }
         let series: Vec<SeriesWrite> = batch
             .series
             .iter()
@@ -1025,11 +1022,17 @@ impl Tap {
             .cloned()
             .collect();
         drop(watched);
-        if series.is_empty() {
+        let events: Vec<Event> = batch
+            .events
+            .iter()
+            .filter(|e| matches!(&e.body, EventBody::Custom { name } if name == "reorder_point"))
+            .cloned()
+            .collect();
+        if series.is_empty() && events.is_empty() {
             return;
         }
         if let Some(tx) = self.tx.lock().as_ref() {
-            let _ = tx.send(Msg::Data(series, std::time::Instant::now()));
+            let _ = tx.send(Msg::Data(series, events, std::time::Instant::now()));
         }
     }
 }
@@ -1037,7 +1040,9 @@ impl Tap {
 /// Messages to the scorer thread.
 #[derive(Debug)]
 pub enum Msg {
-    Data(Vec<SeriesWrite>, std::time::Instant),
+    /// Committed samples of watched signals, and committed events that raise alarms themselves
+    /// (reorder points).
+    Data(Vec<SeriesWrite>, Vec<Event>, std::time::Instant),
     Add(Box<Active>, std::sync::mpsc::SyncSender<()>),
     Remove(String, std::sync::mpsc::SyncSender<bool>),
     /// Answers when everything sent before has been scored.
@@ -1274,11 +1279,29 @@ impl Alarms {
         explanation: Explanation,
         message: String,
     ) -> Alarm {
+        let origin = Origin {
+            rule: &rule.spec.name,
+            rule_type: rule_type(&rule.spec.kind),
+            severity: rule.spec.severity,
+            asset: &rule.asset,
+        };
+        self.raise_from(&origin, signal, ts, explanation, message)
+    }
+
+    /// Raises (or re-raises) the open alarm of `origin.rule`.
+    fn raise_from(
+        &self,
+        origin: &Origin<'_>,
+        signal: Option<String>,
+        ts: Timestamp,
+        explanation: Explanation,
+        message: String,
+    ) -> Alarm {
         let mut book = self.book.lock();
         let open = book
             .values_mut()
             .rev()
-            .find(|a| a.rule == rule.spec.name && a.closed.is_none());
+            .find(|a| a.rule == origin.rule && a.closed.is_none());
         let (alarm, what) = match open {
             Some(a) => {
                 a.count += 1;
@@ -1301,10 +1324,10 @@ impl Alarms {
                 let id = self.next_id.fetch_add(1, Ordering::AcqRel);
                 let a = Alarm {
                     id,
-                    rule: rule.spec.name.clone(),
-                    rule_type: rule_type(&rule.spec.kind).into(),
-                    severity: rule.spec.severity,
-                    asset: rule.asset.clone(),
+                    rule: origin.rule.to_owned(),
+                    rule_type: origin.rule_type.into(),
+                    severity: origin.severity,
+                    asset: origin.asset.to_owned(),
                     signal,
                     state: AlarmState::Active,
                     condition: true,
@@ -1532,8 +1555,11 @@ pub(crate) fn run_scorer(parts: ScorerParts) {
     reindex(&active, &mut by_signal);
     while let Ok(msg) = rx.recv() {
         match msg {
-            Msg::Data(series, sent_at) => {
+            Msg::Data(series, events, sent_at) => {
                 score_batch(&alarms, &writer, &mut active, &by_signal, series);
+                for e in &events {
+                    reorder_alarm(&alarms, &writer, e);
+                }
                 metrics
                     .scoring_seconds
                     .observe(sent_at.elapsed().as_secs_f64());
@@ -1677,6 +1703,71 @@ fn score_batch(
         writer.write_detached(WriteBatch {
             series: scores,
             events,
+        });
+    }
+}
+
+/// Where an alarm comes from: a stored rule, or a built-in source such as a reorder point.
+#[derive(Debug)]
+struct Origin<'a> {
+    rule: &'a str,
+    rule_type: &'static str,
+    severity: Severity,
+    asset: &'a str,
+}
+
+/// A `custom:reorder_point` event raises (`state: below`) or clears (`state: restocked`) the
+/// alarm `reorder.<location>.<product>` at the event's asset.
+fn reorder_alarm(alarms: &Alarms, writer: &Writer, e: &Event) {
+    let text = |k: &str| {
+        e.attrs
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let num = |k: &str| e.attrs.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let (location, product) = (text("location"), text("product"));
+    let rule = format!("reorder.{location}.{product}");
+    let signal = format!("{location}/{product}");
+    let out = if text("state") == "restocked" {
+        alarms
+            .clear(&rule, e.ts)
+            .map(|a| alarm_event(&a, "cleared", e.ts))
+    } else {
+        let (quantity, min) = (num("quantity"), num("min"));
+        let explanation = Explanation {
+            rule: format!("reorder point: stock of {product} at {location} below {min}"),
+            values: vec![Reading {
+                signal: signal.clone(),
+                ts: e.ts,
+                value: quantity,
+            }],
+            limits: Some(json!({"min": min})),
+            contributions: vec![SignalContribution {
+                signal: signal.clone(),
+                contribution: 1.0,
+                value: quantity,
+                expected: Some(min),
+            }],
+        };
+        let origin = Origin {
+            rule: &rule,
+            rule_type: "reorder_point",
+            severity: Severity::Medium,
+            asset: &e.asset,
+        };
+        let message = format!(
+            "stock of {product} at {location} is {} (reorder point {min})",
+            short(quantity)
+        );
+        let a = alarms.raise_from(&origin, Some(signal), e.ts, explanation, message);
+        Some(alarm_event(&a, "raised", e.ts))
+    };
+    if let Some(ev) = out {
+        writer.write_detached(WriteBatch {
+            series: Vec::new(),
+            events: vec![ev],
         });
     }
 }

@@ -280,6 +280,8 @@ pub struct Shortage {
     pub product: String,
     pub quantity: f64,
     pub min: f64,
+    /// The stock came back to `min` or above (it was below before the batch).
+    pub restocked: bool,
 }
 
 /// The logistics state. See the module documentation.
@@ -527,7 +529,7 @@ impl<'a> BatchCheck<'a> {
     }
 
     /// Reorder points (location, product, min) that the checked events pushed below their minimum
-    /// (they were at or above it before the batch).
+    /// (they were at or above it before the batch), or back to it (`restocked`).
     pub fn shortages(&self, points: &[(String, String, f64)]) -> Vec<Shortage> {
         let mut out = Vec::new();
         for (location, product, min) in points {
@@ -536,12 +538,13 @@ impl<'a> BatchCheck<'a> {
             };
             let before = self.ledger.total(location, product);
             let after = clean(before + delta);
-            if before >= *min && after < *min {
+            if (before >= *min) != (after >= *min) {
                 out.push(Shortage {
                     location: location.clone(),
                     product: product.clone(),
                     quantity: after,
                     min: *min,
+                    restocked: after >= *min,
                 });
             }
         }
@@ -1125,6 +1128,10 @@ pub fn shortage_event(asset: &str, ts: Timestamp, s: &Shortage) -> Event {
     attrs.insert("product".into(), s.product.clone().into());
     attrs.insert("quantity".into(), s.quantity.into());
     attrs.insert("min".into(), s.min.into());
+    attrs.insert(
+        "state".into(),
+        if s.restocked { "restocked" } else { "below" }.into(),
+    );
     Event {
         ts,
         asset: asset.to_owned(),

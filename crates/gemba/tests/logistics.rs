@@ -172,10 +172,28 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
         t0 - MIN,
         now_ms()
     ));
-    let ev = v.as_array().unwrap();
+    // (The first receipt took the store from 0 to 150: that crossing upward is a `restocked` event.)
+    let ev: Vec<&Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["attrs"]["state"] == "below")
+        .collect();
     assert_eq!(ev.len(), 1, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
     assert_eq!(ev[0]["attrs"]["quantity"], 40.0);
     assert_eq!(ev[0]["asset"], "s1");
+    // … and an alarm that says why.
+    let alarm = common::eventually(std::time::Duration::from_secs(10), || {
+        let (_, v) = srv.get_json("/api/v1/alarms?rule=reorder.store.steel");
+        v["alarms"].as_array().and_then(|a| a.first().cloned())
+    })
+    .expect("a reorder-point alarm");
+    assert_eq!(alarm["state"], "active", "{alarm}");
+    assert_eq!(alarm["rule_type"], "reorder_point");
+    assert_eq!(alarm["asset"], "s1");
+    assert_eq!(alarm["explanation"]["contributions"][0]["value"], 40.0);
+    assert_eq!(alarm["explanation"]["contributions"][0]["expected"], 50.0);
 
     // Dwell at the line: R2 stayed 30 min (until consumed), W1 10 min; R1 is still there.
     let (_, v) = srv.get_json(&format!(
@@ -404,6 +422,17 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
         &json!({"events": [lot(now_ms(), "W2", "widget", 1.0, LINE, &["R2"])]}),
     );
     assert_eq!(s, 422, "{v}");
+    // Restocking the store to 60 steel clears the reorder-point alarm.
+    let (s, v) = srv.post_json(
+        "/api/v1/ingest",
+        &json!({"events": [lot(now_ms(), "R3", "steel", 20.0, "store", &[])]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    common::eventually(std::time::Duration::from_secs(10), || {
+        let (_, v) = srv.get_json("/api/v1/alarms?rule=reorder.store.steel");
+        (v["alarms"][0]["state"] == "cleared").then_some(())
+    })
+    .expect("the reorder-point alarm clears on restocking");
     srv.stop();
 }
 
