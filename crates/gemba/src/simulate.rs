@@ -114,9 +114,8 @@ pub fn drive(
         stats.samples += tick.sample_count() as u64;
         stats.events += tick.events.len() as u64;
         stats.failures += tick.labels.iter().filter(|l| l.failure.is_some()).count() as u64;
-        for s in sinks.iter_mut() {
-            s.send(&tick)?;
-        }
+        // Paced runs send a tick when its time has come (a machine reports a measurement after it
+        // was made, never before): hand over what is buffered, sleep, then send.
         if let Some(speed) = speed {
             let due = Duration::from_secs_f64((tick.ts - sim0) as f64 / 1000.0 / speed);
             let elapsed = wall0.elapsed();
@@ -131,6 +130,9 @@ pub fn drive(
                     left = left.saturating_sub(nap);
                 }
             }
+        }
+        for s in sinks.iter_mut() {
+            s.send(&tick)?;
         }
         if let Some(bar) = bar
             && last_bar.elapsed() > Duration::from_millis(100)
