@@ -282,6 +282,22 @@ pub enum EvalCmd {
     /// The demo's alarm rules (SPC, PCA, vibration threshold) on a simulated run: per injected
     /// fault, which rule caught it and how fast; false alarms per day.
     Alarms(EvalAlarmsArgs),
+    /// PCA T² / SPE on the Tennessee Eastman process (data from scripts/fetch-te): detection rate
+    /// per fault and false alarms, the classic baseline for the VAE.
+    Te(EvalTeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalTeArgs {
+    /// Directory of the Tennessee Eastman files (d00.dat, d00_te.dat … d21_te.dat).
+    #[arg(long, default_value = "data/te")]
+    pub dir: PathBuf,
+    /// Share of the variance the retained components explain.
+    #[arg(long, default_value_t = 0.9)]
+    pub variance: f64,
+    /// Control limits at this quantile of held-out normal scores.
+    #[arg(long, default_value_t = 0.99)]
+    pub quantile: f64,
 }
 
 #[derive(Debug, Args)]

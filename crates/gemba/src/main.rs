@@ -46,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Energy(cmd) => logistics::energy(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Eval(EvalCmd::Alarms(args)) => eval::alarms(args),
+        Command::Eval(EvalCmd::Te(args)) => eval::te(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
             if let Some(plant) = &cfg.plant.file {
