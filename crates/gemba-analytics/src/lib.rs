@@ -6,10 +6,12 @@
 
 pub mod monitor;
 pub mod mspc;
+pub mod rul;
 pub mod spc;
 
 pub use monitor::{RuleMonitor, StreamViolation};
 pub use mspc::{PcaMonitor, PcaOptions, PcaScore};
+pub use rul::{DegradationModel, RulEstimate, nasa_score};
 
 pub use spc::{
     AttributeChart, Capability, Cusum, Imr, Limits, Rule, RuleSet, Series, SpcError, Violation,

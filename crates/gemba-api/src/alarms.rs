@@ -110,6 +110,44 @@ pub async fn parts_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> Ap
     Ok(crate::routes::csv_response("parts", table.to_csv()))
 }
 
+/// `GET /api/v1/health?machine=…[&signal=vibration_rms][&threshold=11][&baseline_from=…&baseline_to=…][&to=…]`:
+/// health index and remaining useful life (running hours, 95 % band) from a degradation
+/// indicator; the baseline is a period of normal running (default: the first 2 h of the 24 h
+/// before `to`).
+pub async fn health(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(
+        q,
+        &[
+            "machine",
+            "signal",
+            "threshold",
+            "baseline_from",
+            "baseline_to",
+            "to",
+        ],
+    )?;
+    let to = p.ts("to")?.unwrap_or_else(|| engine.now());
+    let from = p.ts("baseline_from")?.unwrap_or(to - 24 * 3_600_000);
+    let until = p.ts("baseline_to")?.unwrap_or(from + 2 * 3_600_000);
+    let threshold = match p.get("threshold") {
+        None => 11.0,
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| ApiError::param("threshold", v, "not a finite number"))?,
+    };
+    let req = gemba_engine::health::HealthRequest {
+        machine: p.required("machine")?.to_owned(),
+        signal: p.get("signal").unwrap_or("vibration_rms").to_owned(),
+        threshold,
+        baseline: (from, until),
+        to,
+    };
+    let h = blocking(move || engine.machine_health(&req)).await?;
+    Ok(Json(h).into_response())
+}
+
 fn alarm_id(raw: &str) -> ApiResult<u64> {
     raw.parse()
         .map_err(|_| ApiError::bad_request(format!("alarm id {raw:?} is not a whole number")))

@@ -55,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/alarms/{id}"),
     ("post", "/api/v1/alarms/{id}/{action}"),
     ("get", "/api/v1/datasets/parts"),
+    ("get", "/api/v1/health"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -139,6 +140,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/alarms/{id}", get(alarms::alarm))
         .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
         .route("/api/v1/datasets/parts", get(alarms::parts_dataset))
+        .route("/api/v1/health", get(alarms::health))
         .route("/api/v1/openapi.json", get(routes::openapi))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))

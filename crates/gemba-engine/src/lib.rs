@@ -10,6 +10,7 @@ pub mod alarms;
 pub mod config;
 pub mod datasets;
 pub mod energy;
+pub mod health;
 pub mod logistics;
 pub mod metrics;
 pub mod models;

@@ -285,6 +285,31 @@ pub enum EvalCmd {
     /// PCA T² / SPE on the Tennessee Eastman process (data from scripts/fetch-te): detection rate
     /// per fault and false alarms, the classic baseline for the VAE.
     Te(EvalTeArgs),
+    /// Health index and remaining useful life on the simulator's bearing wear: RMSE, NASA score
+    /// and band coverage of the predictions from onset to failure.
+    Rul(EvalRulArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalRulArgs {
+    #[arg(long)]
+    pub plant: Option<PathBuf>,
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulated time.
+    #[arg(long, default_value = "4d")]
+    pub duration: String,
+    /// The degradation indicator (a signal name under each machine).
+    #[arg(long, default_value = "vibration_rms")]
+    pub signal: String,
+    /// The indicator's failure level.
+    #[arg(long, default_value_t = 11.0)]
+    pub threshold: f64,
+    /// Print every prediction.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -569,3 +569,93 @@ fn defect_model_trained_from_the_store_scores_live_and_explains() {
     assert!(p.len() > 1000, "{} scores", p.len());
     assert!(p.iter().all(|(_, v)| (0.0..=1.0).contains(v)));
 }
+
+/// Health and remaining useful life on a simulated bearing that wears out: healthy before the
+/// wear, a degradation trend and a RUL close to the truth near the end, clear errors for bad input.
+#[test]
+fn bearing_health_and_remaining_useful_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_plant(dir.path(), SAMPLE_PLANT, "", &[]);
+    let machine = "plant1/production/line1/cnc1";
+    let scenario = dir.path().join("bearing.toml");
+    std::fs::write(
+        &scenario,
+        "[failures]\nrules = false\nrandom_failure_probability = 0.0\n\
+         [production]\nminor_stops_per_hour = 0.0\n\
+         [[faults]]\nkind = \"bearing\"\nmachine = \"line1/cnc1\"\nat = \"2h\"\nduration = \"4h\"\n",
+    )
+    .unwrap();
+    let start = now_ms() - 10 * 3_600_000;
+    let (ok, text) = run_gemba(&[
+        "simulate",
+        "--mqtt-port",
+        &srv.mqtt.to_string(),
+        "--duration",
+        "9h",
+        "--speed",
+        "max",
+        "--seed",
+        "5",
+        "--start",
+        &start.to_string(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let failure = eventually(Duration::from_secs(60), || {
+        let (_, v) = srv.get_json(&format!(
+            "/api/v1/events?type=custom:failure&asset={machine}&from={start}"
+        ));
+        v.as_array()
+            .and_then(|a| a.iter().find(|e| e["attrs"]["mode"] == "bearing").cloned())
+    })
+    .expect("the bearing fails in the run");
+    let fail_ts = failure["ts"].as_i64().unwrap();
+    let onset = start + 2 * 3_600_000;
+    let q = |to: i64| {
+        srv.get_json(&format!(
+            "/api/v1/health?machine={machine}&baseline_from={}&baseline_to={onset}&to={to}",
+            start + 3_600_000
+        ))
+    };
+    // Before the wear: healthy, no trend.
+    let (s, v) = q(onset + 60_000);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["estimate"]["degrading"], false, "{v}");
+    assert!(v["estimate"]["health"].as_f64().unwrap() > 0.9, "{v}");
+    // Half an hour (wall time) before the failure: a trend, and a RUL close to the running time
+    // left (at most 30 min of wall time).
+    let (s, v) = q(fail_ts - 30 * 60_000);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["estimate"]["degrading"], true, "{v}");
+    let rul = v["rul_hours"].as_f64().unwrap();
+    assert!(
+        rul > 0.0 && rul < 1.5,
+        "RUL {rul} h with at most 0.5 h of running left: {v}"
+    );
+    assert!(v["estimate"]["health"].as_f64().unwrap() < 0.6, "{v}");
+    // Bad input.
+    let (s, v) = srv.get_json("/api/v1/health?machine=plant1/production/line1/nope");
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown asset"),
+        "{v}"
+    );
+    let (s, v) = srv.get_json(&format!(
+        "/api/v1/health?machine={machine}&threshold=1&baseline_from={}&baseline_to={onset}",
+        start + 3_600_000
+    ));
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("threshold"),
+        "{v}"
+    );
+    let (s, _) = srv.get_json(&format!("/api/v1/health?machine={machine}&threshold=x"));
+    assert_eq!(s, 400);
+}
