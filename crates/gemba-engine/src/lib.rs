@@ -8,9 +8,11 @@
 
 pub mod alarms;
 pub mod config;
+pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
+pub mod production;
 pub mod registry;
 pub mod spc;
 pub mod writer;
@@ -106,6 +108,8 @@ pub struct Engine {
     /// Serialises model registrations (version numbers).
     models_lock: parking_lot::Mutex<()>,
     alarms: Arc<alarms::Alarms>,
+    production: production::Production,
+    maintenance: maintenance::Maintenance,
 }
 
 /// Reads and validates a plant file.
@@ -225,6 +229,8 @@ impl Engine {
             .name("gemba-scorer".into())
             .spawn(move || alarms::run_scorer(parts))
             .map_err(|e| EngineError::Internal(format!("cannot start the scorer thread: {e}")))?;
+        let production = production::Production::load(store.clone())?;
+        let maintenance = maintenance::Maintenance::load(store.clone())?;
         Ok(Arc::new(Engine {
             config,
             store,
@@ -235,6 +241,8 @@ impl Engine {
             clock,
             models_lock: parking_lot::Mutex::new(()),
             alarms,
+            production,
+            maintenance,
         }))
     }
 
