@@ -7,6 +7,7 @@ mod bench_alarms;
 mod cli;
 mod eval;
 mod import;
+mod production;
 mod query;
 mod rules;
 mod serve;
@@ -34,6 +35,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => serve::demo(args),
         Command::Import(args) => import::run(args),
         Command::Query(args) => query::run(args),
+        Command::Oee(args) => production::oee(args),
+        Command::WorkOrders(args) => production::work_orders(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),
