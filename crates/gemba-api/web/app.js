@@ -5,6 +5,8 @@
 //   #/quality              SPC chart, violations and capability of a quality characteristic
 //   #/models               model registry
 //   #/alarms               alarms: list, filters, explanation, acknowledge / comment / close
+//   #/production           OEE of a line or machine, the six big losses and their causes
+//   #/maintenance          work orders (assign, start, done, notes, parts), MTBF / MTTR
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
 import { connect, onStatus } from './api.js';
 import { h, tr } from './ui.js';
@@ -14,6 +16,8 @@ import * as events from './pages/events.js';
 import * as models from './pages/models.js';
 import * as quality from './pages/quality.js';
 import * as alarms from './pages/alarms.js';
+import * as production from './pages/production.js';
+import * as maintenance from './pages/maintenance.js';
 
 // Figures the browser tests read (web-tests/dashboard.mjs).
 window.gemba = { ready: false, firstRenderMs: null, charts: [] };
@@ -32,6 +36,8 @@ function route() {
     case 'models': return ['models', models, {}];
     case 'quality': return ['quality', quality, {}];
     case 'alarms': return ['alarms', alarms, {}];
+    case 'production': return ['production', production, {}];
+    case 'maintenance': return ['maintenance', maintenance, {}];
     default: return ['overview', overview, {}];
   }
 }
