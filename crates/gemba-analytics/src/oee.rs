@@ -194,7 +194,14 @@ pub fn segments(
     out
 }
 
-fn push(out: &mut Vec<Segment>, s: &StateChange, end: i64, closed: bool, from: i64, r: &StateRules) {
+fn push(
+    out: &mut Vec<Segment>,
+    s: &StateChange,
+    end: i64,
+    closed: bool,
+    from: i64,
+    r: &StateRules,
+) {
     let start = s.ts;
     if end <= from || end <= start {
         return;
@@ -710,9 +717,8 @@ mod tests {
             + l.other_stops_s;
         assert_eq!(sum, o.planned_s);
         // A × P × Q equals OEE (up to rounding).
-        let apq = o.availability.unwrap_or(0.0)
-            * o.performance.unwrap_or(0.0)
-            * o.quality.unwrap_or(0.0);
+        let apq =
+            o.availability.unwrap_or(0.0) * o.performance.unwrap_or(0.0) * o.quality.unwrap_or(0.0);
         assert!((apq - 2250.0 / 3300.0).abs() < 1e-12);
     }
 
@@ -721,7 +727,11 @@ mod tests {
     #[test]
     fn buckets_add_up_and_stops_keep_their_length() {
         let rules = StateRules::default();
-        let changes = vec![ch(0, "running", None), ch(12, "idle", None), ch(18, "running", None)];
+        let changes = vec![
+            ch(0, "running", None),
+            ch(12, "idle", None),
+            ch(18, "running", None),
+        ];
         let segs = segments(None, &changes, 0, 60 * MIN, &rules);
         assert_eq!(segs[1].kind, TimeKind::OtherStop);
         let counts = [count(1.0, 10, 0), count(50.0, 10, 1)];
@@ -742,7 +752,10 @@ mod tests {
         let init = ch(58, "idle", Some("blocked"));
         let segs = segments(Some(&init), &[], 60 * MIN, 62 * MIN, &rules);
         assert_eq!(segs.len(), 1);
-        assert_eq!((segs[0].start, segs[0].kind), (60 * MIN, TimeKind::SmallStop));
+        assert_eq!(
+            (segs[0].start, segs[0].kind),
+            (60 * MIN, TimeKind::SmallStop)
+        );
         assert!(!segs[0].final_);
         // Once it has lasted 5 minutes it is a long stop, final even while open.
         let segs = segments(Some(&init), &[], 60 * MIN, 64 * MIN, &rules);
@@ -761,7 +774,11 @@ mod tests {
             start_min: s,
             end_min: e,
         };
-        let ok = [w("early", 360, 840), w("late", 840, 1320), w("night", 1320, 360)];
+        let ok = [
+            w("early", 360, 840),
+            w("late", 840, 1320),
+            w("night", 1320, 360),
+        ];
         assert!(check_shifts(&ok).is_ok());
         assert!(outside_shifts(&ok, 0, DAY_MS).is_empty());
         let bad = [w("early", 360, 840), w("night", 1320, 420)];
@@ -785,7 +802,13 @@ mod tests {
 
     #[test]
     fn states_inferred_from_power() {
-        let s = [(0, 100.0), (1, 2000.0), (2, 2100.0), (3, 50.0), (4, f64::NAN)];
+        let s = [
+            (0, 100.0),
+            (1, 2000.0),
+            (2, 2100.0),
+            (3, 50.0),
+            (4, f64::NAN),
+        ];
         let c = infer_states(&s, 500.0);
         let names: Vec<(i64, &str)> = c.iter().map(|c| (c.ts, c.state.as_str())).collect();
         assert_eq!(names, [(0, "idle"), (1, "running"), (3, "idle")]);

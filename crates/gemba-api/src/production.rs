@@ -59,7 +59,10 @@ pub async fn states(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     let (from, to) = range(&p, engine.now(), 1)?;
     let m = machine.clone();
     let segments = blocking(move || engine.machine_states(&m, from, to)).await?;
-    Ok(Json(json!({"machine": machine, "from": from, "to": to, "states": segments})).into_response())
+    Ok(
+        Json(json!({"machine": machine, "from": from, "to": to, "states": segments}))
+            .into_response(),
+    )
 }
 
 /// `GET /api/v1/production/config`
@@ -69,10 +72,7 @@ pub async fn config(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
 }
 
 /// `PUT /api/v1/production/config` with the whole configuration.
-pub async fn set_config(
-    State(engine): AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+pub async fn set_config(State(engine): AppState, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body = body_or_error(body)?;
     let cfg: ProductionConfig = parse_json("production config", &body)?;
     let e = engine.clone();
@@ -140,7 +140,10 @@ pub async fn act(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let id = wo_id(&id)?;
-    if !matches!(action.as_str(), "assign" | "start" | "done" | "note" | "parts") {
+    if !matches!(
+        action.as_str(),
+        "assign" | "start" | "done" | "note" | "parts"
+    ) {
         return Err(ApiError::not_found(format!(
             "{action:?} is not a work-order action: assign, start, done, note or parts"
         )));

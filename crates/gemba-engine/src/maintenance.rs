@@ -215,7 +215,11 @@ impl Maintenance {
                     .as_deref()
                     .is_none_or(|p| gemba_core::is_under(&w.machine, p))
             })
-            .filter(|w| q.assignee.as_deref().is_none_or(|a| w.assignee.as_deref() == Some(a)))
+            .filter(|w| {
+                q.assignee
+                    .as_deref()
+                    .is_none_or(|a| w.assignee.as_deref() == Some(a))
+            })
             .take(q.limit.max(1))
             .cloned()
             .collect()
@@ -499,7 +503,9 @@ impl crate::Engine {
                 seen = v;
                 let e = engine.clone();
                 match tokio::task::spawn_blocking(move || e.raise_work_orders(min)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(made = n, "work orders raised from alarms"),
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(made = n, "work orders raised from alarms")
+                    }
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "raising work orders failed"),
                     Err(e) => tracing::warn!(error = %e, "work-order task failed"),
@@ -547,12 +553,18 @@ impl crate::Engine {
         });
         let done: Vec<&WorkOrder> = work_orders
             .iter()
-            .filter(|w| w.done.as_ref().is_some_and(|d| d.at >= r.from && d.at < r.to))
+            .filter(|w| {
+                w.done
+                    .as_ref()
+                    .is_some_and(|d| d.at >= r.from && d.at < r.to)
+            })
             .collect();
         let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let mean_repair_s = mean(
             done.iter()
-                .filter_map(|w| Some((w.done.as_ref()?.at - w.started.as_ref()?.at) as f64 / 1000.0))
+                .filter_map(|w| {
+                    Some((w.done.as_ref()?.at - w.started.as_ref()?.at) as f64 / 1000.0)
+                })
                 .collect(),
         );
         let mean_lead_s = mean(

@@ -112,7 +112,8 @@ impl ProductionConfig {
     pub fn validate(&self, registry: &crate::Registry) -> Result<(), EngineError> {
         self.states.validate().map_err(|e| invalid("states", e))?;
         for (i, r) in self.infer.iter().enumerate() {
-            check_machine(registry, &r.machine).map_err(|e| invalid(&format!("infer[{i}].machine"), e))?;
+            check_machine(registry, &r.machine)
+                .map_err(|e| invalid(&format!("infer[{i}].machine"), e))?;
             let path = signal_path(&r.machine, &r.signal);
             if registry.get(&path).is_none() {
                 return Err(invalid(
@@ -121,7 +122,10 @@ impl ProductionConfig {
                 ));
             }
             if !r.running_above.is_finite() {
-                return Err(invalid(&format!("infer[{i}].running_above"), "must be finite"));
+                return Err(invalid(
+                    &format!("infer[{i}].running_above"),
+                    "must be finite",
+                ));
             }
         }
         for (i, p) in self.planned_downtime.iter().enumerate() {
@@ -429,7 +433,12 @@ impl crate::Engine {
         Ok(None)
     }
 
-    fn counts(&self, machine: &str, from: Timestamp, to: Timestamp) -> Result<Vec<Count>, EngineError> {
+    fn counts(
+        &self,
+        machine: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Count>, EngineError> {
         if from >= to {
             return Ok(Vec::new());
         }
@@ -502,11 +511,17 @@ impl crate::Engine {
         let counts = self.counts(machine, from, h)?;
         let split = oee::split_counts(&counts, &segments, &cfg.states, since_setup);
         let planned = self.planned_windows(machine, from, to, cfg, shifts)?;
-        let ideal = self.registry.node(machine).and_then(|n| n.ideal_cycle_time_s);
+        let ideal = self
+            .registry
+            .node(machine)
+            .and_then(|n| n.ideal_cycle_time_s);
         let buckets = oee::bucketize(from, to, BUCKET_MS, &segments, &split, &planned, ideal);
         let mut reasons: Vec<Reasons> = vec![Vec::new(); buckets.len()];
         for s in &segments {
-            if matches!(s.kind, TimeKind::Running | TimeKind::NoData | TimeKind::Planned) {
+            if matches!(
+                s.kind,
+                TimeKind::Running | TimeKind::NoData | TimeKind::Planned
+            ) {
                 continue;
             }
             let reason = s.reason.clone().unwrap_or_else(|| s.state.clone());
@@ -611,10 +626,7 @@ impl crate::Engine {
                                 && old.state == new.state
                                 && old.reason == new.reason =>
                         {
-                            Some(StateChange {
-                                ts: old.ts,
-                                ..new
-                            })
+                            Some(StateChange { ts: old.ts, ..new })
                         }
                         (_, new) => new,
                     };
@@ -768,7 +780,11 @@ impl crate::Engine {
                 machine: machine.to_owned(),
                 seconds: Some(s),
                 parts: None,
-                text: format!("{} on {machine}: {} min of {reason}", k.name(), round1(s / 60.0)),
+                text: format!(
+                    "{} on {machine}: {} min of {reason}",
+                    k.name(),
+                    round1(s / 60.0)
+                ),
                 reason: Some(reason),
                 alarm: None,
                 rule: None,
@@ -789,7 +805,12 @@ impl crate::Engine {
         let sum = |a: Timestamp, z: Timestamp, f: &dyn Fn(&Losses) -> f64| -> f64 {
             let i = usize::try_from(((a.max(from) - from) / BUCKET_MS).max(0)).unwrap_or(0);
             let j = usize::try_from(((ceil_q(z.min(to)) - from) / BUCKET_MS).max(0)).unwrap_or(0);
-            buckets.get(i..j.min(buckets.len())).unwrap_or(&[]).iter().map(f).sum()
+            buckets
+                .get(i..j.min(buckets.len()))
+                .unwrap_or(&[])
+                .iter()
+                .map(f)
+                .sum()
         };
         for a in alarms {
             let open_until = a.cleared_at.unwrap_or(if a.state == AlarmState::Closed {
@@ -804,12 +825,20 @@ impl crate::Engine {
                 ("production_rejects", scrap, format!("{scrap} scrap"))
             } else {
                 let s = sum(a.raised_at, open_until + HOUR_MS, &|b| b.breakdowns_s);
-                ("breakdowns", s, format!("{} min of breakdown", round1(s / 60.0)))
+                (
+                    "breakdowns",
+                    s,
+                    format!("{} min of breakdown", round1(s / 60.0)),
+                )
             };
             if qty <= 0.0 {
                 continue;
             }
-            let what = if a.rule_type == "spc" { "quality loss" } else { "breakdown" };
+            let what = if a.rule_type == "spc" {
+                "quality loss"
+            } else {
+                "breakdown"
+            };
             out.push(Cause {
                 loss: loss.into(),
                 machine: machine.to_owned(),
@@ -822,7 +851,10 @@ impl crate::Engine {
                     a.rule_type,
                     a.id,
                     a.rule,
-                    a.signal.as_deref().map(|s| format!(" on {s}")).unwrap_or_default()
+                    a.signal
+                        .as_deref()
+                        .map(|s| format!(" on {s}"))
+                        .unwrap_or_default()
                 ),
                 rule: Some(a.rule),
                 rule_type: Some(a.rule_type),

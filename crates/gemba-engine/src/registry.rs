@@ -250,11 +250,13 @@ impl Registry {
         let mut all = self.shifts();
         all.retain(|s| s.name != shift.name);
         all.push(shift.clone());
-        crate::production::shift_windows(&all).map_err(|e| gemba_core::ModelError::InvalidEntity {
-            what: "shift",
-            id: shift.name.clone(),
-            field: "start/end",
-            reason: e.to_string(),
+        crate::production::shift_windows(&all).map_err(|e| {
+            gemba_core::ModelError::InvalidEntity {
+                what: "shift",
+                id: shift.name.clone(),
+                field: "start/end",
+                reason: e.to_string(),
+            }
         })?;
         self.store
             .put_record("shift", &shift.name, &to_json(&shift)?)?;

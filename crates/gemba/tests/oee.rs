@@ -139,7 +139,10 @@ fn hand_computed_day_by_shift_line_and_causes() {
     //   OEE = 13,010 / 28,800; reduced speed = 22,320 − 13,040 = 9,280 s
     let e = &rows[0];
     assert_eq!(e["shift"], "early");
-    assert_eq!((e["from"].as_i64(), e["to"].as_i64()), (Some(at(6, 0)), Some(at(14, 0))));
+    assert_eq!(
+        (e["from"].as_i64(), e["to"].as_i64()),
+        (Some(at(6, 0)), Some(at(14, 0)))
+    );
     assert_eq!(f(&e["planned_s"]), 28_800.0);
     assert_eq!(f(&e["availability"]), 0.78125);
     assert_eq!(f(&e["performance"]), 13_040.0 / 22_500.0);
@@ -176,7 +179,13 @@ fn hand_computed_day_by_shift_line_and_causes() {
     assert_eq!(q["loss"], "production_rejects");
     assert_eq!(q["parts"], 10);
     assert_eq!(q["alarm"], alarm["id"]);
-    assert!(q["text"].as_str().unwrap().contains("quality loss on s1/a1/l1/m1"), "{q}");
+    assert!(
+        q["text"]
+            .as_str()
+            .unwrap()
+            .contains("quality loss on s1/a1/l1/m1"),
+        "{q}"
+    );
 
     // The line: m2 runs 06–22 and makes 2,000 good parts of 20 s: OEE 40,000 / 57,600.
     // Line OEE = Σ fully productive / Σ planned = (33,010 + 40,000) / 115,200.
@@ -198,7 +207,11 @@ fn hand_computed_day_by_shift_line_and_causes() {
     assert_eq!(h1["rows"], h2["rows"]);
 
     // States with their categories.
-    let (s, st) = srv.get_json(&format!("/api/v1/states?machine={M1}&from={}&to={}", at(6, 0), at(10, 0)));
+    let (s, st) = srv.get_json(&format!(
+        "/api/v1/states?machine={M1}&from={}&to={}",
+        at(6, 0),
+        at(10, 0)
+    ));
     assert_eq!(s, 200, "{st}");
     let kinds: Vec<&str> = st["states"]
         .as_array()
@@ -208,11 +221,21 @@ fn hand_computed_day_by_shift_line_and_causes() {
         .collect();
     assert_eq!(
         kinds,
-        ["running", "breakdown", "setup", "running", "small_stop", "running"]
+        [
+            "running",
+            "breakdown",
+            "setup",
+            "running",
+            "small_stop",
+            "running"
+        ]
     );
 
     // MTBF / MTTR of m1 on the day: one breakdown of 1,800 s in 51,300 s of operating time.
-    let (s, m) = srv.get_json(&format!("/api/v1/maintenance?machine={M1}&from={D}&to={}", D + 24 * H));
+    let (s, m) = srv.get_json(&format!(
+        "/api/v1/maintenance?machine={M1}&from={D}&to={}",
+        D + 24 * H
+    ));
     assert_eq!(s, 200, "{m}");
     assert_eq!(m["breakdowns"], 1);
     assert_eq!(f(&m["mtbf_s"]), 51_300.0);
@@ -228,8 +251,16 @@ fn bad_inputs_name_the_field() {
         (format!("/api/v1/oee?asset={M1}&by=week"), 400, "by"),
         (format!("/api/v1/oee?asset={M1}&from=5&to=4"), 400, "to"),
         (format!("/api/v1/oee?machine={M1}"), 400, "machine"),
-        (format!("/api/v1/states?machine=s1/a1/l1/m9"), 400, "machine"),
-        (format!("/api/v1/maintenance?machine=s1/a1/l1"), 400, "machine"),
+        (
+            format!("/api/v1/states?machine=s1/a1/l1/m9"),
+            400,
+            "machine",
+        ),
+        (
+            format!("/api/v1/maintenance?machine=s1/a1/l1"),
+            400,
+            "machine",
+        ),
     ];
     for (url, status, needle) in cases {
         let (s, v) = srv.get_json(&url);
@@ -247,11 +278,23 @@ fn bad_inputs_name_the_field() {
     assert!(msg.contains("night") && msg.contains("overlap"), "{msg}");
     // Production configuration: unknown machine / signal, bad numbers.
     let bad = [
-        (json!({"infer": [{"machine": "s1/a1/l1/m9", "signal": "power", "running_above": 1}]}), "infer[0].machine"),
-        (json!({"infer": [{"machine": M1, "signal": "power", "running_above": 1}]}), "infer[0].signal"),
+        (
+            json!({"infer": [{"machine": "s1/a1/l1/m9", "signal": "power", "running_above": 1}]}),
+            "infer[0].machine",
+        ),
+        (
+            json!({"infer": [{"machine": M1, "signal": "power", "running_above": 1}]}),
+            "infer[0].signal",
+        ),
         (json!({"states": {"small_stop_s": -1}}), "small_stop_s"),
-        (json!({"planned_downtime": [{"asset": M1, "from": 10, "to": 5}]}), "planned_downtime[0].to"),
-        (json!({"breaks": [{"name": "b", "start": "25:00", "end": "10:00"}]}), "breaks[0]"),
+        (
+            json!({"planned_downtime": [{"asset": M1, "from": 10, "to": 5}]}),
+            "planned_downtime[0].to",
+        ),
+        (
+            json!({"breaks": [{"name": "b", "start": "25:00", "end": "10:00"}]}),
+            "breaks[0]",
+        ),
     ];
     for (body, needle) in bad {
         let (s, v) = common_put(&srv, "/api/v1/production/config", &body);
@@ -283,11 +326,17 @@ fn inferred_states_and_planned_downtime() {
     let (s, v) = srv.post_json("/api/v1/ingest", &json!({ "points": points }));
     assert_eq!(s, 200, "{v}");
     // 08–09: running 40 min, other stop 20 min → A = 40/60.
-    let v = oee(&srv, &format!("asset={M1}&from={}&to={}", at(8, 0), at(9, 0)));
+    let v = oee(
+        &srv,
+        &format!("asset={M1}&from={}&to={}", at(8, 0), at(9, 0)),
+    );
     assert_eq!(f(&v["total"]["availability"]), 40.0 / 60.0, "{v}");
     assert_eq!(f(&v["total"]["losses"]["other_stops_s"]), 1_200.0);
     // 10–11 is planned downtime (the calendar): no planned time at all.
-    let v = oee(&srv, &format!("asset={M1}&from={}&to={}", at(10, 0), at(11, 0)));
+    let v = oee(
+        &srv,
+        &format!("asset={M1}&from={}&to={}", at(10, 0), at(11, 0)),
+    );
     assert_eq!(f(&v["total"]["planned_downtime_s"]), 3_600.0, "{v}");
     assert_eq!(v["total"]["oee"], Value::Null);
 }

@@ -26,12 +26,24 @@ fn life_cycle_alarms_errors_and_restart() {
 
     // Bad inputs name the field.
     let bad = [
-        (json!({"machine": "s1/a1/l1/m9", "title": "x", "by": "ann"}), 400, "machine"),
+        (
+            json!({"machine": "s1/a1/l1/m9", "title": "x", "by": "ann"}),
+            400,
+            "machine",
+        ),
         (json!({"title": "x", "by": "ann"}), 400, "machine"),
         (json!({"machine": M1, "by": "ann"}), 400, "title"),
         (json!({"machine": M1, "title": "x", "by": ""}), 400, "by"),
-        (json!({"machine": M1, "title": "x", "by": "ann", "alarm": 999}), 400, "alarm"),
-        (json!({"machine": M1, "title": "x", "by": "ann", "colour": "red"}), 400, "colour"),
+        (
+            json!({"machine": M1, "title": "x", "by": "ann", "alarm": 999}),
+            400,
+            "alarm",
+        ),
+        (
+            json!({"machine": M1, "title": "x", "by": "ann", "colour": "red"}),
+            400,
+            "colour",
+        ),
     ];
     for (body, status, needle) in bad {
         let (s, v) = post(&srv, "/api/v1/work-orders", body.clone());
@@ -56,7 +68,13 @@ fn life_cycle_alarms_errors_and_restart() {
     // Impossible transitions answer 409 and say why.
     let (s, v) = act(&srv, "done", json!({"by": "ann"}));
     assert_eq!(s, 409, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("in_progress"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in_progress"),
+        "{v}"
+    );
     let (s, v) = act(&srv, "start", json!({"by": "ann"}));
     assert_eq!(s, 409, "{v}");
     let (s, v) = act(&srv, "assign", json!({"by": "ann"}));
@@ -74,7 +92,12 @@ fn life_cycle_alarms_errors_and_restart() {
         json!({"by": "bob", "parts": [{"name": "belt V-13", "quantity": 1}, {"name": "grease g", "quantity": -2}]}),
     );
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("parts[1].quantity"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("parts[1].quantity")
+    );
     let (s, v) = act(
         &srv,
         "parts",
@@ -83,7 +106,11 @@ fn life_cycle_alarms_errors_and_restart() {
     assert_eq!(s, 200, "{v}");
     let (s, v) = act(&srv, "note", json!({"by": "bob"}));
     assert_eq!(s, 400, "{v}");
-    let (s, v) = act(&srv, "note", json!({"by": "bob", "text": "belt was cracked"}));
+    let (s, v) = act(
+        &srv,
+        "note",
+        json!({"by": "bob", "text": "belt was cracked"}),
+    );
     assert_eq!(s, 200, "{v}");
     let (s, v) = act(&srv, "done", json!({"by": "bob", "text": "test run ok"}));
     assert_eq!(s, 200, "{v}");
@@ -97,7 +124,10 @@ fn life_cycle_alarms_errors_and_restart() {
         .iter()
         .map(|h| h["what"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["created", "assigned", "started", "part", "note", "done"]);
+    assert_eq!(
+        steps,
+        ["created", "assigned", "started", "part", "note", "done"]
+    );
     assert!(v["done"]["at"].as_i64().unwrap() >= v["started"]["at"].as_i64().unwrap());
     let (s, v) = act(&srv, "assign", json!({"by": "ann", "assignee": "eve"}));
     assert_eq!(s, 409, "{v}");
@@ -126,7 +156,10 @@ fn life_cycle_alarms_errors_and_restart() {
     .expect("a work order from the critical alarm");
     assert_eq!(auto["machine"], M1);
     assert_eq!(auto["created"]["by"], "gemba");
-    assert!(auto["title"].as_str().unwrap().starts_with("m1-overheat"), "{auto}");
+    assert!(
+        auto["title"].as_str().unwrap().starts_with("m1-overheat"),
+        "{auto}"
+    );
     // The same alarm by hand: 409.
     let (s, v) = post(
         &srv,
@@ -166,5 +199,9 @@ fn life_cycle_alarms_errors_and_restart() {
     assert_eq!(w["state"], "assigned");
     assert!(w["id"].as_u64().unwrap() > auto["id"].as_u64().unwrap());
     let (_, v) = srv.get_json("/api/v1/work-orders?state=open");
-    assert_eq!(v["work_orders"].as_array().unwrap().len(), 2, "no duplicate after restart");
+    assert_eq!(
+        v["work_orders"].as_array().unwrap().len(),
+        2,
+        "no duplicate after restart"
+    );
 }
