@@ -252,12 +252,12 @@ fn bad_inputs_name_the_field() {
         (format!("/api/v1/oee?asset={M1}&from=5&to=4"), 400, "to"),
         (format!("/api/v1/oee?machine={M1}"), 400, "machine"),
         (
-            format!("/api/v1/states?machine=s1/a1/l1/m9"),
+            "/api/v1/states?machine=s1/a1/l1/m9".to_string(),
             400,
             "machine",
         ),
         (
-            format!("/api/v1/maintenance?machine=s1/a1/l1"),
+            "/api/v1/maintenance?machine=s1/a1/l1".to_string(),
             400,
             "machine",
         ),
