@@ -1,4 +1,4 @@
-// Production page: OEE (availability × performance × quality) of a line or machine over 8 h,
+// Production page: OEE (availability × performance × quality) of a site, line or machine over 8 h,
 // 24 h or 7 d (GET /api/v1/oee), the six big losses as bars in minutes, OEE per machine, per hour /
 // shift / day, and the causes of the losses (state reasons, alarms) with links to the alarms.
 import { assetTree, getJSON, machines, qs } from '../api.js';
@@ -10,10 +10,10 @@ const LOSSES = ['breakdowns_s', 'setup_s', 'other_stops_s', 'small_stops_s', 're
 
 const pct = (v) => (typeof v === 'number' ? `${num(100 * v, 1)} %` : '–');
 
-function lines(tree) {
+function nodesOf(tree, level) {
   const out = [];
   const walk = (n) => {
-    if (String(n.level || '').toLowerCase() === 'line') out.push(n);
+    if (String(n.level || '').toLowerCase() === level) out.push(n);
     for (const c of n.children || []) walk(c);
   };
   walk(tree);
@@ -41,7 +41,7 @@ function waterfall(o) {
 
 export async function render(root) {
   const plant = await assetTree();
-  const options = [...lines(plant), ...machines(plant)];
+  const options = [...nodesOf(plant, 'site'), ...nodesOf(plant, 'line'), ...machines(plant)];
   const asset = h('select', { 'data-testid': 'oee-asset' }, options.map((n) => h('option', { value: n.path }, n.path)));
   const range = h('select', { 'data-testid': 'oee-range' }, Object.keys(RANGES).map((r) => h('option', { value: r, selected: r === '24h' }, r)));
   const by = h('select', { 'data-testid': 'oee-by' }, ['hour', 'shift', 'day'].map((b) => h('option', { value: b, selected: b === 'shift' }, t(`production.by.${b}`))));
