@@ -506,7 +506,15 @@ impl crate::Engine {
         shifts: &[DailyWindow],
     ) -> Result<Computed, EngineError> {
         let h = horizon.clamp(from, to);
-        let changes = self.state_changes(machine, from, h, cfg)?;
+        let mut changes = self.state_changes(machine, from, h, cfg)?;
+        // A repeated state (an inferred machine's first sample, a re-sent event) does not end
+        // the interval in force: a stop keeps its whole length.
+        if let (Some(c), Some(first)) = (carry, changes.first())
+            && c.state == first.state
+            && c.reason == first.reason
+        {
+            changes.remove(0);
+        }
         let segments = oee::segments(carry, &changes, from, h, &cfg.states);
         let counts = self.counts(machine, from, h)?;
         let split = oee::split_counts(&counts, &segments, &cfg.states, since_setup);

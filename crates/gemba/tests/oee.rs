@@ -330,22 +330,31 @@ fn inferred_states_and_planned_downtime() {
     });
     let (s, v) = common_put(&srv, "/api/v1/production/config", &cfg);
     assert_eq!(s, 200, "{v}");
-    // 08:00–09:00 every minute: "running" (350) except 08:20–08:40 (300, idle: a 20 min stop).
+    // 08:00–09:00 every minute: "running" (350) except 08:24–08:33 (300, idle: a 9 min stop).
     let points: Vec<Value> = (0..=60)
         .map(|i| {
-            let v = if (20..40).contains(&i) { 300.0 } else { 350.0 };
+            let v = if (24..33).contains(&i) { 300.0 } else { 350.0 };
             json!({"signal": format!("{M1}/temp"), "ts": at(8, i), "value": v})
         })
         .collect();
     let (s, v) = srv.post_json("/api/v1/ingest", &json!({ "points": points }));
     assert_eq!(s, 200, "{v}");
-    // 08–09: running 40 min, other stop 20 min → A = 40/60.
+    // Up to 08:30 the stop has lasted 6 min: a long stop, final; the cache ends there.
+    let v = oee(
+        &srv,
+        &format!("asset={M1}&from={}&to={}", at(8, 0), at(8, 30)),
+    );
+    assert_eq!(f(&v["total"]["losses"]["other_stops_s"]), 360.0, "{v}");
+    // 08–09, extending the cache: the stop keeps its whole length (9 min, not 6 + a 3 min small
+    // stop): running 51 min → A = 51/60.
     let v = oee(
         &srv,
         &format!("asset={M1}&from={}&to={}", at(8, 0), at(9, 0)),
     );
-    assert_eq!(f(&v["total"]["availability"]), 40.0 / 60.0, "{v}");
-    assert_eq!(f(&v["total"]["losses"]["other_stops_s"]), 1_200.0);
+    assert_eq!(v["buckets_cached"], 2, "{v}");
+    assert_eq!(f(&v["total"]["availability"]), 51.0 / 60.0, "{v}");
+    assert_eq!(f(&v["total"]["losses"]["other_stops_s"]), 540.0);
+    assert_eq!(f(&v["total"]["losses"]["small_stops_s"]), 0.0);
     // 10–11 is planned downtime (the calendar): no planned time at all.
     let v = oee(
         &srv,
