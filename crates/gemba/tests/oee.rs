@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, eventually};
+use common::{Server, eventually, run_gemba};
 use serde_json::{Value, json};
 
 /// 2026-11-02T00:00:00Z.
@@ -244,6 +244,26 @@ fn hand_computed_day_by_shift_line_and_causes() {
             "running"
         ]
     );
+
+    // The CLI prints the same figures: early shift OEE 13,010 / 28,800 = 45.2 %.
+    let server = srv.url("");
+    let (ok, out) = run_gemba(&[
+        "oee",
+        M1,
+        "--from",
+        &D.to_string(),
+        "--to",
+        &(D + 24 * H).to_string(),
+        "--by",
+        "shift",
+        "--server",
+        server.trim_end_matches('/'),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("early") && out.contains("45.2 %"), "{out}");
+    assert!(out.contains("spindle_failure"), "{out}");
+    let (ok, out) = run_gemba(&["oee", "s1/a1/l9", "--server", server.trim_end_matches('/')]);
+    assert!(!ok && out.contains("s1/a1/l9"), "{out}");
 
     // MTBF / MTTR of m1 on the day: one breakdown of 1,800 s in 51,300 s of operating time.
     let (s, m) = srv.get_json(&format!(

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, eventually, now_ms};
+use common::{Server, eventually, now_ms, run_gemba};
 use serde_json::{Value, json};
 
 const M1: &str = "s1/a1/l1/m1";
@@ -167,6 +167,26 @@ fn life_cycle_alarms_errors_and_restart() {
         json!({"alarm": auto["alarm"], "by": "ann"}),
     );
     assert_eq!(s, 409, "{v}");
+
+    // The CLI lists and acts.
+    let server = srv.url("");
+    let server = server.trim_end_matches('/');
+    let (ok, out) = run_gemba(&["work-orders", "list", "--state", "all", "--server", server]);
+    assert!(
+        ok && out.contains("Replace the spindle belt") && out.contains("done"),
+        "{out}"
+    );
+    let (ok, out) = run_gemba(&[
+        "work-orders",
+        "act",
+        &id.to_string(),
+        "start",
+        "--by",
+        "bob",
+        "--server",
+        server,
+    ]);
+    assert!(!ok && out.contains("409"), "{out}");
 
     // Lists filter by state and asset.
     let (_, v) = srv.get_json("/api/v1/work-orders?state=done");
