@@ -307,7 +307,9 @@ impl Engine {
             return Ok(outcome);
         }
         if !batch.is_empty() {
+            let events = late_candidates(&batch);
             let receipt = self.writer.write_blocking(batch)?;
+            self.production.committed(&events);
             outcome.accepted_points = receipt.points;
             outcome.accepted_events = receipt.events;
             self.count(source, &outcome);
@@ -329,7 +331,9 @@ impl Engine {
         if batch.is_empty() {
             return Ok(());
         }
+        let events = late_candidates(&batch);
         let receipt = self.writer.write(batch).await?;
+        self.production.committed(&events);
         outcome.accepted_points = receipt.points;
         outcome.accepted_events = receipt.events;
         self.count(source, outcome);
@@ -554,6 +558,21 @@ impl Engine {
             }
         })
     }
+}
+
+/// The events of a batch the OEE cache may have to see again (see `production`).
+fn late_candidates(batch: &WriteBatch) -> Vec<(String, Timestamp)> {
+    batch
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.body,
+                gemba_core::EventBody::State { .. } | gemba_core::EventBody::Production { .. }
+            )
+        })
+        .map(|e| (e.asset.clone(), e.ts))
+        .collect()
 }
 
 fn check_range(from: Timestamp, to: Timestamp) -> Result<(), EngineError> {

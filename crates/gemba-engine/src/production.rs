@@ -276,7 +276,24 @@ struct MachineCache {
 #[derive(Debug)]
 pub struct Production {
     config: RwLock<ProductionConfig>,
-    cache: Mutex<HashMap<String, Arc<Mutex<MachineCache>>>>,
+    cache: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+/// One machine's cache and the earliest event committed since it was last looked at.
+#[derive(Debug)]
+struct Entry {
+    /// `i64::MAX` when nothing arrived; set without the lock by the write path.
+    earliest_new: std::sync::atomic::AtomicI64,
+    cache: Mutex<MachineCache>,
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            earliest_new: std::sync::atomic::AtomicI64::new(i64::MAX),
+            cache: Mutex::new(MachineCache::default()),
+        }
+    }
 }
 
 impl Production {
@@ -297,9 +314,26 @@ impl Production {
         self.config.read().clone()
     }
 
-    /// Drops every cached bucket (after a configuration change or late data).
+    /// Drops every cached bucket (after a configuration change).
     pub fn clear_cache(&self) {
         self.cache.lock().clear();
+    }
+
+    /// Called after a commit with (machine, time) of the state and production events it stored: a machine whose
+    /// cache already holds final buckets at or after an event's time is rebuilt by its next query
+    /// (late data, e.g. a machine that buffered while offline).
+    pub fn committed(&self, events: &[(String, Timestamp)]) {
+        if events.is_empty() {
+            return;
+        }
+        let map = self.cache.lock();
+        for (asset, ts) in events {
+            if let Some(entry) = map.get(asset) {
+                entry
+                    .earliest_new
+                    .fetch_min(*ts, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
     }
 }
 
@@ -568,8 +602,11 @@ impl crate::Engine {
             let mut map = self.production.cache.lock();
             map.entry(machine.to_owned()).or_default().clone()
         };
-        let mut c = entry.lock();
-        if !c.ready || from < c.origin {
+        let mut c = entry.cache.lock();
+        let earliest = entry
+            .earliest_new
+            .swap(i64::MAX, std::sync::atomic::Ordering::AcqRel);
+        if !c.ready || from < c.origin || earliest < c.final_until {
             // A new cache starting at `from`.
             *c = MachineCache {
                 ready: true,

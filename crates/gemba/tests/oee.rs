@@ -274,6 +274,25 @@ fn hand_computed_day_by_shift_line_and_causes() {
     assert_eq!(m["breakdowns"], 1);
     assert_eq!(f(&m["mtbf_s"]), 51_300.0);
     assert_eq!(f(&m["mttr_s"]), 1_800.0);
+
+    // Late data (a machine that buffered while offline): 100 more good parts at 20:00 reach the
+    // cached day; the next query rebuilds m1 and counts them. Late shift OEE = 21,000 / 28,800.
+    let (s, v) = srv.post_json(
+        "/api/v1/ingest",
+        &json!({"events": [parts(at(20, 0), M1, 100, 0)]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let v = oee(
+        &srv,
+        &format!("asset={M1}&from={D}&to={}&by=shift", D + 24 * H),
+    );
+    assert_eq!(v["buckets_cached"], 0, "rebuilt");
+    assert_eq!(f(&v["rows"][1]["oee"]), 21_000.0 / 28_800.0);
+    let v = oee(
+        &srv,
+        &format!("asset={M1}&from={D}&to={}&by=shift", D + 24 * H),
+    );
+    assert_eq!(v["buckets_cached"], 96);
 }
 
 #[test]
