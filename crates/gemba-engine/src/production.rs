@@ -720,6 +720,19 @@ impl crate::Engine {
         if by == By::Shift && shifts.is_empty() {
             return Err(invalid("by", "by=shift needs shifts (none are defined)"));
         }
+        if by == By::Shift
+            && let Some(w) = shifts
+                .iter()
+                .find(|w| w.start_min % 15 != 0 || w.end_min % 15 != 0)
+        {
+            return Err(invalid(
+                "by",
+                format!(
+                    "by=shift needs shifts that start and end on a quarter hour; shift {:?} does not",
+                    w.name
+                ),
+            ));
+        }
         let n = usize::try_from((to - from) / BUCKET_MS).unwrap_or(0);
         let mut all = vec![Losses::default(); n];
         let mut per_machine = Vec::new();
@@ -735,10 +748,17 @@ impl crate::Engine {
                 all[i].add(x);
             }
             causes.extend(self.causes(m, from, to, &b, &r));
+            let ideal = self.registry.node(m).and_then(|n| n.ideal_cycle_time_s);
+            let mut o = total.oee();
+            if ideal.is_none() {
+                // Without an ideal cycle time performance (and so OEE) is unknown, not zero.
+                o.performance = None;
+                o.oee = None;
+            }
             per_machine.push(MachineOee {
                 machine: m.clone(),
-                ideal_cycle_time_s: self.registry.node(m).and_then(|n| n.ideal_cycle_time_s),
-                oee: total.oee(),
+                ideal_cycle_time_s: ideal,
+                oee: o,
             });
         }
         let group = |a: Timestamp, z: Timestamp| {

@@ -329,6 +329,16 @@ fn bad_inputs_name_the_field() {
     assert_eq!(s, 422, "{v}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("night") && msg.contains("overlap"), "{msg}");
+    // by=shift needs shifts on quarter hours.
+    let (s, v) = srv.post_json(
+        "/api/v1/shifts",
+        &json!({"name": "cleaning", "start": "22:10", "end": "23:00"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = srv.get_json(&format!("/api/v1/oee?asset={M1}&by=shift"));
+    assert_eq!(s, 400, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("cleaning") && msg.contains("quarter"), "{msg}");
     // Production configuration: unknown machine / signal, bad numbers.
     let bad = [
         (
