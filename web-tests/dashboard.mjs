@@ -86,6 +86,8 @@ try {
   figures.live_change_ms = Date.now() - t1;
   check(await page.locator('#live[data-status=on]').count() === 1, 'the live indicator is not on');
   await page.waitForTimeout(1500);
+  await page.waitForFunction(() => /%/.test(document.querySelector('[data-testid=plant-oee]')?.textContent || ''), null, { timeout: 20000 });
+  figures.plant_oee = await page.textContent('[data-testid=plant-oee]');
   await page.screenshot({ path: join(outDir, 'overview.png') });
 
   // 3. Machine page: the 8 h chart from aggregates.

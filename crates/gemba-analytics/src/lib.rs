@@ -6,6 +6,7 @@
 
 pub mod monitor;
 pub mod mspc;
+pub mod oee;
 pub mod rul;
 pub mod spc;
 

@@ -7,6 +7,7 @@
 mod alarms;
 pub mod error;
 pub mod logistics;
+mod production;
 mod routes;
 mod web;
 
@@ -56,6 +57,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/alarms/{id}/{action}"),
     ("get", "/api/v1/datasets/parts"),
     ("get", "/api/v1/health"),
+    ("get", "/api/v1/oee"),
+    ("get", "/api/v1/states"),
+    ("get", "/api/v1/production/config"),
+    ("put", "/api/v1/production/config"),
+    ("get", "/api/v1/work-orders"),
+    ("post", "/api/v1/work-orders"),
+    ("get", "/api/v1/work-orders/{id}"),
+    ("post", "/api/v1/work-orders/{id}/{action}"),
+    ("get", "/api/v1/maintenance"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/healthz"),
     ("get", "/metrics"),
@@ -141,6 +151,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
         .route("/api/v1/datasets/parts", get(alarms::parts_dataset))
         .route("/api/v1/health", get(alarms::health))
+        .merge(production_routes())
         .route("/api/v1/openapi.json", get(routes::openapi))
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
@@ -158,6 +169,25 @@ pub fn router(engine: Arc<Engine>) -> Router {
             Duration::from_secs(cfg.request_timeout_s),
         ))
         .with_state(engine)
+}
+
+/// Production and maintenance (issue 7): states, OEE, work orders, MTBF/MTTR.
+fn production_routes() -> Router<Arc<Engine>> {
+    use axum::routing::put;
+    Router::new()
+        .route("/api/v1/oee", get(production::oee))
+        .route("/api/v1/states", get(production::states))
+        .route(
+            "/api/v1/production/config",
+            get(production::config).merge(put(production::set_config)),
+        )
+        .route(
+            "/api/v1/work-orders",
+            get(production::work_orders).post(production::create_work_order),
+        )
+        .route("/api/v1/work-orders/{id}", get(production::work_order))
+        .route("/api/v1/work-orders/{id}/{action}", post(production::act))
+        .route("/api/v1/maintenance", get(production::maintenance))
 }
 
 #[cfg(test)]

@@ -31,6 +31,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../web/i18n.js"),
     ),
     (
+        "pages/production.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/pages/production.js"),
+    ),
+    (
+        "pages/maintenance.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/pages/maintenance.js"),
+    ),
+    (
         "pages/overview.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/pages/overview.js"),

@@ -7,6 +7,8 @@
 //   #/alarms               alarms: list, filters, explanation, acknowledge / comment / close
 //   #/logistics            inventory and WIP, lots, dwell, genealogy with process data
 //   #/energy               energy per shift/day/month, kWh per good part, CO2e per lot
+//   #/production           OEE of a line or machine, the six big losses and their causes
+//   #/maintenance          work orders (assign, start, done, notes, parts), MTBF / MTTR
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
 import { connect, onStatus } from './api.js';
 import { h, tr } from './ui.js';
@@ -18,6 +20,8 @@ import * as quality from './pages/quality.js';
 import * as alarms from './pages/alarms.js';
 import * as logistics from './pages/logistics.js';
 import * as energy from './pages/energy.js';
+import * as production from './pages/production.js';
+import * as maintenance from './pages/maintenance.js';
 
 // Figures the browser tests read (web-tests/dashboard.mjs).
 window.gemba = { ready: false, firstRenderMs: null, charts: [] };
@@ -38,6 +42,8 @@ function route() {
     case 'alarms': return ['alarms', alarms, {}];
     case 'logistics': return ['logistics', logistics, {}];
     case 'energy': return ['energy', energy, {}];
+    case 'production': return ['production', production, {}];
+    case 'maintenance': return ['maintenance', maintenance, {}];
     default: return ['overview', overview, {}];
   }
 }

@@ -12,9 +12,11 @@ pub mod datasets;
 pub mod energy;
 pub mod health;
 pub mod logistics;
+pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
+pub mod production;
 pub mod registry;
 pub mod spc;
 pub mod writer;
@@ -113,6 +115,8 @@ pub struct Engine {
     /// Inventory state; a batch with `lot`/`move` events holds it for writing from its check until
     /// its commit returned, so checks always see every committed event (docs/LOGISTICS.md).
     ledger: Arc<tokio::sync::RwLock<logistics::Ledger>>,
+    production: production::Production,
+    maintenance: maintenance::Maintenance,
 }
 
 /// Reads and validates a plant file.
@@ -245,6 +249,8 @@ impl Engine {
             .name("gemba-scorer".into())
             .spawn(move || alarms::run_scorer(parts))
             .map_err(|e| EngineError::Internal(format!("cannot start the scorer thread: {e}")))?;
+        let production = production::Production::load(store.clone())?;
+        let maintenance = maintenance::Maintenance::load(store.clone())?;
         Ok(Arc::new(Engine {
             config,
             store,
@@ -256,6 +262,8 @@ impl Engine {
             models_lock: parking_lot::Mutex::new(()),
             alarms,
             ledger: Arc::new(tokio::sync::RwLock::new(ledger)),
+            production,
+            maintenance,
         }))
     }
 
@@ -359,7 +367,9 @@ impl Engine {
             return Ok(outcome);
         }
         if !batch.is_empty() {
+            let events = late_candidates(&batch);
             let receipt = self.writer.write_blocking(batch)?;
+            self.production.committed(&events);
             outcome.accepted_points = receipt.points;
             outcome.accepted_events = receipt.events;
             self.count(source, &outcome);
@@ -384,7 +394,9 @@ impl Engine {
         if batch.is_empty() {
             return Ok(());
         }
+        let events = late_candidates(&batch);
         let receipt = self.writer.write(batch).await?;
+        self.production.committed(&events);
         outcome.accepted_points = receipt.points;
         outcome.accepted_events = receipt.events;
         self.count(source, outcome);
@@ -682,6 +694,21 @@ impl Engine {
             }
         })
     }
+}
+
+/// The events of a batch the OEE cache may have to see again (see `production`).
+fn late_candidates(batch: &WriteBatch) -> Vec<(String, Timestamp)> {
+    batch
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.body,
+                gemba_core::EventBody::State { .. } | gemba_core::EventBody::Production { .. }
+            )
+        })
+        .map(|e| (e.asset.clone(), e.ts))
+        .collect()
 }
 
 fn check_range(from: Timestamp, to: Timestamp) -> Result<(), EngineError> {

@@ -246,6 +246,18 @@ impl Registry {
             }
         })?;
         shift.minutes()?;
+        // Shifts must not overlap (OEE by shift counts every minute once).
+        let mut all = self.shifts();
+        all.retain(|s| s.name != shift.name);
+        all.push(shift.clone());
+        crate::production::shift_windows(&all).map_err(|e| {
+            gemba_core::ModelError::InvalidEntity {
+                what: "shift",
+                id: shift.name.clone(),
+                field: "start/end",
+                reason: e.to_string(),
+            }
+        })?;
         self.store
             .put_record("shift", &shift.name, &to_json(&shift)?)?;
         let mut inner = self.inner.write();

@@ -52,6 +52,10 @@ pub enum Command {
     /// Check configuration and plant files.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// OEE of a machine, line or site with its losses and their causes (from a running server).
+    Oee(crate::production::OeeArgs),
+    /// List, create and progress maintenance work orders on a running server.
+    WorkOrders(crate::production::WorkOrdersArgs),
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod cli;
 mod eval;
 mod import;
 mod logistics;
+mod production;
 mod query;
 mod rules;
 mod serve;
@@ -36,6 +37,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => serve::demo(args),
         Command::Import(args) => import::run(args),
         Command::Query(args) => query::run(args),
+        Command::Oee(args) => production::oee(args),
+        Command::WorkOrders(args) => production::work_orders(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),

@@ -91,6 +91,32 @@ export async function render(root) {
   walk(plant);
   const failures = h('ul.failures', { 'data-testid': 'failures' });
   const openAlarms = h('ul.failures', { 'data-testid': 'open-alarms' });
+  const oeeBox = h('div', {}, tr('p.muted', 'overview.oee_loading'));
+  // OEE of the last 24 h per machine, fetched after the first render (it may need computing).
+  const loadOee = async () => {
+    try {
+      const now = Date.now();
+      const site = level(plant) === 'site' ? plant : (plant.children || []).find((c) => level(c) === 'site');
+      const r = await getJSON(`/api/v1/oee?${qs({ asset: site?.path || plant.path || '', from: now - 86400e3, to: now, by: 'day' })}`);
+      const pct = (v) => (typeof v === 'number' ? `${num(100 * v, 1)} %` : '–');
+      const byMachine = new Map(r.machines.map((m) => [m.machine, m]));
+      for (const card of root.querySelectorAll('.card')) {
+        const m = byMachine.get(card.dataset.path);
+        let cell = card.querySelector('.oee');
+        if (!cell) {
+          cell = h('div.kv.oee', {}, h('span.k', {}, t('overview.oee')), h('span.value', {}));
+          card.append(cell);
+        }
+        cell.querySelector('.value').textContent = pct(m?.oee);
+      }
+      oeeBox.replaceChildren(h('div.kv', { 'data-testid': 'plant-oee' }, h('span.k', {}, t('overview.oee_24h')), h('strong', {}, pct(r.total.oee))),
+        h('div.kv', {}, h('span.k', {}, t('production.availability')), pct(r.total.availability)),
+        h('div.kv', {}, h('span.k', {}, t('production.performance')), pct(r.total.performance)),
+        h('div.kv', {}, h('span.k', {}, t('production.quality')), pct(r.total.quality)));
+    } catch (e) {
+      oeeBox.replaceChildren(h('p.muted', {}, t('common.error', { msg: e.message })));
+    }
+  };
   const loadAlarms = async () => {
     try {
       const { alarms } = await getJSON('/api/v1/alarms?state=active,acknowledged&limit=50');
@@ -108,7 +134,7 @@ export async function render(root) {
       h('div.plant', {}, tree(plant, cells)),
       h('aside', {},
         h('div.panel', {}, tr('h2', 'overview.failures'), failures),
-        h('div.panel.placeholder', { 'data-testid': 'oee-placeholder' }, tr('h2', 'overview.oee'), tr('p', 'overview.oee_placeholder')),
+        h('div.panel', { 'data-testid': 'overview-oee' }, h('h2', {}, h('a', { href: '#/production' }, t('overview.oee'))), oeeBox),
         h('div.panel', {}, h('h2', {}, h('a', { href: '#/alarms' }, t('overview.alarms_active'))), openAlarms))));
 
   // Values: what is known now, then live.
@@ -125,7 +151,9 @@ export async function render(root) {
   const empty = tr('li.muted', 'overview.no_failures');
   failures.replaceChildren(...(evs.length ? evs.slice(0, 200).map(failureItem) : [empty]));
 
-  return onLive((msg) => {
+  loadOee();
+  const oeeTimer = setInterval(loadOee, 60_000);
+  const off = onLive((msg) => {
     for (const v of msg.latest) paint(cells.get(v.signal), v);
     updated.textContent = t('overview.updated', { time: clock(msg.ts) });
     if (msg.events.some((e) => eventType(e) === 'custom:alarm')) loadAlarms();
@@ -136,4 +164,5 @@ export async function render(root) {
       failures.prepend(failureItem(e));
     }
   });
+  return () => { off(); clearInterval(oeeTimer); };
 }

@@ -1,0 +1,227 @@
+//! Work orders end to end over HTTP: made by hand and automatically from a critical alarm (one
+//! per alarm), the life cycle open → assigned → in_progress → done with who and when, parts and
+//! notes, 409 on impossible transitions, clear errors, persistence across a restart, and the
+//! repair times in the machine's maintenance figures.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, eventually, now_ms, run_gemba};
+use serde_json::{Value, json};
+
+const M1: &str = "s1/a1/l1/m1";
+const TEMP: &str = "s1/a1/l1/m1/temp";
+
+fn post(srv: &Server, path: &str, body: Value) -> (u16, Value) {
+    srv.post_json(path, &body)
+}
+
+#[test]
+fn life_cycle_alarms_errors_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start_in(dir.path(), "");
+
+    // Bad inputs name the field.
+    let bad = [
+        (
+            json!({"machine": "s1/a1/l1/m9", "title": "x", "by": "ann"}),
+            400,
+            "machine",
+        ),
+        (json!({"title": "x", "by": "ann"}), 400, "machine"),
+        (json!({"machine": M1, "by": "ann"}), 400, "title"),
+        (json!({"machine": M1, "title": "x", "by": ""}), 400, "by"),
+        (
+            json!({"machine": M1, "title": "x", "by": "ann", "alarm": 999}),
+            400,
+            "alarm",
+        ),
+        (
+            json!({"machine": M1, "title": "x", "by": "ann", "colour": "red"}),
+            400,
+            "colour",
+        ),
+    ];
+    for (body, status, needle) in bad {
+        let (s, v) = post(&srv, "/api/v1/work-orders", body.clone());
+        assert_eq!(s, status, "{body}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{body}: {msg:?} lacks {needle:?}");
+    }
+
+    // By hand: open → assigned → in_progress → done.
+    let (s, w) = post(
+        &srv,
+        "/api/v1/work-orders",
+        json!({"machine": M1, "title": "Replace the spindle belt", "by": "ann"}),
+    );
+    assert_eq!(s, 201, "{w}");
+    assert_eq!(w["state"], "open");
+    assert_eq!(w["created"]["by"], "ann");
+    let id = w["id"].as_u64().unwrap();
+    let act = |srv: &Server, action: &str, body: Value| {
+        post(srv, &format!("/api/v1/work-orders/{id}/{action}"), body)
+    };
+    // Impossible transitions answer 409 and say why.
+    let (s, v) = act(&srv, "done", json!({"by": "ann"}));
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in_progress"),
+        "{v}"
+    );
+    let (s, v) = act(&srv, "start", json!({"by": "ann"}));
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = act(&srv, "assign", json!({"by": "ann"}));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("assignee"));
+    let (s, v) = act(&srv, "fly", json!({"by": "ann"}));
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = act(&srv, "assign", json!({"by": "ann", "assignee": "bob"}));
+    assert_eq!((s, v["state"].as_str()), (200, Some("assigned")), "{v}");
+    let (s, v) = act(&srv, "start", json!({"by": "bob"}));
+    assert_eq!((s, v["state"].as_str()), (200, Some("in_progress")), "{v}");
+    let (s, v) = act(
+        &srv,
+        "parts",
+        json!({"by": "bob", "parts": [{"name": "belt V-13", "quantity": 1}, {"name": "grease g", "quantity": -2}]}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("parts[1].quantity")
+    );
+    let (s, v) = act(
+        &srv,
+        "parts",
+        json!({"by": "bob", "parts": [{"name": "belt V-13", "quantity": 1}]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = act(&srv, "note", json!({"by": "bob"}));
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = act(
+        &srv,
+        "note",
+        json!({"by": "bob", "text": "belt was cracked"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = act(&srv, "done", json!({"by": "bob", "text": "test run ok"}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "done");
+    assert_eq!(v["assignee"], "bob");
+    assert_eq!(v["parts"][0]["name"], "belt V-13");
+    assert_eq!(v["notes"].as_array().unwrap().len(), 2);
+    let steps: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["created", "assigned", "started", "part", "note", "done"]
+    );
+    assert!(v["done"]["at"].as_i64().unwrap() >= v["started"]["at"].as_i64().unwrap());
+    let (s, v) = act(&srv, "assign", json!({"by": "ann", "assignee": "eve"}));
+    assert_eq!(s, 409, "{v}");
+
+    // A critical alarm raises a work order by itself, once.
+    let (s, v) = post(
+        &srv,
+        "/api/v1/alarm-rules",
+        json!({"name": "m1-overheat", "type": "threshold", "signal": TEMP, "severity": "critical",
+               "above": 350.0, "clear": 340.0}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let t0 = now_ms() - 60_000;
+    let (s, v) = post(
+        &srv,
+        "/api/v1/ingest",
+        json!({"points": [{"signal": TEMP, "ts": t0, "value": 360.0}, {"signal": TEMP, "ts": t0 + 1000, "value": 361.0}]}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let auto = eventually(Duration::from_secs(20), || {
+        let (_, v) = srv.get_json("/api/v1/work-orders?state=open");
+        v["work_orders"]
+            .as_array()
+            .and_then(|a| a.iter().find(|w| w["alarm"].is_u64()).cloned())
+    })
+    .expect("a work order from the critical alarm");
+    assert_eq!(auto["machine"], M1);
+    assert_eq!(auto["created"]["by"], "gemba");
+    assert!(
+        auto["title"].as_str().unwrap().starts_with("m1-overheat"),
+        "{auto}"
+    );
+    // The same alarm by hand: 409.
+    let (s, v) = post(
+        &srv,
+        "/api/v1/work-orders",
+        json!({"alarm": auto["alarm"], "by": "ann"}),
+    );
+    assert_eq!(s, 409, "{v}");
+
+    // The CLI lists and acts.
+    let server = srv.url("");
+    let server = server.trim_end_matches('/');
+    let (ok, out) = run_gemba(&["work-orders", "list", "--state", "all", "--server", server]);
+    assert!(
+        ok && out.contains("Replace the spindle belt") && out.contains("done"),
+        "{out}"
+    );
+    let (ok, out) = run_gemba(&[
+        "work-orders",
+        "act",
+        &id.to_string(),
+        "start",
+        "--by",
+        "bob",
+        "--server",
+        server,
+    ]);
+    assert!(!ok && out.contains("409"), "{out}");
+
+    // Lists filter by state and asset.
+    let (_, v) = srv.get_json("/api/v1/work-orders?state=done");
+    assert_eq!(v["work_orders"].as_array().unwrap().len(), 1);
+    let (_, v) = srv.get_json(&format!("/api/v1/work-orders?asset={M1}&state=all"));
+    assert_eq!(v["work_orders"].as_array().unwrap().len(), 2);
+    let (s, v) = srv.get_json("/api/v1/work-orders?state=later");
+    assert_eq!(s, 400, "{v}");
+
+    // Maintenance figures: the repair time of the done order.
+    let (s, m) = srv.get_json(&format!("/api/v1/maintenance?machine={M1}"));
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["work_orders"].as_array().unwrap().len(), 2);
+    assert!(m["mean_repair_s"].as_f64().unwrap() >= 0.0, "{m}");
+
+    // Everything survives a restart; ids continue.
+    let (config, http, mqtt, v5) = (srv.config.clone(), srv.http, srv.mqtt, srv.mqtt_v5);
+    srv.stop();
+    let srv = Server::restart(dir.path(), config, http, mqtt, v5);
+    let (s, v) = srv.get_json(&format!("/api/v1/work-orders/{id}"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "done");
+    assert_eq!(v["history"].as_array().unwrap().len(), 6);
+    let (s, w) = post(
+        &srv,
+        "/api/v1/work-orders",
+        json!({"machine": M1, "title": "Check coolant", "by": "ann", "assignee": "bob"}),
+    );
+    assert_eq!(s, 201, "{w}");
+    assert_eq!(w["state"], "assigned");
+    assert!(w["id"].as_u64().unwrap() > auto["id"].as_u64().unwrap());
+    let (_, v) = srv.get_json("/api/v1/work-orders?state=open");
+    assert_eq!(
+        v["work_orders"].as_array().unwrap().len(),
+        2,
+        "no duplicate after restart"
+    );
+}
