@@ -124,6 +124,7 @@ pub async fn health(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
             "baseline_from",
             "baseline_to",
             "to",
+            "window",
         ],
     )?;
     let to = p.ts("to")?.unwrap_or_else(|| engine.now());
@@ -143,6 +144,14 @@ pub async fn health(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
         threshold,
         baseline: (from, until),
         to,
+        window_ms: match p.get("window") {
+            None => Some(12 * 3_600_000),
+            Some("all") => None,
+            Some(w) => Some(
+                gemba_core::time::parse_duration_ms(w)
+                    .map_err(|e| ApiError::param("window", w, e))?,
+            ),
+        },
     };
     let h = blocking(move || engine.machine_health(&req)).await?;
     Ok(Json(h).into_response())

@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 use crate::writer::Writer;
 
 const RULE_RECORD: &str = "alarm_rule";
+/// `rul` rules judge the last 12 h of the indicator (the fit uses its last 3 running hours).
+const RUL_WINDOW_MS: i64 = 12 * 3_600_000;
 const ALARM_RECORD: &str = "alarm";
 
 /// How bad an alarm is.
@@ -227,6 +229,24 @@ pub enum RuleKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<String>,
     },
+    /// Remaining useful life (see `health`): raised when the predicted running hours left fall
+    /// below `lead_time_h`, cleared when the trend is gone or the RUL is above it again.
+    /// Evaluated every `alarms.periodic_interval_s`.
+    Rul {
+        machine: String,
+        #[serde(default = "vibration")]
+        signal: String,
+        /// Failure level of the indicator.
+        threshold: f64,
+        lead_time_h: f64,
+        /// Normal running (default: the 2 h before the rule was created).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<Period>,
+    },
+}
+
+fn vibration() -> String {
+    "vibration_rms".into()
 }
 
 fn half() -> f64 {
@@ -263,6 +283,9 @@ pub enum Fitted {
         gate_signal: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gate_state: Option<f64>,
+    },
+    Rul {
+        baseline: Period,
     },
     Model {
         version: u32,
@@ -978,6 +1001,8 @@ impl ModelEval {
 
 #[derive(Debug)]
 enum Eval {
+    /// Evaluated periodically outside the scorer (`Engine::evaluate_periodic_rules`).
+    Periodic,
     Threshold(ThresholdEval),
     Spc(SpcEval),
     Pca(PcaEval),
@@ -1478,6 +1503,7 @@ fn rule_type(k: &RuleKind) -> &'static str {
         RuleKind::Spc { .. } => "spc",
         RuleKind::Pca { .. } => "pca",
         RuleKind::Model { .. } => "model",
+        RuleKind::Rul { .. } => "rul",
     }
 }
 
@@ -1657,6 +1683,7 @@ fn score_batch(
                         verdicts.extend(v);
                     }
                 }
+                Eval::Periodic => {}
                 Eval::Model(m) => {
                     for s in &samples[i..j] {
                         if s.2.is_finite() {
@@ -1673,7 +1700,7 @@ fn score_batch(
                 let signal = match &a.eval {
                     Eval::Threshold(t) => Some(t.signal.clone()),
                     Eval::Spc(t) => Some(t.signal.clone()),
-                    Eval::Pca(_) | Eval::Model(_) => None,
+                    Eval::Pca(_) | Eval::Model(_) | Eval::Periodic => None,
                 };
                 match v {
                     Verdict::Raise(ex, message) => {
@@ -2155,6 +2182,39 @@ impl crate::Engine {
                     fitted,
                 )
             }
+            RuleKind::Rul {
+                machine,
+                signal,
+                threshold,
+                lead_time_h,
+                baseline,
+            } => {
+                let machine = machine.trim_end_matches('/').to_owned();
+                let lead = finite("lead_time_h", *lead_time_h)?;
+                if lead <= 0.0 {
+                    return Err(invalid("lead_time_h", "must be positive"));
+                }
+                let p = baseline.unwrap_or(Period {
+                    from: now - 2 * 3_600_000,
+                    to: now,
+                });
+                // Fitting once now checks the machine, signal, baseline and threshold.
+                self.machine_health(&crate::health::HealthRequest {
+                    machine: machine.clone(),
+                    signal: signal.clone(),
+                    threshold: finite("threshold", *threshold)?,
+                    baseline: (p.from, p.to),
+                    to: now.max(p.to),
+                    window_ms: Some(RUL_WINDOW_MS),
+                })?;
+                (
+                    Eval::Periodic,
+                    Vec::new(),
+                    None,
+                    machine,
+                    Fitted::Rul { baseline: p },
+                )
+            }
             RuleKind::Model {
                 machine,
                 model,
@@ -2369,6 +2429,115 @@ impl crate::Engine {
                             format!("{machine} has no state signal {state_path}"),
                         ));
                     }
+                }
+            }
+        })
+    }
+
+    /// Evaluates the rules that are not driven by samples (`rul`): raises an alarm when a
+    /// machine's remaining useful life is below the rule's lead time, clears it when it is not.
+    /// Blocking (reads the store); `spawn_periodic_rules` calls it on the blocking pool.
+    pub fn evaluate_periodic_rules(&self) {
+        let now = self.now();
+        for rule in self.alarms.rules() {
+            let (
+                RuleKind::Rul {
+                    machine,
+                    signal,
+                    threshold,
+                    lead_time_h,
+                    ..
+                },
+                Fitted::Rul { baseline },
+            ) = (&rule.spec.kind, &rule.fitted)
+            else {
+                continue;
+            };
+            if !rule.spec.enabled {
+                continue;
+            }
+            let h = match self.machine_health(&crate::health::HealthRequest {
+                machine: machine.clone(),
+                signal: signal.clone(),
+                threshold: *threshold,
+                baseline: (baseline.from, baseline.to),
+                to: now,
+                window_ms: Some(RUL_WINDOW_MS),
+            }) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(rule = %rule.spec.name, error = %e, "RUL rule not evaluated");
+                    continue;
+                }
+            };
+            let path = format!("{machine}/{signal}");
+            let below = h.rul_hours.is_some_and(|r| r < *lead_time_h);
+            let present = self.alarms.condition_present(&rule.spec.name);
+            let event = if below {
+                let rul = h.rul_hours.unwrap_or(0.0);
+                let explanation = Explanation {
+                    rule: format!(
+                        "remaining useful life {rul:.1} running hours (95 % band {:.1}–{:.1}) below the lead time {lead_time_h} h; {signal} in an exponential degradation trend toward {threshold}",
+                        h.rul_low_hours.unwrap_or(rul),
+                        h.rul_high_hours.unwrap_or(rul)
+                    ),
+                    values: Vec::new(),
+                    limits: Some(json!({
+                        "rul_hours": h.rul_hours, "rul_low_hours": h.rul_low_hours,
+                        "rul_high_hours": h.rul_high_hours, "lead_time_h": lead_time_h,
+                        "health": h.estimate.health, "baseline_mean": h.baseline_mean,
+                        "threshold": threshold,
+                    })),
+                    contributions: vec![SignalContribution {
+                        signal: path.clone(),
+                        contribution: 1.0,
+                        value: h.baseline_mean
+                            + (1.0 - h.estimate.health) * (threshold - h.baseline_mean),
+                        expected: Some(h.baseline_mean),
+                    }],
+                };
+                if present {
+                    self.alarms.refresh(&rule.spec.name, explanation);
+                    None
+                } else {
+                    let message = format!(
+                        "{machine}: about {rul:.1} running hours of life left ({path} toward {threshold}); plan the repair"
+                    );
+                    let a = self
+                        .alarms
+                        .raise(&rule, Some(path), now, explanation, message);
+                    Some(alarm_event(&a, "raised", now))
+                }
+            } else if present {
+                self.alarms
+                    .clear(&rule.spec.name, now)
+                    .map(|a| alarm_event(&a, "cleared", now))
+            } else {
+                None
+            };
+            if let Some(ev) = event {
+                self.writer.write_detached(WriteBatch {
+                    series: Vec::new(),
+                    events: vec![ev],
+                });
+            }
+        }
+    }
+
+    /// Runs [`Engine::evaluate_periodic_rules`] every `alarms.periodic_interval_s`.
+    pub fn spawn_periodic_rules(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let every = std::time::Duration::from_secs(self.config.alarms.periodic_interval_s.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { break };
+                if tokio::task::spawn_blocking(move || engine.evaluate_periodic_rules())
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("periodic alarm rules panicked");
                 }
             }
         })
@@ -2615,6 +2784,7 @@ fn restore(
                 Some(id(score_signal)?),
             )
         }
+        (RuleKind::Rul { .. }, Fitted::Rul { .. }) => (Eval::Periodic, Vec::new(), None),
         _ => return Err("the stored rule does not match its fitted parameters".into()),
     };
     Ok(Active {

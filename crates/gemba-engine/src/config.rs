@@ -29,11 +29,22 @@ pub struct Config {
 }
 
 /// Alarm notifications.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmsConfig {
     /// `[[alarms.webhooks]] url = "http://…"`: each alarm change is POSTed there.
     pub webhooks: Vec<crate::alarms::WebhookConfig>,
+    /// Seconds between evaluations of the rules not driven by samples (remaining useful life).
+    pub periodic_interval_s: u64,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        AlarmsConfig {
+            webhooks: Vec::new(),
+            periodic_interval_s: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

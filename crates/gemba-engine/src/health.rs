@@ -21,6 +21,9 @@ pub struct HealthRequest {
     pub baseline: (Timestamp, Timestamp),
     /// The data judged: from the baseline's start to `to`.
     pub to: Timestamp,
+    /// Judge only the last this-many milliseconds before `to` (the baseline is read anyway); None:
+    /// everything since the baseline (`running_hours` then counts from the baseline's start).
+    pub window_ms: Option<i64>,
 }
 
 /// The answer: the estimate in seconds and hours, and what it was computed from.
@@ -64,13 +67,31 @@ impl Engine {
             .as_ref()
             .and_then(|r| r.def.state_index("running"))
             .map(|i| i as f64);
-        let samples = self
+        // The baseline, then the judged range (they may be apart when a window is given).
+        let from = match req.window_ms {
+            Some(w) => (req.to - w.max(1)).max(req.baseline.1),
+            None => req.baseline.1,
+        };
+        let mut samples = self
             .store()
-            .range(ind.id, req.baseline.0, req.to, 20_000_000)?;
+            .range(ind.id, req.baseline.0, req.baseline.1, 20_000_000)?;
+        samples.extend(self.store().range(ind.id, from, req.to, 20_000_000)?);
         let states = match &state {
-            Some(r) => self
-                .store()
-                .range(r.id, req.baseline.0 - 3_600_000, req.to, 20_000_000)?,
+            Some(r) => {
+                let mut s = self.store().range(
+                    r.id,
+                    req.baseline.0 - 3_600_000,
+                    req.baseline.1,
+                    20_000_000,
+                )?;
+                s.extend(
+                    self.store()
+                        .range(r.id, from - 3_600_000, req.to, 20_000_000)?,
+                );
+                s.sort_by_key(|x| x.ts);
+                s.dedup_by_key(|x| x.ts);
+                s
+            }
             None => Vec::new(),
         };
         // Keep samples taken while running (state signal held at its last value; without one,

@@ -563,6 +563,7 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
                 threshold: args.threshold,
                 baseline: (onset - 2 * 3_600_000, onset),
                 to: t,
+                window_ms: None,
             })?)
         };
         let at_fail = h_now(*fail)?;

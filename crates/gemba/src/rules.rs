@@ -104,6 +104,27 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                 },
             });
         }
+        if engine
+            .registry()
+            .get(&format!("{m}/vibration_rms"))
+            .is_some()
+        {
+            // The simulated bearings fail at 11 mm/s (docs/SIMULATOR.md); a real plant takes its
+            // limit from the machine's vibration standard (e.g. ISO 10816 zone D).
+            specs.push(RuleSpec {
+                name: demo_rule_name(m, "rul"),
+                severity: Severity::Critical,
+                description: Some("bearing wear: less than 2 running hours of life left".into()),
+                enabled: true,
+                kind: RuleKind::Rul {
+                    machine: (*m).to_owned(),
+                    signal: "vibration_rms".into(),
+                    threshold: 11.0,
+                    lead_time_h: 2.0,
+                    baseline: Some(baseline),
+                },
+            });
+        }
         for spec in specs {
             let name = spec.name.clone();
             match engine.create_alarm_rule(spec, Some("gemba demo".into())) {

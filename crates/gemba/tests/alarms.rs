@@ -659,3 +659,103 @@ fn bearing_health_and_remaining_useful_life() {
     let (s, _) = srv.get_json(&format!("/api/v1/health?machine={machine}&threshold=x"));
     assert_eq!(s, 400);
 }
+
+/// A `rul` rule raises a critical alarm while a simulated bearing is still running, hours before it
+/// would fail, and the server opens a work order for it.
+#[test]
+fn rul_rule_warns_before_the_bearing_fails_and_opens_a_work_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_plant(
+        dir.path(),
+        SAMPLE_PLANT,
+        "[alarms]\nperiodic_interval_s = 1\n",
+        &[],
+    );
+    let machine = "plant1/production/line1/cnc1";
+    let scenario = dir.path().join("bearing.toml");
+    // Wear starts 1 h into a 6 h run that ends now and would take 330 min of running to fail
+    // (the machine runs about 85 % of the time: by the end most of its life is used up).
+    std::fs::write(
+        &scenario,
+        "[failures]\nrules = false\nrandom_failure_probability = 0.0\n\
+         [production]\nminor_stops_per_hour = 0.0\n\
+         [[faults]]\nkind = \"bearing\"\nmachine = \"line1/cnc1\"\nat = \"1h\"\nduration = \"330m\"\n",
+    )
+    .unwrap();
+    let start = now_ms() - 6 * 3_600_000 - 60_000;
+    let (ok, text) = run_gemba(&[
+        "simulate",
+        "--mqtt-port",
+        &srv.mqtt.to_string(),
+        "--duration",
+        "6h",
+        "--speed",
+        "max",
+        "--seed",
+        "5",
+        "--start",
+        &start.to_string(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    eventually(Duration::from_secs(60), || {
+        let (_, l) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/vibration_rms"));
+        (l[0]["ts"].as_i64().unwrap_or(0) >= start + 6 * 3_600_000 - 60_000).then_some(())
+    })
+    .expect("the run is stored");
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "cnc1-rul", "type": "rul", "machine": machine, "threshold": 11.0,
+                "lead_time_h": 8.0, "severity": "critical",
+                "baseline": {"from": start, "to": start + 3_600_000}}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let health = srv.get_json(&format!(
+        "/api/v1/health?machine={machine}&baseline_from={start}&baseline_to={}",
+        start + 3_600_000
+    ));
+    let a = eventually(Duration::from_secs(20), || {
+        alarms(&srv, "?rule=cnc1-rul").into_iter().next()
+    })
+    .unwrap_or_else(|| panic!("no RUL alarm; health: {health:?}"));
+    assert_eq!(a["rule_type"], "rul");
+    assert_eq!(a["severity"], "critical");
+    let rul = a["explanation"]["limits"]["rul_hours"].as_f64().unwrap();
+    assert!(rul > 0.5 && rul < 8.0, "{a}");
+    assert!(
+        a["message"]
+            .as_str()
+            .unwrap()
+            .contains("running hours of life left"),
+        "{a}"
+    );
+    // … while the bearing still runs: it has not failed in the run.
+    let (_, failures) = srv.get_json(&format!(
+        "/api/v1/events?type=custom:failure&asset={machine}&from={start}"
+    ));
+    assert_eq!(failures.as_array().unwrap().len(), 0, "{failures}");
+    // The critical alarm opened a work order.
+    let wo = eventually(Duration::from_secs(30), || {
+        let (_, v) = srv.get_json("/api/v1/work-orders");
+        let list = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["work_orders"].as_array().cloned())?;
+        list.into_iter().find(|w| w["alarm"] == a["id"])
+    });
+    assert!(wo.is_some(), "no work order for the RUL alarm");
+    // Bad rules.
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "x", "type": "rul", "machine": machine, "threshold": 11.0, "lead_time_h": 0}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lead_time_h"),
+        "{v}"
+    );
+}
