@@ -289,6 +289,9 @@ pub enum EvalCmd {
     /// PCA T² / SPE on the Tennessee Eastman process (data from scripts/fetch-te): detection rate
     /// per fault and false alarms, the classic baseline for the VAE.
     Te(EvalTeArgs),
+    /// Multi-class fault classification on Tennessee Eastman with window features and the kernel
+    /// SVM: accuracy per fault and over the classifiable ones.
+    TeClassify(EvalTeClassifyArgs),
     /// Health index and remaining useful life on the simulator's bearing wear: RMSE, NASA score
     /// and band coverage of the predictions from onset to failure.
     Rul(EvalRulArgs),
@@ -314,6 +317,22 @@ pub struct EvalRulArgs {
     /// Print every prediction.
     #[arg(long)]
     pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalTeClassifyArgs {
+    /// Directory of the Tennessee Eastman files.
+    #[arg(long, default_value = "data/te")]
+    pub dir: PathBuf,
+    /// Samples per window (3 min each).
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    /// The SVM's C.
+    #[arg(long, default_value_t = 10.0)]
+    pub c: f64,
+    /// Also train a logistic regression on the same features.
+    #[arg(long)]
+    pub with_lr: bool,
 }
 
 #[derive(Debug, Args)]

@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Eval(EvalCmd::Alarms(args)) => eval::alarms(args),
         Command::Eval(EvalCmd::Te(args)) => eval::te(args),
+        Command::Eval(EvalCmd::TeClassify(args)) => eval::te_classify(args),
         Command::Eval(EvalCmd::Rul(args)) => eval::rul(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
