@@ -1466,6 +1466,27 @@ impl Alarms {
         Ok(())
     }
 
+    /// Deletes the alarms closed before `cutoff` (from the book and the store); returns how many.
+    pub fn prune_closed(&self, cutoff: Timestamp) -> Result<usize, EngineError> {
+        let old: Vec<u64> = self
+            .book
+            .lock()
+            .values()
+            .filter(|a| a.closed.as_ref().is_some_and(|c| c.at < cutoff))
+            .map(|a| a.id)
+            .collect();
+        for id in &old {
+            self.store
+                .delete_record(ALARM_RECORD, &format!("{id:012}"))
+                .map_err(store_err)?;
+            self.book.lock().remove(id);
+        }
+        if !old.is_empty() {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(old.len())
+    }
+
     /// Waits until the scorer has processed everything committed before the call.
     pub fn flush(&self) -> Result<(), EngineError> {
         let (ack, done) = std::sync::mpsc::sync_channel(1);

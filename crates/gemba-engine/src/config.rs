@@ -36,6 +36,9 @@ pub struct AlarmsConfig {
     pub webhooks: Vec<crate::alarms::WebhookConfig>,
     /// Seconds between evaluations of the rules not driven by samples (remaining useful life).
     pub periodic_interval_s: u64,
+    /// Closed alarms are deleted this many days after they were closed (none: kept forever;
+    /// open alarms are never deleted).
+    pub retention_days: Option<u32>,
 }
 
 impl Default for AlarmsConfig {
@@ -43,6 +46,7 @@ impl Default for AlarmsConfig {
         AlarmsConfig {
             webhooks: Vec::new(),
             periodic_interval_s: 60,
+            retention_days: None,
         }
     }
 }

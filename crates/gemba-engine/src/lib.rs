@@ -674,6 +674,16 @@ impl Engine {
     pub async fn maintain(&self) -> Result<gemba_store::MaintenanceReport, EngineError> {
         let store = self.store.clone();
         let now = self.clock.now_ms();
+        if let Some(days) = self.config.alarms.retention_days {
+            let alarms = self.alarms.clone();
+            let cutoff = now - i64::from(days) * 86_400_000;
+            let pruned = tokio::task::spawn_blocking(move || alarms.prune_closed(cutoff))
+                .await
+                .map_err(|e| EngineError::Internal(format!("alarm retention failed: {e}")))??;
+            if pruned > 0 {
+                tracing::info!(pruned, "closed alarms past alarms.retention_days deleted");
+            }
+        }
         blocking(move || store.maintain(now)).await
     }
 

@@ -267,7 +267,7 @@ fn threshold_alarm_life_cycle_webhooks_and_restart() {
     assert_eq!(s, 200, "{r}");
     ingest(&srv, t0 + 100_000, &[330.0, 330.0, 330.0, 330.0]);
     wait_alarm(&srv, "", |a| a["id"] == b["id"] && a["state"] == "cleared");
-    // Deleting the rule keeps its history.
+    // Deleting the rule keeps its history (retention is tested below).
     let r = srv
         .agent
         .delete(&srv.url("/api/v1/alarm-rules/m1-hot"))
@@ -758,4 +758,44 @@ fn rul_rule_warns_before_the_bearing_fails_and_opens_a_work_order() {
             .contains("lead_time_h"),
         "{v}"
     );
+}
+
+/// `alarms.retention_days`: closed alarms are deleted by the maintenance pass once they are older
+/// than the retention; open ones stay.
+#[test]
+fn closed_alarms_past_their_retention_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_env(
+        dir.path(),
+        "[alarms]\nretention_days = 0\n",
+        &[("GEMBA__STORAGE__MAINTENANCE_INTERVAL_S", "1")],
+    );
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "hot", "type": "threshold", "signal": TEMP, "above": 350.0, "clear": 340.0}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let t0 = now_ms() - 60_000;
+    ingest(&srv, t0, &[360.0, 330.0]);
+    let a = wait_alarm(&srv, "", |a| a["state"] == "cleared");
+    let id = a["id"].as_u64().unwrap();
+    ingest(&srv, t0 + 10_000, &[360.0]);
+    wait_alarm(&srv, "", |a| a["state"] == "active" && a["count"] == 2);
+    ingest(&srv, t0 + 20_000, &[330.0]);
+    wait_alarm(&srv, "", |a| a["state"] == "cleared" && a["count"] == 2);
+    let (s, v) = srv.post_json(
+        &format!("/api/v1/alarms/{id}/close"),
+        &json!({"by": "olga"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    // A second, open alarm must survive.
+    ingest(&srv, t0 + 30_000, &[360.0]);
+    let open = wait_alarm(&srv, "", |a| a["state"] == "active" && a["id"] != id);
+    eventually(Duration::from_secs(20), || {
+        let (s, _) = srv.get_json(&format!("/api/v1/alarms/{id}"));
+        (s == 404).then_some(())
+    })
+    .expect("the closed alarm is deleted");
+    let (s, _) = srv.get_json(&format!("/api/v1/alarms/{}", open["id"]));
+    assert_eq!(s, 200);
 }
