@@ -10,30 +10,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{free_port, require_program, start_demo, wait_live};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{free_port, run_browser_script, start_demo, wait_live};
 
 #[test]
 fn dashboard_in_chromium() {
-    let root = repo_root();
-    let node = require_program("node", "nodejs");
-    let chromium = std::env::var("GEMBA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "this test needs Chromium at {chromium}: install it with `apt-get install -y chromium` (scripts/test does)"
-    );
-    assert!(
-        root.join("web-tests/node_modules/playwright-core").exists(),
-        "this test needs playwright-core: run `npm ci --prefix web-tests` (scripts/test does)"
-    );
-
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
     let log = dir.path().join("demo.log");
@@ -41,24 +24,12 @@ fn dashboard_in_chromium() {
     wait_live(&log, Duration::from_secs(120));
 
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    let run = Command::new(node)
-        .arg(root.join("web-tests/dashboard.mjs"))
-        .arg(format!("http://127.0.0.1:{http}"))
-        .arg(&out)
-        .env("GEMBA_CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "web-tests/dashboard.mjs failed ({}):\n{stdout}\n{stderr}\ndemo log:\n{}",
-        run.status,
-        std::fs::read_to_string(&log).unwrap_or_default()
+    let figures = run_browser_script(
+        "dashboard.mjs",
+        &format!("http://127.0.0.1:{http}"),
+        &out,
+        Some(&log),
     );
-    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("no JSON figures ({e}):\n{stdout}"));
     assert_eq!(figures["ok"], true, "{figures}");
     assert!(
         figures["page_load_ms"].as_f64().unwrap() < 1000.0,

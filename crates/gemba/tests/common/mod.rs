@@ -449,3 +449,44 @@ pub fn start_mosquitto_with_users(dir: &Path, users: &[(&str, &str)]) -> (KillOn
     .unwrap();
     (start_mosquitto(&conf, port), port)
 }
+
+/// Runs a browser script of `web-tests/` (`node web-tests/<script> <base> <out>`) against a live
+/// server in Debian's Chromium through playwright-core and returns the figures it prints as JSON
+/// on its last line. A missing node, Chromium or playwright-core fails with what to install
+/// (`scripts/test` installs them); a failing script fails with its output and `log` (the
+/// server's log, when there is one).
+#[allow(dead_code)]
+pub fn run_browser_script(script: &str, base: &str, out: &Path, log: Option<&Path>) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let node = require_program("node", "nodejs");
+    let chromium = std::env::var("GEMBA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "this test needs Chromium at {chromium}: install it with `apt-get install -y chromium` (scripts/test does)"
+    );
+    assert!(
+        root.join("web-tests/node_modules/playwright-core").exists(),
+        "this test needs playwright-core: run `npm ci --prefix web-tests` (scripts/test does)"
+    );
+    let run = Command::new(node)
+        .arg(root.join("web-tests").join(script))
+        .arg(base)
+        .arg(out)
+        .env("GEMBA_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let server_log = log
+        .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        run.status.success(),
+        "web-tests/{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{server_log}",
+        run.status
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
+        panic!("no JSON figures from web-tests/{script} ({e}):\n{stdout}\n{stderr}")
+    })
+}
