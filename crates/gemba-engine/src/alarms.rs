@@ -740,41 +740,169 @@ impl SpcEval {
     }
 }
 
+/// Hysteresis on consecutive points: raised after `raise_after` points in a row above `limit`,
+/// cleared after `clear_after` points in a row below `clear` (between the two nothing changes).
 #[derive(Debug)]
-struct PcaEval {
-    machine: String,
-    signals: Vec<String>,
-    model: PcaMonitor,
-    /// Held values of the signals, then (when gated) of the state signal.
-    held: Vec<Option<f64>>,
-    /// Score only while the state signal holds this value.
-    gate: Option<f64>,
+struct Counted {
+    limit: f64,
+    clear: f64,
     raise_after: u32,
     clear_after: u32,
-    clear_index: f64,
     over: u32,
     under: u32,
     raised: bool,
 }
 
-impl PcaEval {
-    /// Scores the held values at `ts`; returns the index and maybe a verdict.
-    fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
-        let n = self.signals.len();
-        if let Some(g) = self.gate
-            && self.held.get(n).copied().flatten() != Some(g)
-        {
-            // Not in the gated state: no score, and an excursion in progress starts over.
-            self.over = 0;
-            return None;
+/// What one point did to a [`Counted`].
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Raise,
+    /// Above the limit while raised.
+    Still,
+    Clear,
+    Nothing,
+}
+
+impl Counted {
+    fn new(limit: f64, clear: f64, raise_after: u32, clear_after: u32, raised: bool) -> Counted {
+        Counted {
+            limit,
+            clear,
+            raise_after: raise_after.max(1),
+            clear_after: clear_after.max(1),
+            over: 0,
+            under: 0,
+            raised,
         }
-        let x: Option<Vec<f64>> = self.held[..n].iter().copied().collect();
-        let score = self.model.score(&x?).ok()?;
-        let verdict = if score.index > 1.0 {
+    }
+
+    fn step(&mut self, score: f64) -> Step {
+        if score > self.limit {
             self.under = 0;
             self.over += 1;
             if !self.raised && self.over >= self.raise_after {
                 self.raised = true;
+                Step::Raise
+            } else if self.raised {
+                Step::Still
+            } else {
+                Step::Nothing
+            }
+        } else {
+            self.over = 0;
+            if self.raised && score < self.clear {
+                self.under += 1;
+                if self.under >= self.clear_after {
+                    self.raised = false;
+                    self.under = 0;
+                    return Step::Clear;
+                }
+            } else {
+                self.under = 0;
+            }
+            Step::Nothing
+        }
+    }
+
+    /// An excursion in progress starts over (the machine left the gated state).
+    fn interrupt(&mut self) {
+        self.over = 0;
+    }
+}
+
+/// The latest value of each input of a multi-signal evaluator, then (when gated) of the machine's
+/// state signal: it scores only while that holds `gate`.
+#[derive(Debug)]
+struct Held {
+    values: Vec<Option<f64>>,
+    inputs: usize,
+    gate: Option<f64>,
+}
+
+/// What [`Held::row`] found.
+enum Row {
+    /// Not in the gated state.
+    Gated,
+    /// An input has no value yet.
+    Incomplete,
+    Ready(Vec<f64>),
+}
+
+impl Held {
+    fn new(inputs: usize, gate: Option<f64>) -> Held {
+        Held {
+            values: vec![None; inputs + usize::from(gate.is_some())],
+            inputs,
+            gate,
+        }
+    }
+
+    fn set(&mut self, slot: usize, v: f64) {
+        if v.is_finite()
+            && let Some(x) = self.values.get_mut(slot)
+        {
+            *x = Some(v);
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<f64> {
+        self.values.get(i).copied().flatten()
+    }
+
+    fn row(&self) -> Row {
+        if let Some(g) = self.gate
+            && self.get(self.inputs) != Some(g)
+        {
+            return Row::Gated;
+        }
+        match self.values[..self.inputs].iter().copied().collect() {
+            Some(r) => Row::Ready(r),
+            None => Row::Incomplete,
+        }
+    }
+}
+
+/// The index hysteresis of a `pca` rule: out of control above 1, back below `clear_index`
+/// (defaults: raised after 3 points, cleared after 10 below 0.8).
+fn pca_alarm(
+    raise_after: Option<u32>,
+    clear_after: Option<u32>,
+    clear_index: Option<f64>,
+    raised: bool,
+) -> Counted {
+    Counted::new(
+        1.0,
+        clear_index.unwrap_or(0.8),
+        raise_after.unwrap_or(3),
+        clear_after.unwrap_or(10),
+        raised,
+    )
+}
+
+#[derive(Debug)]
+struct PcaEval {
+    machine: String,
+    signals: Vec<String>,
+    model: PcaMonitor,
+    held: Held,
+    /// On the index: above 1 is out of control.
+    alarm: Counted,
+}
+
+impl PcaEval {
+    /// Scores the held values at `ts`; returns the index and maybe a verdict.
+    fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
+        let x = match self.held.row() {
+            Row::Ready(x) => x,
+            Row::Gated => {
+                self.alarm.interrupt();
+                return None;
+            }
+            Row::Incomplete => return None,
+        };
+        let score = self.model.score(&x).ok()?;
+        let verdict = match self.alarm.step(score.index) {
+            Step::Raise => {
                 let ex = self.explain(ts, &score);
                 let top = ex
                     .contributions
@@ -792,26 +920,10 @@ impl PcaEval {
                     self.machine, score.index
                 );
                 Some(Verdict::Raise(ex, message))
-            } else if self.raised {
-                Some(Verdict::Still(self.explain(ts, &score)))
-            } else {
-                None
             }
-        } else {
-            self.over = 0;
-            if self.raised && score.index < self.clear_index {
-                self.under += 1;
-                if self.under >= self.clear_after {
-                    self.raised = false;
-                    self.under = 0;
-                    Some(Verdict::Clear)
-                } else {
-                    None
-                }
-            } else {
-                self.under = 0;
-                None
-            }
+            Step::Still => Some(Verdict::Still(self.explain(ts, &score))),
+            Step::Clear => Some(Verdict::Clear),
+            Step::Nothing => None,
         };
         Some((score.index, verdict))
     }
@@ -824,7 +936,7 @@ impl PcaEval {
             .map(|(j, s)| SignalContribution {
                 signal: format!("{}/{s}", self.machine),
                 contribution: score.contributions[j],
-                value: self.held[j].unwrap_or(f64::NAN),
+                value: self.held.get(j).unwrap_or(f64::NAN),
                 expected: Some(self.model.mean[j]),
             })
             .collect();
@@ -840,7 +952,7 @@ impl PcaEval {
                 self.signals.len(),
                 self.machine,
                 score.index,
-                self.raise_after
+                self.alarm.raise_after
             ),
             values: contributions
                 .iter()
@@ -868,39 +980,26 @@ struct ModelEval {
     artifact: Box<gemba_ml::ModelArtifact>,
     features: Vec<String>,
     watched: Vec<usize>,
-    /// The features' held values, then (when gated) the state signal's.
-    held: Vec<Option<f64>>,
-    gate: Option<f64>,
-    above: f64,
-    clear: f64,
-    raise_after: u32,
-    clear_after: u32,
-    over: u32,
-    under: u32,
-    raised: bool,
+    held: Held,
+    /// On the probability of the watched classes.
+    alarm: Counted,
 }
 
 impl ModelEval {
     fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
-        let n = self.features.len();
-        if let Some(g) = self.gate
-            && self.held.get(n).copied().flatten() != Some(g)
-        {
-            self.over = 0;
-            return None;
-        }
-        let row: Vec<f64> = self.held[..n]
-            .iter()
-            .copied()
-            .collect::<Option<Vec<f64>>>()?;
+        let row = match self.held.row() {
+            Row::Ready(r) => r,
+            Row::Gated => {
+                self.alarm.interrupt();
+                return None;
+            }
+            Row::Incomplete => return None,
+        };
         let m = gemba_ml::Matrix::new(1, row.len(), row.clone()).ok()?;
         let proba = self.artifact.predict_proba(&m).ok()?;
         let p: f64 = self.watched.iter().map(|&c| proba.row(0)[c]).sum();
-        let verdict = if p > self.above {
-            self.under = 0;
-            self.over += 1;
-            if !self.raised && self.over >= self.raise_after {
-                self.raised = true;
+        let verdict = match self.alarm.step(p) {
+            Step::Raise => {
                 let ex = self.explain(ts, &row, p);
                 let top = ex
                     .contributions
@@ -919,26 +1018,10 @@ impl ModelEval {
                     100.0 * p
                 );
                 Some(Verdict::Raise(ex, message))
-            } else if self.raised {
-                Some(Verdict::Still(self.explain(ts, &row, p)))
-            } else {
-                None
             }
-        } else {
-            self.over = 0;
-            if self.raised && p < self.clear {
-                self.under += 1;
-                if self.under >= self.clear_after {
-                    self.raised = false;
-                    self.under = 0;
-                    Some(Verdict::Clear)
-                } else {
-                    None
-                }
-            } else {
-                self.under = 0;
-                None
-            }
+            Step::Still => Some(Verdict::Still(self.explain(ts, &row, p))),
+            Step::Clear => Some(Verdict::Clear),
+            Step::Nothing => None,
         };
         Some((p, verdict))
     }
@@ -980,8 +1063,8 @@ impl ModelEval {
                 self.name,
                 kind_name(&self.artifact.kind),
                 p,
-                self.above,
-                self.raise_after
+                self.alarm.limit,
+                self.alarm.raise_after
             ),
             values: self
                 .features
@@ -993,7 +1076,9 @@ impl ModelEval {
                     value: *v,
                 })
                 .collect(),
-            limits: Some(json!({"probability": p, "above": self.above, "clear": self.clear})),
+            limits: Some(
+                json!({"probability": p, "above": self.alarm.limit, "clear": self.alarm.clear}),
+            ),
             contributions,
         }
     }
@@ -1695,9 +1780,7 @@ fn score_batch(
                 }
                 Eval::Pca(p) => {
                     for s in &samples[i..j] {
-                        if s.2.is_finite() {
-                            p.held[s.1] = Some(s.2);
-                        }
+                        p.held.set(s.1, s.2);
                     }
                     if let Some((index, v)) = p.evaluate(ts) {
                         out_samples.push(Sample { ts, value: index });
@@ -1707,9 +1790,7 @@ fn score_batch(
                 Eval::Periodic => {}
                 Eval::Model(m) => {
                     for s in &samples[i..j] {
-                        if s.2.is_finite() {
-                            m.held[s.1] = Some(s.2);
-                        }
+                        m.held.set(s.1, s.2);
                     }
                     if let Some((p, v)) = m.evaluate(ts) {
                         out_samples.push(Sample { ts, value: p });
@@ -2176,14 +2257,8 @@ impl crate::Engine {
                     machine: machine.clone(),
                     signals: names.clone(),
                     model: model.clone(),
-                    held: vec![None; names.len() + usize::from(gate.is_some())],
-                    gate: gate.as_ref().map(|g| g.1),
-                    raise_after: raise_after.unwrap_or(3).max(1),
-                    clear_after: clear_after.unwrap_or(10).max(1),
-                    clear_index: clear_index.unwrap_or(0.8),
-                    over: 0,
-                    under: 0,
-                    raised: false,
+                    held: Held::new(names.len(), gate.as_ref().map(|g| g.1)),
+                    alarm: pca_alarm(*raise_after, *clear_after, *clear_index, false),
                 });
                 let fitted = Fitted::Pca {
                     signals: names,
@@ -2376,15 +2451,14 @@ impl crate::Engine {
                     name: model.clone(),
                     features: features.clone(),
                     watched: watched.clone(),
-                    held: vec![None; features.len() + usize::from(gate.is_some())],
-                    gate: gate.as_ref().map(|g| g.1),
-                    above,
-                    clear,
-                    raise_after: raise_after.unwrap_or(3).max(1),
-                    clear_after: clear_after.unwrap_or(3).max(1),
-                    over: 0,
-                    under: 0,
-                    raised: false,
+                    held: Held::new(features.len(), gate.as_ref().map(|g| g.1)),
+                    alarm: Counted::new(
+                        above,
+                        clear,
+                        raise_after.unwrap_or(3),
+                        clear_after.unwrap_or(3),
+                        false,
+                    ),
                     artifact: Box::new(artifact.clone()),
                 });
                 let fitted = Fitted::Model {
@@ -2738,14 +2812,8 @@ fn restore(
                     machine,
                     signals: signals.clone(),
                     model: model.clone(),
-                    held: vec![None; signals.len() + usize::from(gate_signal.is_some())],
-                    gate: *gate_state,
-                    raise_after: raise_after.unwrap_or(3).max(1),
-                    clear_after: clear_after.unwrap_or(10).max(1),
-                    clear_index: clear_index.unwrap_or(0.8),
-                    over: 0,
-                    under: 0,
-                    raised,
+                    held: Held::new(signals.len(), *gate_state),
+                    alarm: pca_alarm(*raise_after, *clear_after, *clear_index, raised),
                 }),
                 inputs,
                 Some(id(score_signal)?),
@@ -2791,15 +2859,14 @@ fn restore(
                     artifact: Box::new(artifact),
                     features: features.clone(),
                     watched: watched.clone(),
-                    held: vec![None; features.len() + usize::from(gate_signal.is_some())],
-                    gate: *gate_state,
-                    above: *above,
-                    clear: clear.unwrap_or((above - 0.1).max(0.0)),
-                    raise_after: raise_after.unwrap_or(3).max(1),
-                    clear_after: clear_after.unwrap_or(3).max(1),
-                    over: 0,
-                    under: 0,
-                    raised,
+                    held: Held::new(features.len(), *gate_state),
+                    alarm: Counted::new(
+                        *above,
+                        clear.unwrap_or((above - 0.1).max(0.0)),
+                        raise_after.unwrap_or(3),
+                        clear_after.unwrap_or(3),
+                        raised,
+                    ),
                 }),
                 inputs,
                 Some(id(score_signal)?),
@@ -2913,6 +2980,29 @@ mod tests {
             }
             other => panic!("expected a raise, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn counted_hysteresis_needs_runs_to_raise_and_to_clear() {
+        let mut c = Counted::new(1.0, 0.8, 3, 2, false);
+        let steps: Vec<Step> = [1.5, 1.5, 0.9, 1.5, 1.5, 1.5, 1.2, 0.9, 0.7, 0.9, 0.7, 0.7]
+            .into_iter()
+            .map(|v| c.step(v))
+            .collect();
+        use Step::*;
+        assert_eq!(
+            steps,
+            [
+                Nothing, Nothing, Nothing, Nothing, Nothing, Raise, Still, Nothing, Nothing,
+                Nothing, Nothing, Clear
+            ]
+        );
+        // An interruption restarts the count toward a raise.
+        let mut c = Counted::new(1.0, 0.8, 2, 1, false);
+        assert_eq!(c.step(2.0), Nothing);
+        c.interrupt();
+        assert_eq!(c.step(2.0), Nothing);
+        assert_eq!(c.step(2.0), Raise);
     }
 
     #[test]
