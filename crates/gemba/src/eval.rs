@@ -48,6 +48,43 @@ impl Drop for TempDir {
     }
 }
 
+/// An engine on a scratch store (removed with the returned directory) for the plant file, or the
+/// sample plant; no MQTT, normal sync.
+fn scratch_engine(plant: Option<&std::path::Path>) -> anyhow::Result<(TempDir, Arc<Engine>)> {
+    let dir = TempDir::new()?;
+    let plant_file = match plant {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = dir.0.join("plant.toml");
+            std::fs::write(&p, crate::serve::DEMO_PLANT)?;
+            p
+        }
+    };
+    let mut config = Config::default();
+    config.storage.path = dir.0.join("eval.db");
+    config.storage.sync = gemba_engine::config::SyncMode::Normal;
+    config.mqtt.mode = gemba_engine::config::MqttMode::Off;
+    config.plant.file = Some(plant_file);
+    let engine = Engine::open(config, Arc::new(gemba_core::SystemClock))?;
+    Ok((dir, engine))
+}
+
+/// The stored events of one type in `[from, to]` (the simulator's ground truth).
+fn stored_events(
+    engine: &Engine,
+    kind: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> anyhow::Result<Vec<gemba_store::StoredEvent>> {
+    Ok(engine.store().events(&EventQuery {
+        from,
+        to: to + 1,
+        asset_prefix: None,
+        kind: Some(kind.to_owned()),
+        limit: 1_000_000,
+    })?)
+}
+
 #[derive(Debug, Clone)]
 struct Fault {
     kind: String,
@@ -89,21 +126,7 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
     }
     let (plant, scenario) =
         load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
-    let dir = TempDir::new()?;
-    let plant_file = match &args.plant {
-        Some(p) => p.clone(),
-        None => {
-            let p = dir.0.join("plant.toml");
-            std::fs::write(&p, crate::serve::DEMO_PLANT)?;
-            p
-        }
-    };
-    let mut config = Config::default();
-    config.storage.path = dir.0.join("eval.db");
-    config.storage.sync = gemba_engine::config::SyncMode::Normal;
-    config.mqtt.mode = gemba_engine::config::MqttMode::Off;
-    config.plant.file = Some(plant_file);
-    let engine = Engine::open(config, Arc::new(gemba_core::SystemClock))?;
+    let (_dir, engine) = scratch_engine(args.plant.as_deref())?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
     let mut start = now - duration - baseline - 60_000;
@@ -156,15 +179,7 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
     let wall = t0.elapsed().as_secs_f64();
 
     // Ground truth.
-    let events = |kind: &str| -> anyhow::Result<Vec<gemba_store::StoredEvent>> {
-        Ok(engine.store().events(&EventQuery {
-            from: start,
-            to: end + 1,
-            asset_prefix: None,
-            kind: Some(kind.to_owned()),
-            limit: 1_000_000,
-        })?)
-    };
+    let events = |kind: &str| stored_events(&engine, kind, start, end);
     let failures_all = events("custom:failure")?;
     let failures: Vec<(String, Timestamp)> = failures_all
         .iter()
@@ -480,21 +495,7 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
         parse_duration_ms(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
     let (plant, scenario) =
         load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
-    let dir = TempDir::new()?;
-    let plant_file = match &args.plant {
-        Some(p) => p.clone(),
-        None => {
-            let p = dir.0.join("plant.toml");
-            std::fs::write(&p, crate::serve::DEMO_PLANT)?;
-            p
-        }
-    };
-    let mut config = Config::default();
-    config.storage.path = dir.0.join("eval.db");
-    config.storage.sync = gemba_engine::config::SyncMode::Normal;
-    config.mqtt.mode = gemba_engine::config::MqttMode::Off;
-    config.plant.file = Some(plant_file);
-    let engine = Engine::open(config, Arc::new(gemba_core::SystemClock))?;
+    let (_dir, engine) = scratch_engine(args.plant.as_deref())?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
     let mut start = now - duration - 60_000;
@@ -510,15 +511,7 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
         s.flush()?;
     }
     bar.finish_and_clear();
-    let events = |kind: &str| -> anyhow::Result<Vec<gemba_store::StoredEvent>> {
-        Ok(engine.store().events(&EventQuery {
-            from: start,
-            to: end + 1,
-            asset_prefix: None,
-            kind: Some(kind.to_owned()),
-            limit: 1_000_000,
-        })?)
-    };
+    let events = |kind: &str| stored_events(&engine, kind, start, end);
     let onsets: Vec<(String, Timestamp)> = events("custom:fault_onset")?
         .into_iter()
         .filter(|e| e.event.attrs.get("fault").and_then(|v| v.as_str()) == Some("bearing"))
