@@ -124,6 +124,25 @@ fn ts(v: &Value) -> String {
     v.as_i64().map_or_else(|| "-".into(), format_rfc3339)
 }
 
+/// GETs `path` of the server with `params`: with `--csv` it asks for CSV and prints it as it comes
+/// (`None`); otherwise it returns the JSON answer.
+fn fetch(
+    client: &ClientArgs,
+    path: &str,
+    mut params: Vec<(&'static str, String)>,
+) -> anyhow::Result<Option<Value>> {
+    if client.csv {
+        params.push(("format", "csv".into()));
+    }
+    let base = client.server.trim_end_matches('/');
+    let body = get(&agent(), &format!("{base}{path}"), &params)?;
+    if client.csv {
+        print!("{body}");
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_str(&body)?))
+}
+
 fn rows(v: &Value) -> &[Value] {
     v.as_array().map_or(&[], Vec::as_slice)
 }
@@ -195,21 +214,14 @@ pub fn lots(args: LotsArgs) -> anyhow::Result<()> {
 }
 
 pub fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
-    let base = args.client.server.trim_end_matches('/');
     let mut p = Vec::new();
     opt(&mut p, "at", &args.at);
     opt(&mut p, "location", &args.location);
     opt(&mut p, "product", &args.product);
     opt(&mut p, "kind", &args.kind);
-    if args.client.csv {
-        p.push(("format", "csv".into()));
-    }
-    let body = get(&agent(), &format!("{base}/api/v1/logistics/inventory"), &p)?;
-    if args.client.csv {
-        print!("{body}");
+    let Some(v) = fetch(&args.client, "/api/v1/logistics/inventory", p)? else {
         return Ok(());
-    }
-    let v: Value = serde_json::from_str(&body)?;
+    };
     let out = rows(&v["rows"])
         .iter()
         .map(|r| {
@@ -232,24 +244,14 @@ pub fn inventory(args: InventoryArgs) -> anyhow::Result<()> {
 }
 
 pub fn genealogy(args: GenealogyArgs) -> anyhow::Result<()> {
-    let base = args.client.server.trim_end_matches('/');
     let direction = if args.forward { "forward" } else { "backward" };
     let mut p = vec![("direction", direction.to_owned())];
-    if args.client.csv {
-        p.push(("format", "csv".into()));
-    } else if !args.process {
+    if !args.client.csv && !args.process {
         p.push(("process", "false".into()));
     }
-    let body = get(
-        &agent(),
-        &format!("{base}/api/v1/genealogy/{}", args.lot),
-        &p,
-    )?;
-    if args.client.csv {
-        print!("{body}");
+    let Some(v) = fetch(&args.client, &format!("/api/v1/genealogy/{}", args.lot), p)? else {
         return Ok(());
-    }
-    let v: Value = serde_json::from_str(&body)?;
+    };
     for n in rows(&v["lots"]) {
         let depth = n["depth"].as_u64().unwrap_or(0) as usize;
         let path: Vec<String> = rows(&n["stays"])
@@ -307,20 +309,13 @@ pub fn energy(cmd: EnergyCmd) -> anyhow::Result<()> {
             from,
             to,
         } => {
-            let base = client.server.trim_end_matches('/');
             let mut p = vec![("by", by)];
             opt(&mut p, "asset", &asset);
             opt(&mut p, "from", &from);
             opt(&mut p, "to", &to);
-            if client.csv {
-                p.push(("format", "csv".into()));
-            }
-            let body = get(&agent(), &format!("{base}/api/v1/energy/report"), &p)?;
-            if client.csv {
-                print!("{body}");
+            let Some(v) = fetch(&client, "/api/v1/energy/report", p)? else {
                 return Ok(());
-            }
-            let v: Value = serde_json::from_str(&body)?;
+            };
             let out = rows(&v["rows"])
                 .iter()
                 .map(|r| {
@@ -351,20 +346,13 @@ pub fn energy(cmd: EnergyCmd) -> anyhow::Result<()> {
             from,
             to,
         } => {
-            let base = client.server.trim_end_matches('/');
             let mut p = Vec::new();
             opt(&mut p, "product", &product);
             opt(&mut p, "from", &from);
             opt(&mut p, "to", &to);
-            if client.csv {
-                p.push(("format", "csv".into()));
-            }
-            let body = get(&agent(), &format!("{base}/api/v1/energy/lots"), &p)?;
-            if client.csv {
-                print!("{body}");
+            let Some(v) = fetch(&client, "/api/v1/energy/lots", p)? else {
                 return Ok(());
-            }
-            let v: Value = serde_json::from_str(&body)?;
+            };
             let out = rows(&v["lots"])
                 .iter()
                 .map(|l| {
