@@ -310,6 +310,22 @@ trait View {
     fn created(&self, lot: &str) -> Timestamp;
 }
 
+/// The lot exists and has not been consumed; `field` names where the event refers to it.
+fn usable(view: &impl View, lot: &str, field: &'static str) -> Result<(), LedgerError> {
+    match view.lot_state(lot) {
+        None => Err(LedgerError::UnknownLot {
+            field,
+            lot: lot.to_owned(),
+        }),
+        Some((_, Some(by))) => Err(LedgerError::Consumed {
+            field,
+            lot: lot.to_owned(),
+            by,
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Checks one event against the rules; `Ok` for events that are not `lot` or `move`.
 fn check_rules(view: &impl View, ts: Timestamp, body: &EventBody) -> Result<(), LedgerError> {
     match body {
@@ -321,28 +337,13 @@ fn check_rules(view: &impl View, ts: Timestamp, body: &EventBody) -> Result<(), 
                 });
             }
             for input in inputs {
-                match view.lot_state(input) {
-                    None => {
-                        return Err(LedgerError::UnknownLot {
-                            field: "inputs",
-                            lot: input.clone(),
-                        });
-                    }
-                    Some((_, Some(by))) => {
-                        return Err(LedgerError::Consumed {
-                            field: "inputs",
-                            lot: input.clone(),
-                            by,
-                        });
-                    }
-                    Some(_) if view.created(input) > ts => {
-                        return Err(LedgerError::BeforeCreation {
-                            field: "inputs",
-                            lot: input.clone(),
-                            created: view.created(input),
-                        });
-                    }
-                    Some(_) => {}
+                usable(view, input, "inputs")?;
+                if view.created(input) > ts {
+                    return Err(LedgerError::BeforeCreation {
+                        field: "inputs",
+                        lot: input.clone(),
+                        created: view.created(input),
+                    });
                 }
             }
             Ok(())
@@ -353,22 +354,7 @@ fn check_rules(view: &impl View, ts: Timestamp, body: &EventBody) -> Result<(), 
             to,
             quantity,
         } => {
-            match view.lot_state(lot) {
-                None => {
-                    return Err(LedgerError::UnknownLot {
-                        field: "lot",
-                        lot: lot.clone(),
-                    });
-                }
-                Some((_, Some(by))) => {
-                    return Err(LedgerError::Consumed {
-                        field: "lot",
-                        lot: lot.clone(),
-                        by,
-                    });
-                }
-                Some(_) => {}
-            }
+            usable(view, lot, "lot")?;
             if view.created(lot) > ts {
                 return Err(LedgerError::BeforeCreation {
                     field: "ts",
