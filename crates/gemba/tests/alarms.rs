@@ -42,6 +42,39 @@ fn wait_alarm(srv: &Server, query: &str, pred: impl Fn(&Value) -> bool) -> Value
     .unwrap_or_else(|| panic!("no alarm like that: {:?}", alarms(srv, "")))
 }
 
+/// Runs `gemba simulate` at full speed from `start` for `duration` into the server over MQTT.
+fn simulate_into(srv: &Server, scenario: &std::path::Path, seed: u64, start: i64, duration: &str) {
+    let (ok, text) = run_gemba(&[
+        "simulate",
+        "--mqtt-port",
+        &srv.mqtt.to_string(),
+        "--duration",
+        duration,
+        "--speed",
+        "max",
+        "--seed",
+        &seed.to_string(),
+        "--start",
+        &start.to_string(),
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+}
+
+/// Waits (at most 60 s) until the latest sample of `signal` is at `ts` or later.
+fn wait_stored(srv: &Server, signal: &str, ts: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={signal}"));
+        if latest[0]["ts"].as_i64().unwrap_or(0) >= ts {
+            return;
+        }
+        assert!(Instant::now() < deadline, "data not stored: {latest}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A webhook receiver that answers 500 to the first request and 200 afterwards.
 fn webhook_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -332,34 +365,9 @@ fn pca_explanation_names_the_perturbed_signal() {
     )
     .unwrap();
     let sim = |scenario: &std::path::Path, from: i64, duration: &str| {
-        let (ok, text) = run_gemba(&[
-            "simulate",
-            "--mqtt-port",
-            &srv.mqtt.to_string(),
-            "--duration",
-            duration,
-            "--speed",
-            "max",
-            "--seed",
-            "7",
-            "--start",
-            &from.to_string(),
-            "--scenario",
-            scenario.to_str().unwrap(),
-        ]);
-        assert!(ok, "{text}");
+        simulate_into(&srv, scenario, 7, from, duration)
     };
-    let stored_until = |ts: i64| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/{biased}"));
-            if latest[0]["ts"].as_i64().unwrap_or(0) >= ts {
-                break;
-            }
-            assert!(Instant::now() < deadline, "data not stored: {latest}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let stored_until = |ts: i64| wait_stored(&srv, &format!("{machine}/{biased}"), ts);
     sim(&healthy, start, "2h");
     stored_until(start + 2 * 3_600_000 - 60_000);
     let (s, rule) = srv.post_json(
@@ -420,35 +428,8 @@ fn defect_model_trained_from_the_store_scores_live_and_explains() {
     )
     .unwrap();
     let start = now_ms() - 10 * 3_600_000;
-    let sim = |from: i64, duration: &str| {
-        let (ok, text) = run_gemba(&[
-            "simulate",
-            "--mqtt-port",
-            &srv.mqtt.to_string(),
-            "--duration",
-            duration,
-            "--speed",
-            "max",
-            "--seed",
-            "11",
-            "--start",
-            &from.to_string(),
-            "--scenario",
-            scenario.to_str().unwrap(),
-        ]);
-        assert!(ok, "{text}");
-    };
-    let stored_until = |ts: i64| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/tool_wear"));
-            if latest[0]["ts"].as_i64().unwrap_or(0) >= ts {
-                break;
-            }
-            assert!(Instant::now() < deadline, "data not stored: {latest}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let sim = |from: i64, duration: &str| simulate_into(&srv, &scenario, 11, from, duration);
+    let stored_until = |ts: i64| wait_stored(&srv, &format!("{machine}/tool_wear"), ts);
     sim(start, "6h");
     stored_until(start + 6 * 3_600_000 - 60_000);
 
@@ -586,22 +567,7 @@ fn bearing_health_and_remaining_useful_life() {
     )
     .unwrap();
     let start = now_ms() - 10 * 3_600_000;
-    let (ok, text) = run_gemba(&[
-        "simulate",
-        "--mqtt-port",
-        &srv.mqtt.to_string(),
-        "--duration",
-        "9h",
-        "--speed",
-        "max",
-        "--seed",
-        "5",
-        "--start",
-        &start.to_string(),
-        "--scenario",
-        scenario.to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
+    simulate_into(&srv, &scenario, 5, start, "9h");
     let failure = eventually(Duration::from_secs(60), || {
         let (_, v) = srv.get_json(&format!(
             "/api/v1/events?type=custom:failure&asset={machine}&from={start}"
@@ -683,27 +649,12 @@ fn rul_rule_warns_before_the_bearing_fails_and_opens_a_work_order() {
     )
     .unwrap();
     let start = now_ms() - 6 * 3_600_000 - 60_000;
-    let (ok, text) = run_gemba(&[
-        "simulate",
-        "--mqtt-port",
-        &srv.mqtt.to_string(),
-        "--duration",
-        "6h",
-        "--speed",
-        "max",
-        "--seed",
-        "5",
-        "--start",
-        &start.to_string(),
-        "--scenario",
-        scenario.to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
-    eventually(Duration::from_secs(60), || {
-        let (_, l) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/vibration_rms"));
-        (l[0]["ts"].as_i64().unwrap_or(0) >= start + 6 * 3_600_000 - 60_000).then_some(())
-    })
-    .expect("the run is stored");
+    simulate_into(&srv, &scenario, 5, start, "6h");
+    wait_stored(
+        &srv,
+        &format!("{machine}/vibration_rms"),
+        start + 6 * 3_600_000 - 60_000,
+    );
     let (s, v) = srv.post_json(
         "/api/v1/alarm-rules",
         &json!({"name": "cnc1-rul", "type": "rul", "machine": machine, "threshold": 11.0,
