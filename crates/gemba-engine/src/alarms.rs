@@ -2387,6 +2387,17 @@ impl crate::Engine {
                 })?;
                 let artifact = gemba_ml::ModelArtifact::load(json.as_bytes())
                     .map_err(|e| invalid("model", format!("{model}@{version}: {e}")))?;
+                // The rule watches a probability: a model without one (an SVM trained without
+                // `probability`) would never score, so it is refused here.
+                let probe = gemba_ml::Matrix::zeros(1, artifact.feature_names.len());
+                if let Err(e) = artifact.predict_proba(&probe) {
+                    return Err(invalid(
+                        "model",
+                        format!(
+                            "{model}@{version} gives no probabilities ({e}); train it with probabilities (gemba train --probability)"
+                        ),
+                    ));
+                }
                 let names = artifact.class_names.clone();
                 let watched: Vec<usize> = match classes {
                     Some(c) if c.is_empty() => {

@@ -529,6 +529,40 @@ fn defect_model_trained_from_the_store_scores_live_and_explains() {
         "{v}"
     );
 
+    // A kernel SVM trained without probabilities cannot feed a probability rule.
+    let (ok_svc, text) = run_gemba(&[
+        "train",
+        "--model",
+        "svc",
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "quality",
+        "--drop",
+        "ts",
+        "--out",
+        dir.path().join("defects-svc.json").to_str().unwrap(),
+        "--register",
+        "defects-svc",
+        "--asset",
+        machine,
+        "--server",
+        &server,
+    ]);
+    assert!(ok_svc, "{text}");
+    let (s, v) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "x", "type": "model", "machine": machine, "model": "defects-svc"}),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no probabilities"),
+        "{v}"
+    );
+
     let (s, rule) = srv.post_json(
         "/api/v1/alarm-rules",
         &json!({"name": "cnc1-defects", "type": "model", "machine": machine, "model": "defects",
