@@ -9,6 +9,8 @@ pub mod error;
 pub mod logistics;
 mod production;
 mod routes;
+pub mod security;
+pub mod server;
 mod web;
 
 use std::sync::Arc;
@@ -21,55 +23,119 @@ use gemba_engine::Engine;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
+pub use gemba_engine::auth::Role;
+pub use security::Access;
 
 /// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route of the API as (method, path), used by the OpenAPI consistency test.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("post", "/api/v1/ingest"),
-    ("get", "/api/v1/assets"),
-    ("post", "/api/v1/assets"),
-    ("get", "/api/v1/signals"),
-    ("post", "/api/v1/signals"),
-    ("get", "/api/v1/lots"),
-    ("post", "/api/v1/lots"),
-    ("get", "/api/v1/operators"),
-    ("post", "/api/v1/operators"),
-    ("get", "/api/v1/shifts"),
-    ("post", "/api/v1/shifts"),
-    ("get", "/api/v1/latest"),
-    ("get", "/api/v1/series"),
-    ("get", "/api/v1/events"),
-    ("get", "/api/v1/stream/latest"),
-    ("get", "/api/v1/stats"),
-    ("get", "/api/v1/spc"),
-    ("get", "/api/v1/models"),
-    ("post", "/api/v1/models"),
-    ("get", "/api/v1/models/{name}/{version}"),
-    ("post", "/api/v1/models/{name}/{version}/activate"),
-    ("get", "/api/v1/alarm-rules"),
-    ("post", "/api/v1/alarm-rules"),
-    ("get", "/api/v1/alarm-rules/{name}"),
-    ("delete", "/api/v1/alarm-rules/{name}"),
-    ("get", "/api/v1/alarms"),
-    ("get", "/api/v1/alarms/{id}"),
-    ("post", "/api/v1/alarms/{id}/{action}"),
-    ("get", "/api/v1/datasets/parts"),
-    ("get", "/api/v1/health"),
-    ("get", "/api/v1/oee"),
-    ("get", "/api/v1/states"),
-    ("get", "/api/v1/production/config"),
-    ("put", "/api/v1/production/config"),
-    ("get", "/api/v1/work-orders"),
-    ("post", "/api/v1/work-orders"),
-    ("get", "/api/v1/work-orders/{id}"),
-    ("post", "/api/v1/work-orders/{id}/{action}"),
-    ("get", "/api/v1/maintenance"),
-    ("get", "/api/v1/openapi.json"),
-    ("get", "/healthz"),
-    ("get", "/metrics"),
+/// Every API route as (method, path, who may use it). The OpenAPI test checks it against
+/// `openapi.json`, the access middleware reads it for every request, and the security test walks
+/// it with every role. A route the router has but this table lacks is refused to everyone.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("post", "/api/v1/ingest", Access::Role(Role::Operator)),
+    ("get", "/api/v1/assets", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/assets", Access::Role(Role::Engineer)),
+    ("get", "/api/v1/signals", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/signals", Access::Role(Role::Engineer)),
+    ("get", "/api/v1/lots", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/lots", Access::Role(Role::Operator)),
+    ("get", "/api/v1/operators", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/operators", Access::Role(Role::Engineer)),
+    ("get", "/api/v1/shifts", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/shifts", Access::Role(Role::Engineer)),
+    ("get", "/api/v1/latest", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/series", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/events", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/stream/latest", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/stats", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/spc", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/models", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/models", Access::Role(Role::Engineer)),
+    (
+        "get",
+        "/api/v1/models/{name}/{version}",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "post",
+        "/api/v1/models/{name}/{version}/activate",
+        Access::Role(Role::Engineer),
+    ),
+    ("get", "/api/v1/alarm-rules", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/alarm-rules", Access::Role(Role::Engineer)),
+    (
+        "get",
+        "/api/v1/alarm-rules/{name}",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "delete",
+        "/api/v1/alarm-rules/{name}",
+        Access::Role(Role::Engineer),
+    ),
+    ("get", "/api/v1/alarms", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/alarms/{id}", Access::Role(Role::Viewer)),
+    (
+        "post",
+        "/api/v1/alarms/{id}/{action}",
+        Access::Role(Role::Operator),
+    ),
+    ("get", "/api/v1/datasets/parts", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/health", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/oee", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/states", Access::Role(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/production/config",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "put",
+        "/api/v1/production/config",
+        Access::Role(Role::Engineer),
+    ),
+    ("get", "/api/v1/work-orders", Access::Role(Role::Viewer)),
+    ("post", "/api/v1/work-orders", Access::Role(Role::Operator)),
+    (
+        "get",
+        "/api/v1/work-orders/{id}",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "post",
+        "/api/v1/work-orders/{id}/{action}",
+        Access::Role(Role::Operator),
+    ),
+    ("get", "/api/v1/maintenance", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/openapi.json", Access::Public),
+    ("get", "/healthz", Access::Public),
+    ("get", "/metrics", Access::Role(Role::Viewer)),
 ];
+
+/// The dashboard's own files: public, so that the sign-in page can load.
+pub const WEB_ROUTES: &[(&str, &str, Access)] = &[
+    ("get", "/", Access::Public),
+    ("get", "/web/{*path}", Access::Public),
+    ("get", "/i18n/{file}", Access::Public),
+];
+
+/// Every route table of the API.
+pub fn route_tables() -> impl Iterator<Item = &'static (&'static str, &'static str, Access)> {
+    ROUTES
+        .iter()
+        .chain(logistics::ROUTES)
+        .chain(security::ROUTES)
+        .chain(WEB_ROUTES)
+}
+
+/// Who may use `method` (lower case or upper case) on the route `template`; `None` for a route
+/// missing from the tables.
+pub fn access(method: &str, template: &str) -> Option<Access> {
+    route_tables()
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == template)
+        .map(|(_, _, a)| *a)
+}
 
 async fn refuse_declared_oversize(
     axum::extract::State(max): axum::extract::State<usize>,
@@ -156,6 +222,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .merge(logistics::routes())
+        .merge(security::routes())
+        // After every route: authentication, roles, rate limit and audit (docs/SECURITY.md).
+        .route_layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            security::authorize,
+        ))
         .fallback(routes::not_found)
         // Chunked bodies are limited while they stream; a declared Content-Length is refused
         // before any of the body is read, so the client learns it without sending it.
@@ -200,8 +272,12 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().expect("paths");
-        let all: Vec<_> = ROUTES.iter().chain(logistics::ROUTES).collect();
-        for (method, path) in &all {
+        let all: Vec<_> = ROUTES
+            .iter()
+            .chain(logistics::ROUTES)
+            .chain(security::ROUTES)
+            .collect();
+        for (method, path, _) in &all {
             assert!(
                 paths.get(*path).and_then(|p| p.get(*method)).is_some(),
                 "{method} {path} is not in openapi.json"

@@ -17,18 +17,35 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::routes::{ApiResult, AppState, Format, Params, csv_field, csv_response};
+use crate::{Access, Role};
 
 /// The routes of this file as (method, path), for the OpenAPI consistency test.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/api/v1/logistics/lots"),
-    ("get", "/api/v1/logistics/lots/{lot}"),
-    ("get", "/api/v1/logistics/inventory"),
-    ("get", "/api/v1/logistics/location"),
-    ("get", "/api/v1/logistics/dwell"),
-    ("get", "/api/v1/logistics/lead-times"),
-    ("get", "/api/v1/genealogy/{lot}"),
-    ("get", "/api/v1/energy/report"),
-    ("get", "/api/v1/energy/lots"),
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("get", "/api/v1/logistics/lots", Access::Role(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/logistics/lots/{lot}",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "get",
+        "/api/v1/logistics/inventory",
+        Access::Role(Role::Viewer),
+    ),
+    (
+        "get",
+        "/api/v1/logistics/location",
+        Access::Role(Role::Viewer),
+    ),
+    ("get", "/api/v1/logistics/dwell", Access::Role(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/logistics/lead-times",
+        Access::Role(Role::Viewer),
+    ),
+    ("get", "/api/v1/genealogy/{lot}", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/energy/report", Access::Role(Role::Viewer)),
+    ("get", "/api/v1/energy/lots", Access::Role(Role::Viewer)),
 ];
 
 /// The router of this file (merged into the main router).

@@ -184,6 +184,37 @@ pub async fn metrics(State(engine): AppState) -> Response {
         .into_response()
 }
 
+/// A principal limited to an asset (`scope`) may only send data of that asset; the whole batch
+/// is refused otherwise, naming the first item outside it.
+fn check_scope(p: &gemba_engine::auth::Principal, b: &DecodedBatch) -> ApiResult<()> {
+    let Some(scope) = &p.scope else {
+        return Ok(());
+    };
+    let outside = b
+        .points
+        .iter()
+        .map(|x| (x.location.clone(), x.signal.as_str()))
+        .chain(b.series.iter().map(|x| (x.location.clone(), x.signal.as_str())))
+        .chain(
+            b.events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (format!("events[{i}].asset"), e.asset.as_str())),
+        )
+        .find(|(_, path)| !p.may_touch(path));
+    match outside {
+        None => Ok(()),
+        Some((loc, path)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "outside_scope",
+            format!(
+                "{loc}: {path:?} is outside {}'s scope {scope:?}; nothing of this batch was stored",
+                p.name
+            ),
+        )),
+    }
+}
+
 #[derive(Serialize)]
 struct IngestReply<'a> {
     accepted_points: usize,
@@ -196,6 +227,7 @@ struct IngestReply<'a> {
 /// `POST /api/v1/ingest`: JSON batch (application/json) or line protocol (text/plain).
 pub async fn ingest(
     State(engine): AppState,
+    principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -244,6 +276,9 @@ pub async fn ingest(
     } else {
         decode(body)?
     };
+    if let Some(axum::Extension(p)) = &principal {
+        check_scope(p, &decoded)?;
+    }
     let outcome: IngestOutcome = engine.ingest(decoded, Source::Http, mode).await?;
     let reply = IngestReply {
         accepted_points: outcome.accepted_points,

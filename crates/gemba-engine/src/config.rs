@@ -26,6 +26,8 @@ pub struct Config {
     pub logistics: crate::logistics::LogisticsConfig,
     /// Emission factors (docs/LOGISTICS.md).
     pub energy: crate::energy::EnergyConfig,
+    /// Authentication, sessions and rate limits (docs/SECURITY.md).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// Alarm notifications.
@@ -60,6 +62,21 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// A request that takes longer is answered 408.
     pub request_timeout_s: u64,
+    /// HTTPS instead of HTTP when set (docs/SECURITY.md).
+    pub tls: Option<TlsConfig>,
+    /// Open connections beyond this are closed at once (and counted).
+    pub max_connections: usize,
+    /// A client that has not sent its request headers within this many seconds is disconnected
+    /// (slow-loris); also the limit for a TLS handshake.
+    pub header_read_timeout_s: u64,
+}
+
+/// PEM files of a TLS server certificate (chain) and its private key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +85,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 64 * 1024 * 1024,
             request_timeout_s: 30,
+            tls: None,
+            max_connections: 1024,
+            header_read_timeout_s: 10,
         }
     }
 }
@@ -181,6 +201,9 @@ pub struct MqttConfig {
     /// The bridge commits whatever has queued up as soon as the previous commit is done; with a
     /// window > 0 it also waits up to this long for more messages while the queue is empty.
     pub batch_window_ms: u64,
+    /// With `[auth] enabled`, the embedded broker asks every client for credentials (an API token
+    /// as the password) unless this is true, which is allowed only on a loopback address.
+    pub allow_anonymous: bool,
     pub external: ExternalBrokerConfig,
 }
 
@@ -194,6 +217,7 @@ impl Default for MqttConfig {
             qos: 1,
             max_payload_bytes: 1024 * 1024,
             batch_window_ms: 0,
+            allow_anonymous: false,
             external: ExternalBrokerConfig::default(),
         }
     }
@@ -325,6 +349,24 @@ impl Config {
         }
         if self.mqtt.mode == MqttMode::Embedded && Some(self.mqtt.listen) == self.mqtt.listen_v5 {
             return bad("mqtt.listen_v5", "must differ from mqtt.listen");
+        }
+        if self.mqtt.allow_anonymous
+            && (!self.mqtt.listen.ip().is_loopback()
+                || self.mqtt.listen_v5.is_some_and(|a| !a.ip().is_loopback()))
+        {
+            return bad(
+                "mqtt.allow_anonymous",
+                "anonymous MQTT is allowed only when the broker listens on a loopback address",
+            );
+        }
+        if !(self.auth.rate_per_s > 0.0 && self.auth.rate_per_s.is_finite()) {
+            return bad("auth.rate_per_s", "must be a positive number");
+        }
+        if self.auth.session_hours == 0 {
+            return bad("auth.session_hours", "must be at least 1");
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections", "must be at least 1");
         }
         self.logistics.validate().map_err(EngineError::Config)?;
         self.energy.validate().map_err(EngineError::Config)?;

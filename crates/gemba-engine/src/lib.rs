@@ -7,6 +7,7 @@
 //! async worker.
 
 pub mod alarms;
+pub mod auth;
 pub mod config;
 pub mod datasets;
 pub mod energy;
@@ -117,6 +118,7 @@ pub struct Engine {
     ledger: Arc<tokio::sync::RwLock<logistics::Ledger>>,
     production: production::Production,
     maintenance: maintenance::Maintenance,
+    auth: auth::Auth,
 }
 
 /// Reads and validates a plant file.
@@ -251,6 +253,7 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cannot start the scorer thread: {e}")))?;
         let production = production::Production::load(store.clone())?;
         let maintenance = maintenance::Maintenance::load(store.clone())?;
+        let auth = auth::Auth::new(store.clone(), config.auth.clone());
         Ok(Arc::new(Engine {
             config,
             store,
@@ -264,7 +267,13 @@ impl Engine {
             ledger: Arc::new(tokio::sync::RwLock::new(ledger)),
             production,
             maintenance,
+            auth,
         }))
+    }
+
+    /// Users, tokens, sessions and the audit log (docs/SECURITY.md).
+    pub fn auth(&self) -> &auth::Auth {
+        &self.auth
     }
 
     pub fn config(&self) -> &Config {
@@ -272,6 +281,10 @@ impl Engine {
     }
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+    /// The metrics, shared (for tasks that outlive a borrow of the engine).
+    pub fn metrics_arc(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

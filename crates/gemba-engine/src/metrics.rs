@@ -50,6 +50,25 @@ pub struct Metrics {
     pub webhooks_failed: Counter,
     /// Commit → scored: how long the scorer lags behind the writer.
     pub scoring_seconds: Histogram,
+    /// Requests refused by authentication or authorisation, by `reason` (401 or 403).
+    pub auth_denied: Family<ReasonLabel, Counter>,
+    /// Requests refused with 429 by the per-principal rate limit.
+    pub rate_limited: Counter,
+    /// Connections closed at once because `server.max_connections` were open.
+    pub connections_refused: Counter,
+    /// Open HTTP connections.
+    pub connections_open: Gauge,
+    /// Requests refused with 413 (body too large).
+    pub payload_too_large: Counter,
+    /// MQTT connections refused for bad credentials.
+    pub mqtt_auth_failures: Counter,
+    /// Audit entries that could not be written (each is also logged as an error).
+    pub audit_failures: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -121,7 +140,56 @@ impl Metrics {
             commit_seconds.clone(),
         );
         registry.register("signals", "Registered signals", signals.clone());
+        let auth_denied = Family::<ReasonLabel, Counter>::default();
+        let rate_limited = Counter::default();
+        let connections_refused = Counter::default();
+        let connections_open = Gauge::default();
+        let payload_too_large = Counter::default();
+        let mqtt_auth_failures = Counter::default();
+        let audit_failures = Counter::default();
+        registry.register(
+            "auth_denied_requests",
+            "Requests refused by authentication (401) or authorisation (403)",
+            auth_denied.clone(),
+        );
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused with 429 by the per-principal rate limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed because server.max_connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "Open HTTP connections",
+            connections_open.clone(),
+        );
+        registry.register(
+            "payload_too_large_requests",
+            "Requests refused with 413",
+            payload_too_large.clone(),
+        );
+        registry.register(
+            "mqtt_auth_failures",
+            "MQTT connections refused for bad credentials",
+            mqtt_auth_failures.clone(),
+        );
+        registry.register(
+            "audit_write_failures",
+            "Audit entries that could not be written",
+            audit_failures.clone(),
+        );
         Metrics {
+            auth_denied,
+            rate_limited,
+            connections_refused,
+            connections_open,
+            payload_too_large,
+            mqtt_auth_failures,
+            audit_failures,
             registry,
             points,
             events,

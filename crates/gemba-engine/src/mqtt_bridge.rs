@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gemba_ingest::DecodedBatch;
-use gemba_ingest::broker::{BrokerHandle, EmbeddedBrokerConfig, start_embedded};
+use gemba_ingest::broker::{BrokerHandle, EmbeddedBrokerConfig, MqttAuthenticator, start_embedded};
 use gemba_ingest::client::{MqttClientConfig, MqttMessage, SubscriberHandle, spawn_subscriber};
 use gemba_ingest::mqtt::decode_mqtt;
 use tokio::sync::mpsc;
@@ -32,15 +32,29 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
     let (broker, client_cfg) = match cfg.mode {
         MqttMode::Off => return Ok(None),
         MqttMode::Embedded => {
+            let secured = engine.config().auth.enabled && !cfg.allow_anonymous;
+            let authenticator = secured.then(|| {
+                let e = engine.clone();
+                MqttAuthenticator(Arc::new(move |_client: &str, user: &str, pass: &str| {
+                    let ok = e.auth().mqtt_login(user, pass, e.now());
+                    if !ok {
+                        e.metrics().mqtt_auth_failures.inc();
+                    }
+                    ok
+                }))
+            });
             let broker = start_embedded(EmbeddedBrokerConfig {
                 listen_v4: cfg.listen,
                 listen_v5: cfg.listen_v5,
                 max_payload_bytes: cfg.max_payload_bytes,
+                authenticator,
                 ..EmbeddedBrokerConfig::default()
             })?;
             let client = MqttClientConfig {
                 host: cfg.listen.ip().to_string(),
                 port: cfg.listen.port(),
+                username: Some(crate::auth::INTERNAL_MQTT_USER.into()),
+                password: Some(engine.auth().internal_secret().to_owned()),
                 client_id: "gemba-bridge".into(),
                 topic_prefix: cfg.topic_prefix.clone(),
                 qos: cfg.qos,

@@ -6,10 +6,31 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 use crate::MqttError;
+
+/// Checks MQTT credentials: `(client id, user name, password) -> allowed`. It may block (a
+/// store lookup); the broker calls it on the blocking pool.
+#[derive(Clone)]
+pub struct MqttAuthenticator(pub Arc<CredentialCheck>);
+
+/// `(client id, user name, password) -> allowed`.
+pub type CredentialCheck = dyn Fn(&str, &str, &str) -> bool + Send + Sync;
+
+impl std::fmt::Debug for MqttAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MqttAuthenticator")
+    }
+}
+
+impl PartialEq for MqttAuthenticator {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// Settings of the embedded broker.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +43,8 @@ pub struct EmbeddedBrokerConfig {
     pub max_connections: usize,
     /// In-flight QoS 1/2 messages per connection.
     pub max_inflight: usize,
+    /// Credentials are required when set; anonymous clients are accepted when `None`.
+    pub authenticator: Option<MqttAuthenticator>,
 }
 
 impl Default for EmbeddedBrokerConfig {
@@ -32,6 +55,7 @@ impl Default for EmbeddedBrokerConfig {
             max_payload_bytes: 1024 * 1024,
             max_connections: 1000,
             max_inflight: 1000,
+            authenticator: None,
         }
     }
 }
@@ -52,19 +76,34 @@ fn check_free(addr: SocketAddr) -> Result<(), MqttError> {
 }
 
 fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerSettings {
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: cfg.max_payload_bytes,
+        max_inflight_count: cfg.max_inflight,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    if let Some(check) = cfg.authenticator.clone() {
+        connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
+            let check = check.clone();
+            async move {
+                let ok = tokio::task::spawn_blocking(move || (check.0)(&client_id, &user, &pass))
+                    .await
+                    .unwrap_or(false);
+                if !ok {
+                    tracing::warn!("MQTT connection refused: bad credentials");
+                }
+                ok
+            }
+        });
+    }
     ServerSettings {
         name: name.to_owned(),
         listen,
         tls: None,
         next_connection_delay_ms: 0,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: cfg.max_payload_bytes,
-            max_inflight_count: cfg.max_inflight,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
+        connections,
     }
 }
 

@@ -188,6 +188,34 @@ pub struct MoveRecord {
     pub quantity: f64,
 }
 
+/// One line of the audit log: who did what to which object, and how it ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log (commit order); 0 before it is appended.
+    pub id: i64,
+    pub ts: Timestamp,
+    /// User name, `token:<id>`, or `-` for an anonymous attempt.
+    pub actor: String,
+    /// What was done, e.g. `POST /api/v1/alarm-rules` or `auth.login_failed`.
+    pub action: String,
+    /// The object, e.g. a rule name, a user name or an alarm id (empty when none).
+    pub target: String,
+    /// HTTP status or 0 for changes made outside HTTP (CLI).
+    pub status: u16,
+    /// Free-form details (JSON text or a message).
+    pub detail: String,
+}
+
+/// A query over the audit log: `from <= ts < to`, optional actor, newest first, at most `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditQuery {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub actor: Option<String>,
+    pub action_prefix: Option<String>,
+    pub limit: usize,
+}
+
 /// A stored time-series and asset database. See the crate documentation for the guarantees.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers a signal or updates its definition; the id of a path never changes.
@@ -273,4 +301,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Counts for metrics and `gemba query stats`.
     fn stats(&self) -> Result<StoreStats>;
+
+    /// Appends one entry to the audit log (append-only: nothing updates or deletes it) and
+    /// returns its id. Durable when this returns.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;
+
+    /// Audit entries matching the query, newest first.
+    fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }

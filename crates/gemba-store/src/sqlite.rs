@@ -27,7 +27,7 @@ use crate::{
     AggSource, Aggregate, Bucket, EventQuery, MaintenanceReport, Result, SignalId, Store,
     StoreError, StoreStats, StoredEvent, WriteBatch, WriteReceipt,
 };
-use crate::{LotRecord, MoveRecord};
+use crate::{AuditEntry, AuditQuery, LotRecord, MoveRecord};
 
 const SCHEMA_VERSION: i64 = 1;
 const MINUTE: i64 = 60_000;
@@ -103,6 +103,13 @@ CREATE INDEX IF NOT EXISTS events_type_ts ON events(type, ts);
 CREATE INDEX IF NOT EXISTS events_asset_ts ON events(asset, ts);
 CREATE TABLE IF NOT EXISTS records(kind TEXT NOT NULL, key TEXT NOT NULL, json TEXT NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, target TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
 /// Floor of `ts` to a multiple of `step` (also for negative timestamps).
@@ -749,6 +756,42 @@ impl Store for SqliteStore {
             let mut st =
                 c.prepare_cached("SELECT key, json FROM records WHERE kind = ?1 ORDER BY key")?;
             let rows = st.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+    }
+
+    fn append_audit(&self, e: &AuditEntry) -> Result<i64> {
+        let conn = self.writer.lock();
+        conn.execute(
+            "INSERT INTO audit(ts, actor, action, target, status, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.ts, e.actor, e.action, e.target, e.status, e.detail],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, ts, actor, action, target, status, detail FROM audit \
+                 WHERE ts >= ?1 AND ts < ?2 AND (?3 IS NULL OR actor = ?3) \
+                 AND (?4 IS NULL OR substr(action, 1, length(?4)) = ?4) \
+                 ORDER BY id DESC LIMIT ?5",
+            )?;
+            let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+            let rows = st.query_map(
+                params![q.from, q.to, q.actor, q.action_prefix, limit],
+                |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        ts: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        status: r.get(5)?,
+                        detail: r.get(6)?,
+                    })
+                },
+            )?;
             Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
         })
     }

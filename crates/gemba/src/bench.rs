@@ -65,7 +65,8 @@ pub(crate) fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
          [storage]\npath = \"{}\"\n\
          [ingest]\nunknown_signals = \"register\"\nmax_future_s = 315360000\n\
          [mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\n\
-         [log]\nlevel = \"warn\"\n",
+         [log]\nlevel = \"warn\"\n\
+         [auth]\nenabled = false\n",
         dir.join("data/gemba.db").display()
     )?;
     let exe = std::env::current_exe().context("cannot find the gemba executable")?;

@@ -56,6 +56,15 @@ pub enum Command {
     Oee(crate::production::OeeArgs),
     /// List, create and progress maintenance work orders on a running server.
     WorkOrders(crate::production::WorkOrdersArgs),
+    /// Users of the dashboard and API (written into the store; docs/SECURITY.md).
+    #[command(subcommand)]
+    User(crate::security::UserCmd),
+    /// API tokens for machines, gateways and scripts.
+    #[command(subcommand)]
+    Token(crate::security::TokenCmd),
+    /// TLS certificates for trials.
+    #[command(subcommand)]
+    Cert(crate::security::CertCmd),
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod logistics;
 mod production;
 mod query;
 mod rules;
+mod security;
 mod serve;
 mod simulate;
 mod train;
@@ -34,6 +35,9 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args),
+        Command::User(cmd) => security::user(cmd),
+        Command::Token(cmd) => security::token(cmd),
+        Command::Cert(cmd) => security::cert(cmd),
         Command::Demo(args) => serve::demo(args),
         Command::Import(args) => import::run(args),
         Command::Query(args) => query::run(args),

@@ -6,12 +6,34 @@ use serde_json::Value;
 
 use crate::cli::{QueryArgs, QueryCmd};
 
-/// An HTTP client that returns error bodies instead of failing on 4xx/5xx.
+/// An HTTP client that returns error bodies instead of failing on 4xx/5xx and sends the API
+/// token of `GEMBA_TOKEN` (docs/SECURITY.md) with every request when it is set.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
+    with_token(ureq::Agent::config_builder().http_status_as_error(false))
         .build()
         .new_agent()
+}
+
+/// Adds `Authorization: Bearer $GEMBA_TOKEN` to every request of an agent when the variable is set.
+pub fn with_token(
+    builder: ureq::config::ConfigBuilder<ureq::typestate::AgentScope>,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    match std::env::var("GEMBA_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => {
+            let value = format!("Bearer {}", token.trim());
+            builder.middleware(
+                move |mut req: ureq::http::Request<ureq::SendBody>,
+                      next: ureq::middleware::MiddlewareNext| {
+                    if let Ok(v) = ureq::http::HeaderValue::from_str(&value) {
+                        req.headers_mut()
+                            .insert(ureq::http::header::AUTHORIZATION, v);
+                    }
+                    next.handle(req)
+                },
+            )
+        }
+        _ => builder,
+    }
 }
 
 /// GETs `url` with query parameters; returns the body text or the server's error message.

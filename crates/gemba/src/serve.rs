@@ -89,6 +89,10 @@ async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()
     let store_path = config.storage.path.clone();
     let engine = Engine::open(config, Arc::new(SystemClock))
         .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
+    let one_time = engine
+        .auth()
+        .bootstrap(engine.now())
+        .context("cannot create the first admin")?;
     let mqtt = mqtt_bridge::start(engine.clone())
         .await
         .context("cannot start MQTT")?;
@@ -116,12 +120,29 @@ async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()
         startup_ms = started.elapsed().as_millis() as u64,
         "gemba ready"
     );
+    let scheme = gemba_api::server::scheme(&engine);
     eprintln!(
-        "gemba {} ready in {} ms: http://{listen} ({signals} signals, {mqtt_note}, store {})",
+        "gemba {} ready in {} ms: {scheme}://{listen} ({signals} signals, {mqtt_note}, store {})",
         env!("CARGO_PKG_VERSION"),
         started.elapsed().as_millis(),
         store_path.display()
     );
+    if !engine.config().auth.enabled {
+        tracing::warn!(
+            "authentication is off ([auth] enabled = false): anyone who reaches {listen} is an admin"
+        );
+        eprintln!(
+            "WARNING: authentication is off ([auth] enabled = false): anyone who reaches {listen} is an admin"
+        );
+    }
+    if let Some(pw) = one_time {
+        eprintln!(
+            "\nFirst start: created the user \"admin\" with the one-time password\n\n    {pw}\n\n\
+             Sign in at {scheme}://{listen}/ and choose a new password. It is shown only this once\n\
+             (`gemba user passwd admin --store {}` sets a new one-time password).\n",
+            store_path.display()
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let sim_thread = match demo {
         Some(demo) => {
@@ -142,8 +163,7 @@ async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()
         }
         None => None,
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    gemba_api::server::serve(engine.clone(), listener, app, shutdown_signal())
         .await
         .context("HTTP server failed")?;
     tracing::info!("shutting down");

@@ -959,6 +959,8 @@ fn demo_run(
             host: host.clone(),
             port: addr.port(),
             client_id: "gemba-demo-simulator".into(),
+            username: Some(gemba_engine::auth::INTERNAL_MQTT_USER.into()),
+            password: Some(engine.auth().internal_secret().to_owned()),
             ..MqttClientConfig::default()
         };
         match MqttSink::connect(rt, &cfg, &sim) {

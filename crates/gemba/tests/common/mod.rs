@@ -95,8 +95,14 @@ impl Server {
             "[server]\nlisten = \"127.0.0.1:{http}\"\n\
              [storage]\npath = \"{}\"\n\
              [mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nlisten_v5 = \"127.0.0.1:{mqtt_v5}\"\n\
-             [plant]\nfile = \"plant.toml\"\n{extra}\n",
-            dir.join("data/gemba.db").display()
+             [plant]\nfile = \"plant.toml\"\n{extra}\n{auth}",
+            dir.join("data/gemba.db").display(),
+            // Authentication has its own tests (security.rs); the others run without it.
+            auth = if extra.contains("[auth]") {
+                ""
+            } else {
+                "[auth]\nenabled = false\n"
+            }
         )
         .unwrap();
         Self::spawn(dir, config, http, mqtt, mqtt_v5, env)
@@ -386,7 +392,7 @@ pub fn start_demo(dir: &Path, http: u16, history: &str, log: &Path) -> KillOnDro
         std::fs::write(
             &config,
             format!(
-                "[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
+                "[auth]\nenabled = false\n[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
                 free_port(),
                 free_port()
             ),
