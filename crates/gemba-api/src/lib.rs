@@ -138,7 +138,10 @@ pub fn access(method: &str, template: &str) -> Option<Access> {
 }
 
 async fn refuse_declared_oversize(
-    axum::extract::State(max): axum::extract::State<usize>,
+    axum::extract::State((max, metrics)): axum::extract::State<(
+        usize,
+        Arc<gemba_engine::metrics::Metrics>,
+    )>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -149,14 +152,17 @@ async fn refuse_declared_oversize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
-        Some(len) if len > max as u64 => ApiError::new(
+        Some(len) if len > max as u64 => {
+            metrics.payload_too_large.inc();
+            ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!(
                 "request body of {len} bytes is larger than server.max_body_bytes ({max}); split the batch"
             ),
         )
-        .into_response(),
+        .into_response()
+        }
         _ => next.run(req).await,
     }
 }
@@ -233,7 +239,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         // before any of the body is read, so the client learns it without sending it.
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
-            cfg.max_body_bytes,
+            (cfg.max_body_bytes, engine.metrics_arc()),
             refuse_declared_oversize,
         ))
         .layer(TimeoutLayer::with_status_code(
@@ -265,6 +271,45 @@ fn production_routes() -> Router<Arc<Engine>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every path the router registers (read from the `.route("…"` calls of the sources that
+    /// build it) has an access rule; a route someone adds later without one fails here (and is
+    /// refused to everyone at run time).
+    #[test]
+    fn every_registered_route_has_an_access_rule() {
+        let sources = [
+            include_str!("lib.rs"),
+            include_str!("logistics.rs"),
+            include_str!("security.rs"),
+        ];
+        let mut found = 0;
+        for src in sources {
+            let mut rest = src;
+            while let Some(i) = rest.find(".route(") {
+                rest = &rest[i + 7..];
+                let trimmed = rest.trim_start();
+                let Some(lit) = trimmed.strip_prefix('"') else {
+                    continue;
+                };
+                let path = &lit[..lit.find('"').expect("closing quote")];
+                if !path.starts_with('/') {
+                    continue;
+                }
+                found += 1;
+                assert!(
+                    route_tables().any(|(_, p, _)| *p == path),
+                    "the router serves {path} but no route table gives it an access rule"
+                );
+            }
+        }
+        assert!(found > 50, "only {found} routes found in the sources");
+        assert_eq!(access("GET", "/api/v1/not-a-route"), None);
+        assert_eq!(access("get", "/healthz"), Some(Access::Public));
+        assert_eq!(
+            access("POST", "/api/v1/alarm-rules"),
+            Some(Access::Role(Role::Engineer))
+        );
+    }
 
     /// Every route is documented, and the document names no route the router lacks.
     #[test]

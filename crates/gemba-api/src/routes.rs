@@ -194,7 +194,11 @@ fn check_scope(p: &gemba_engine::auth::Principal, b: &DecodedBatch) -> ApiResult
         .points
         .iter()
         .map(|x| (x.location.clone(), x.signal.as_str()))
-        .chain(b.series.iter().map(|x| (x.location.clone(), x.signal.as_str())))
+        .chain(
+            b.series
+                .iter()
+                .map(|x| (x.location.clone(), x.signal.as_str())),
+        )
         .chain(
             b.events
                 .iter()

@@ -1,0 +1,722 @@
+//! Security end to end (docs/SECURITY.md): every route × every role, sign-in with the one-time
+//! admin password, tokens, scopes, the audit log, rate and connection limits, slow clients, TLS
+//! with curl, and MQTT credentials with mosquitto_pub.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Server;
+use gemba_api::{Access, Role};
+use serde_json::{Value, json};
+
+/// Security tests run with authentication on and a rate limit they do not reach.
+const AUTH_ON: &str = "[auth]\nenabled = true\nrate_per_s = 100000\nburst = 100000\n";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// One request with an optional bearer token or cookie; returns (status, JSON body).
+fn call(
+    srv: &Server,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let url = srv.url(path);
+    let a = agent();
+    let mut req = ureq::http::Request::builder()
+        .method(method.to_ascii_uppercase().as_str())
+        .uri(&url);
+    match auth {
+        Some(t) if t.starts_with("gemba_session=") => req = req.header("cookie", t),
+        Some(t) => req = req.header("authorization", format!("Bearer {t}")),
+        None => {}
+    }
+    let resp = match body {
+        Some(b) => a.run(
+            req.header("content-type", "application/json")
+                .body(b.to_string())
+                .unwrap(),
+        ),
+        None => a.run(req.body(()).unwrap()),
+    };
+    let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = resp.status().as_u16();
+    // Streams (SSE) never end: only their first bytes are read.
+    let text = if path.contains("/stream/") {
+        String::new()
+    } else {
+        resp.body_mut().read_to_string().unwrap_or_default()
+    };
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// `gemba token create` on the server's store; returns the token.
+fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["token", "create", name, "--role", role, "--config"])
+        .arg(&srv.config);
+    if let Some(s) = scope {
+        cmd.args(["--scope", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(t.starts_with("gmb_"), "{t}");
+    t
+}
+
+/// The one-time password printed at the first start.
+fn one_time_password(srv: &Server) -> String {
+    let log = srv.logs();
+    let i = log
+        .find("one-time password")
+        .unwrap_or_else(|| panic!("no one-time password in the log:\n{log}"));
+    log[i..].lines().nth(2).unwrap().trim().to_owned()
+}
+
+fn login(srv: &Server, user: &str, password: &str) -> (u16, Option<String>) {
+    let resp = agent()
+        .post(&srv.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .send(json!({"user": user, "password": password}).to_string())
+        .unwrap();
+    let status = resp.status().as_u16();
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(|c| c.split(';').next().unwrap().to_owned());
+    if let Some(c) = resp.headers().get("set-cookie") {
+        let c = c.to_str().unwrap();
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+    }
+    (status, cookie)
+}
+
+/// A concrete path for a route template.
+fn concrete(template: &str) -> String {
+    template
+        .replace("{name}", "nosuchthing")
+        .replace("{version}", "1")
+        .replace("{id}", "999999")
+        .replace("{action}", "ack")
+        .replace("{lot}", "NOSUCHLOT")
+        .replace("{*path}", "app.js")
+        .replace("{file}", "en.json")
+}
+
+/// Every route of the router's tables, anonymously and with every role: 401 without credentials,
+/// 403 for a role below the route's, and neither for a role that is high enough.
+#[test]
+fn every_route_checks_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let tokens: Vec<(Role, String)> = Role::ALL
+        .iter()
+        .map(|r| (*r, token(&srv, &format!("matrix {r}"), r.as_str(), None)))
+        .collect();
+    let mut checked = 0;
+    for (method, template, access) in gemba_api::route_tables() {
+        // Signing out ends nothing for a token, but keep the destructive user routes harmless.
+        let path = concrete(template);
+        let body = (*method != "get").then(|| json!({}));
+        let (anon, _) = call(&srv, method, &path, None, body.as_ref());
+        match access {
+            Access::Public => assert!(
+                anon != 401 && anon != 403,
+                "{method} {template} is public but answered {anon} anonymously"
+            ),
+            _ => assert_eq!(
+                anon, 401,
+                "{method} {template} answered {anon} to an anonymous request"
+            ),
+        }
+        for (role, t) in &tokens {
+            let (status, reply) = call(&srv, method, &path, Some(t), body.as_ref());
+            let allowed = match access {
+                Access::Public | Access::SignedIn => true,
+                Access::Role(need) => role >= need,
+            };
+            if allowed {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {template} refused {role} ({status}): {reply}"
+                );
+            } else {
+                assert_eq!(
+                    status, 403,
+                    "{method} {template} let {role} in ({status}): {reply}"
+                );
+                assert_eq!(reply["error"]["code"], "forbidden");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4 * 60, "only {checked} route × role checks");
+    // A bad or malformed token is 401, not 403.
+    let (s, _) = call(
+        &srv,
+        "get",
+        "/api/v1/latest",
+        Some("gmb_000000000000_00"),
+        None,
+    );
+    assert_eq!(s, 401);
+    let r = agent()
+        .get(&srv.url("/api/v1/latest"))
+        .header("authorization", "Basic YWRtaW46YWRtaW4=")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers().get("www-authenticate").unwrap(),
+        "Bearer realm=\"gemba\""
+    );
+}
+
+/// First start: a one-time admin password that must be changed; users, tokens, scopes and
+/// revocation; every change is in the audit log, which only admins read and can export.
+#[test]
+fn first_admin_users_tokens_scopes_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let pw = one_time_password(&srv);
+    assert_eq!(pw.len(), 20);
+    assert_eq!(login(&srv, "admin", "not the password").0, 401);
+    let (s, cookie) = login(&srv, "admin", &pw);
+    assert_eq!(s, 200);
+    let admin = cookie.unwrap();
+    // Only the password may be changed with a one-time password.
+    let (s, r) = call(&srv, "get", "/api/v1/users", Some(&admin), None);
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (403, Some("password_change_required"))
+    );
+    let (s, me) = call(&srv, "get", "/api/v1/auth/me", Some(&admin), None);
+    assert_eq!((s, me["must_change_password"].as_bool()), (200, Some(true)));
+    let (s, _) = call(
+        &srv,
+        "post",
+        "/api/v1/auth/password",
+        Some(&admin),
+        Some(&json!({"old": pw, "new": "short"})),
+    );
+    assert_eq!(s, 422, "a short password is refused");
+    let (s, _) = call(
+        &srv,
+        "post",
+        "/api/v1/auth/password",
+        Some(&admin),
+        Some(&json!({"old": pw, "new": "plant-admin-2026"})),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        call(&srv, "get", "/api/v1/auth/me", Some(&admin), None).0,
+        401,
+        "changing the password ends the sessions"
+    );
+    let admin = login(&srv, "admin", "plant-admin-2026").1.unwrap();
+
+    // An operator user, a scoped machine token and a viewer token.
+    let (s, u) = call(
+        &srv,
+        "post",
+        "/api/v1/users",
+        Some(&admin),
+        Some(&json!({"name": "olga", "role": "operator", "password": "olga-operator-1"})),
+    );
+    assert_eq!(s, 201, "{u}");
+    assert_eq!(
+        call(
+            &srv,
+            "post",
+            "/api/v1/users",
+            Some(&admin),
+            Some(&json!({"name": "olga", "role": "viewer"}))
+        )
+        .0,
+        409
+    );
+    let (s, u) = call(
+        &srv,
+        "post",
+        "/api/v1/users",
+        Some(&admin),
+        Some(&json!({"name": "x", "role": "superuser"})),
+    );
+    assert_eq!(s, 400, "{u}");
+    let olga = login(&srv, "olga", "olga-operator-1").1.unwrap();
+    let (s, _) = call(&srv, "get", "/api/v1/users", Some(&olga), None);
+    assert_eq!(s, 403);
+    let (s, issued) = call(
+        &srv,
+        "post",
+        "/api/v1/tokens",
+        Some(&admin),
+        Some(
+            &json!({"name": "m1 gateway", "role": "operator", "scope": "s1/a1/l1/m1", "expires_in_days": 30}),
+        ),
+    );
+    assert_eq!(s, 201, "{issued}");
+    let gw = issued["token"].as_str().unwrap().to_owned();
+    let gw_id = issued["id"].as_str().unwrap().to_owned();
+    let (_, list) = call(&srv, "get", "/api/v1/tokens", Some(&admin), None);
+    assert!(
+        !list.to_string().contains(gw.rsplit('_').next().unwrap()),
+        "secrets are not listed"
+    );
+    assert!(!list.to_string().contains("sha256"), "nor their hashes");
+
+    // The gateway may send data of its machine only.
+    let now = common::now_ms();
+    let ok = json!({"points": [{"signal": "s1/a1/l1/m1/temp", "ts": now, "value": 300.0}]});
+    let (s, r) = call(&srv, "post", "/api/v1/ingest", Some(&gw), Some(&ok));
+    assert_eq!(s, 200, "{r}");
+    let outside = json!({"points": [
+        {"signal": "s1/a1/l1/m1/temp", "ts": now + 1, "value": 301.0},
+        {"signal": "s1/a1/l1/m2/temp", "ts": now + 1, "value": 302.0}]});
+    let (s, r) = call(&srv, "post", "/api/v1/ingest", Some(&gw), Some(&outside));
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (403, Some("outside_scope")),
+        "{r}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("points[1]"),
+        "{r}"
+    );
+    let (_, latest) = call(&srv, "get", "/api/v1/latest?prefix=s1", Some(&admin), None);
+    assert_eq!(
+        latest.to_string().matches("\"value\":300").count(),
+        1,
+        "{latest}"
+    );
+    assert!(
+        !latest.to_string().contains("301"),
+        "nothing of a refused batch is stored: {latest}"
+    );
+
+    // Revoked tokens stop working at once.
+    assert_eq!(
+        call(
+            &srv,
+            "delete",
+            &format!("/api/v1/tokens/{gw_id}"),
+            Some(&admin),
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        call(&srv, "post", "/api/v1/ingest", Some(&gw), Some(&ok)).0,
+        401
+    );
+
+    // The operator acts on alarms but may not change rules.
+    let (s, _) = call(
+        &srv,
+        "post",
+        "/api/v1/alarm-rules",
+        Some(&olga),
+        Some(
+            &json!({"name": "t", "type": "threshold", "signal": "s1/a1/l1/m1/temp", "above": 350.0, "clear": 340.0}),
+        ),
+    );
+    assert_eq!(s, 403);
+    let (s, r) = call(
+        &srv,
+        "post",
+        "/api/v1/alarm-rules",
+        Some(&admin),
+        Some(
+            &json!({"name": "hot", "type": "threshold", "signal": "s1/a1/l1/m1/temp", "above": 350.0, "clear": 340.0}),
+        ),
+    );
+    assert!(s == 200 || s == 201, "{s} {r}");
+    assert_eq!(
+        call(&srv, "delete", "/api/v1/users/olga", Some(&admin), None).0,
+        200
+    );
+    assert_eq!(
+        call(&srv, "get", "/api/v1/auth/me", Some(&olga), None).0,
+        401
+    );
+
+    // Every change above is in the audit log, newest first, with its actor and status.
+    let (s, log) = call(&srv, "get", "/api/v1/audit?limit=1000", Some(&admin), None);
+    assert_eq!(s, 200);
+    let entries = log["entries"].as_array().unwrap();
+    let has = |actor: &str, action: &str, status: u64| {
+        entries.iter().any(|e| {
+            e["actor"].as_str().unwrap().starts_with(actor)
+                && e["action"] == action
+                && e["status"] == status
+        })
+    };
+    for (actor, action, status) in [
+        ("-", "POST /api/v1/auth/login", 401),
+        ("admin", "POST /api/v1/auth/login", 200),
+        ("admin", "POST /api/v1/auth/password", 422),
+        ("admin", "POST /api/v1/auth/password", 200),
+        ("admin", "POST /api/v1/users", 201),
+        ("admin", "POST /api/v1/users", 409),
+        ("olga", "POST /api/v1/auth/login", 200),
+        ("admin", "POST /api/v1/tokens", 201),
+        ("token:", "POST /api/v1/ingest", 403),
+        ("admin", "DELETE /api/v1/tokens/{id}", 200),
+        ("-", "POST /api/v1/ingest", 401),
+        ("olga", "POST /api/v1/alarm-rules", 403),
+        ("admin", "POST /api/v1/alarm-rules", 201),
+        ("admin", "DELETE /api/v1/users/{name}", 200),
+    ] {
+        assert!(
+            has(actor, action, status),
+            "no audit entry {actor} {action} {status}: {log:#}"
+        );
+    }
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e["action"] == "POST /api/v1/ingest" && e["status"] == 200),
+        "accepted data is not audited (it is data, not a change)"
+    );
+    assert!(
+        !log.to_string().contains("plant-admin-2026"),
+        "no password in the log"
+    );
+    let (s, csv) = call(
+        &srv,
+        "get",
+        "/api/v1/audit?format=csv&actor=admin",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(s, 200);
+    let csv = csv.as_str().unwrap().to_owned();
+    assert!(
+        csv.starts_with("id,time,actor,action,target,status,detail\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(2) == Some("admin")),
+        "{csv}"
+    );
+
+    // The CLI's changes are audited too, and the log cannot be rewritten.
+    let out = Command::new(common::bin())
+        .args(["user", "add", "vera", "--role", "viewer", "--config"])
+        .arg(&srv.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one-time password"));
+    let (_, log) = call(
+        &srv,
+        "get",
+        "/api/v1/audit?action=user.add",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(log["entries"][0]["target"], "vera", "{log}");
+    let db = rusqlite::Connection::open(dir.path().join("data/gemba.db")).unwrap();
+    let err = db.execute("DELETE FROM audit", []).unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = db
+        .execute("UPDATE audit SET actor = 'nobody'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+/// 429 with Retry-After past the rate, 413 for a body over the limit, 503 past the connection
+/// limit, and a client that never finishes its headers is cut off.
+#[test]
+fn limits_answer_429_413_503_and_cut_slow_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_env(
+        dir.path(),
+        "[auth]\nenabled = true\nrate_per_s = 2\nburst = 5\n",
+        &[
+            ("GEMBA__SERVER__MAX_BODY_BYTES", "2048"),
+            ("GEMBA__SERVER__MAX_CONNECTIONS", "4"),
+            ("GEMBA__SERVER__HEADER_READ_TIMEOUT_S", "1"),
+        ],
+    );
+    let t = token(&srv, "limits", "viewer", None);
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| call(&srv, "get", "/api/v1/latest", Some(&t), None).0)
+        .collect();
+    assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+    let r = agent()
+        .get(&srv.url("/api/v1/latest"))
+        .header("authorization", format!("Bearer {t}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    // Another principal has its own bucket.
+    let t2 = token(&srv, "limits 2", "operator", None);
+    let big = json!({"points": [{"signal": "s1/a1/l1/m1/temp", "ts": 1, "value": 1.0}], "pad": "x".repeat(4096)});
+    let (s, r) = call(&srv, "post", "/api/v1/ingest", Some(&t2), Some(&big));
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{r}"
+    );
+
+    // A client that sends half a request line is disconnected after header_read_timeout_s.
+    let mut slow = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "a slow client was kept for {waited:?}"
+    );
+
+    // Connections past max_connections are answered 503 at once.
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", srv.http)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut reply = String::new();
+    let _ = extra.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply:?}");
+    assert!(reply.contains("too_many_connections"), "{reply}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(call(&srv, "get", "/healthz", None, None).0, 200);
+    let metrics = {
+        let r = call(&srv, "get", "/metrics", Some(&t2), None);
+        r.1.as_str().unwrap_or_default().to_owned()
+    };
+    for m in [
+        "gemba_rate_limited_requests_total",
+        "gemba_http_connections_refused_total",
+        "gemba_payload_too_large_requests_total",
+    ] {
+        let v: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with(m))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{m} missing:\n{metrics}"));
+        assert!(v >= 1.0, "{m} = {v}");
+    }
+}
+
+/// `gemba cert self-signed`, then HTTPS that curl trusts with --cacert and that refuses plain
+/// HTTP; the session cookie is marked Secure.
+#[test]
+fn tls_with_a_self_signed_ca_and_curl() {
+    let curl = common::require_program("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let out = Command::new(common::bin())
+        .args(["cert", "self-signed", "--out"])
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        assert!(tls.join(f).exists(), "{f}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tls.join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+    }
+    let http = common::free_port();
+    let config = dir.path().join("gemba.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{http}\"\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             [storage]\npath = \"{}\"\n[mqtt]\nmode = \"off\"\n",
+            tls.join("server.pem").display(),
+            tls.join("server.key").display(),
+            dir.path().join("data/gemba.db").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let _child = common::KillOnDrop(
+        Command::new(common::bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://localhost:{http}");
+    let ok = common::eventually(Duration::from_secs(30), || {
+        let out = Command::new(&curl)
+            .args(["-sS", "--cacert"])
+            .arg(tls.join("ca.pem"))
+            .arg(format!("{url}/healthz"))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    let body = ok.unwrap_or_else(|| {
+        panic!(
+            "curl --cacert never got an answer; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    // Without the CA curl refuses the certificate; plain HTTP gets no answer.
+    let out = Command::new(&curl)
+        .args(["-sS", &format!("{url}/healthz")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = Command::new(&curl)
+        .args([
+            "-sS",
+            "-m",
+            "5",
+            &format!("http://127.0.0.1:{http}/healthz"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\"status\":\"ok\""),
+        "plain HTTP must not be served on the TLS port"
+    );
+    // Sign in over TLS: the cookie is Secure.
+    let logtext = std::fs::read_to_string(&log).unwrap();
+    let i = logtext.find("one-time password").unwrap();
+    let pw = logtext[i..].lines().nth(2).unwrap().trim().to_owned();
+    let out = Command::new(&curl)
+        .args(["-sS", "-i", "--cacert"])
+        .arg(tls.join("ca.pem"))
+        .args(["-H", "content-type: application/json", "-d"])
+        .arg(json!({"user": "admin", "password": pw}).to_string())
+        .arg(format!("{url}/api/v1/auth/login"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let cookie = head.lines().find(|l| l.starts_with("set-cookie:")).unwrap();
+    assert!(
+        cookie.contains("secure") && cookie.contains("httponly"),
+        "{cookie}"
+    );
+}
+
+/// The embedded broker refuses clients without credentials or with a viewer token, and takes
+/// data from an operator token given as the MQTT password.
+#[test]
+fn mqtt_requires_a_token_when_auth_is_on() {
+    let pub_bin = common::require_program("mosquitto_pub", "mosquitto-clients");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let op = token(&srv, "m1 plc", "operator", None);
+    let viewer = token(&srv, "dashboard", "viewer", None);
+    let topic = "gemba/v1/s1/a1/l1/m1/temp";
+    let publish = |user: Option<(&str, &str)>, value: &str| {
+        let mut cmd = Command::new(&pub_bin);
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &srv.mqtt.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            value,
+        ]);
+        if let Some((u, p)) = user {
+            cmd.args(["-u", u, "-P", p]);
+        }
+        cmd.output().unwrap()
+    };
+    let anon = publish(None, "301");
+    assert!(!anon.status.success(), "anonymous MQTT was accepted");
+    let wrong = publish(Some(("m1", &viewer)), "302");
+    assert!(!wrong.status.success(), "a viewer token may not publish");
+    let bad = publish(Some(("m1", "gmb_123456789abc_nope")), "303");
+    assert!(!bad.status.success());
+    let ok = publish(Some(("m1", &op)), "304");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let admin = token(&srv, "reader", "admin", None);
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let (_, latest) = call(&srv, "get", "/api/v1/latest?prefix=s1", Some(&admin), None);
+        latest.to_string().contains("304").then_some(latest)
+    });
+    let latest = seen.expect("the operator's sample was stored");
+    for v in ["301", "302", "303"] {
+        assert!(
+            !latest.to_string().contains(v),
+            "refused {v} was stored: {latest}"
+        );
+    }
+    let (_, metrics) = call(&srv, "get", "/metrics", Some(&admin), None);
+    let m = metrics.as_str().unwrap();
+    let failures: f64 = m
+        .lines()
+        .find(|l| l.starts_with("gemba_mqtt_auth_failures_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    // The anonymous client is refused by the broker before credentials are checked.
+    assert!(failures >= 2.0, "{failures}");
+}
