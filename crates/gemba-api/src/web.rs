@@ -21,6 +21,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../web/ui.js"),
     ),
     (
+        "login.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/login.js"),
+    ),
+    (
         "api.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/api.js"),

@@ -3,6 +3,8 @@
 
 export async function getJSON(url) {
   const r = await fetch(url);
+  // The session ended (expired, signed out elsewhere, password changed): back to the sign-in.
+  if (r.status === 401) location.reload();
   if (!r.ok) {
     let msg = `${r.status}`;
     try { msg = (await r.json()).error.message; } catch { /* not JSON */ }

@@ -12,6 +12,7 @@
 import { initialLocale, setLocale, getLocale, t } from './i18n.js';
 import { connect, onStatus } from './api.js';
 import { h, tr } from './ui.js';
+import { signIn, userBadge } from './login.js';
 import * as overview from './pages/overview.js';
 import * as machine from './pages/machine.js';
 import * as events from './pages/events.js';
@@ -70,8 +71,14 @@ async function start() {
   lang.value = getLocale();
   lang.addEventListener('change', async () => {
     await setLocale(lang.value);
+    // Not signed in yet: the sign-in form is drawn again in the new language.
+    if (!window.gemba.user) { location.reload(); return; }
     await show();
   });
+  // Sign in first (docs/SECURITY.md); with authentication off the server answers as "anonymous".
+  const me = await signIn(main);
+  window.gemba.user = me;
+  document.getElementById('live').after(userBadge(me));
   const live = document.getElementById('live');
   onStatus((s) => {
     live.dataset.status = s;

@@ -720,3 +720,66 @@ fn mqtt_requires_a_token_when_auth_is_on() {
     // The anonymous client is refused by the broker before credentials are checked.
     assert!(failures >= 2.0, "{failures}");
 }
+
+/// `gemba demo` with authentication on (the default): the simulator still reaches the embedded
+/// broker with the process's own credentials, and a person signs in in Chromium with the printed
+/// one-time password, is made to choose a new one, sees the live plant, and signs out.
+#[test]
+fn demo_with_auth_and_sign_in_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = common::free_port();
+    let config = dir.path().join("demo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
+            common::free_port(),
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("demo.log");
+    let _demo = common::KillOnDrop(
+        Command::new(common::bin())
+            .args(["demo", "--history", "20m", "--listen"])
+            .arg(format!("127.0.0.1:{http}"))
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let text = common::wait_live(&log, Duration::from_secs(120));
+    assert!(
+        text.contains("over MQTT"),
+        "the demo publishes over MQTT:\n{text}"
+    );
+    let i = text.find("one-time password").expect("a one-time password");
+    let pw = text[i..].lines().nth(2).unwrap().trim().to_owned();
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("login");
+    let figures = common::run_browser_script_env(
+        "login.mjs",
+        &format!("http://127.0.0.1:{http}"),
+        &out,
+        Some(&log),
+        &[("GEMBA_PASSWORD", &pw)],
+    );
+    assert!(
+        figures["wrong_password_message"]
+            .as_str()
+            .unwrap()
+            .contains("Wrong"),
+        "{figures}"
+    );
+    for shot in ["login.png", "login-zh.png"] {
+        assert!(out.join(shot).exists(), "{shot}");
+    }
+    let final_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !final_log.contains("MQTT connection refused"),
+        "the demo's own MQTT clients were refused:\n{final_log}"
+    );
+}

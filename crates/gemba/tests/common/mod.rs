@@ -463,6 +463,17 @@ pub fn start_mosquitto_with_users(dir: &Path, users: &[(&str, &str)]) -> (KillOn
 /// server's log, when there is one).
 #[allow(dead_code)]
 pub fn run_browser_script(script: &str, base: &str, out: &Path, log: Option<&Path>) -> Value {
+    run_browser_script_env(script, base, out, log, &[])
+}
+
+/// [`run_browser_script`] with extra environment variables for the script.
+pub fn run_browser_script_env(
+    script: &str,
+    base: &str,
+    out: &Path,
+    log: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let node = require_program("node", "nodejs");
     let chromium = std::env::var("GEMBA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -479,6 +490,7 @@ pub fn run_browser_script(script: &str, base: &str, out: &Path, log: Option<&Pat
         .arg(base)
         .arg(out)
         .env("GEMBA_CHROMIUM", &chromium)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("run node");
