@@ -204,7 +204,18 @@ pub struct MqttConfig {
     /// With `[auth] enabled`, the embedded broker asks every client for credentials (an API token
     /// as the password) unless this is true, which is allowed only on a loopback address.
     pub allow_anonymous: bool,
+    /// A TLS listener of the embedded broker, e.g. `listen = "0.0.0.0:8883"` with PEM files.
+    pub tls: Option<MqttTlsConfig>,
     pub external: ExternalBrokerConfig,
+}
+
+/// `[mqtt.tls]`: the embedded broker's MQTT-over-TLS listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for MqttConfig {
@@ -218,6 +229,7 @@ impl Default for MqttConfig {
             max_payload_bytes: 1024 * 1024,
             batch_window_ms: 0,
             allow_anonymous: false,
+            tls: None,
             external: ExternalBrokerConfig::default(),
         }
     }
@@ -352,7 +364,12 @@ impl Config {
         }
         if self.mqtt.allow_anonymous
             && (!self.mqtt.listen.ip().is_loopback()
-                || self.mqtt.listen_v5.is_some_and(|a| !a.ip().is_loopback()))
+                || self.mqtt.listen_v5.is_some_and(|a| !a.ip().is_loopback())
+                || self
+                    .mqtt
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| !t.listen.ip().is_loopback()))
         {
             return bad(
                 "mqtt.allow_anonymous",

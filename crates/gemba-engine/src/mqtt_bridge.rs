@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gemba_ingest::DecodedBatch;
-use gemba_ingest::broker::{BrokerHandle, EmbeddedBrokerConfig, MqttAuthenticator, start_embedded};
+use gemba_ingest::broker::{
+    BrokerHandle, BrokerTls, EmbeddedBrokerConfig, MqttAuthenticator, start_embedded,
+};
 use gemba_ingest::client::{MqttClientConfig, MqttMessage, SubscriberHandle, spawn_subscriber};
 use gemba_ingest::mqtt::decode_mqtt;
 use tokio::sync::mpsc;
@@ -48,6 +50,11 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
                 listen_v5: cfg.listen_v5,
                 max_payload_bytes: cfg.max_payload_bytes,
                 authenticator,
+                tls: cfg.tls.as_ref().map(|t| BrokerTls {
+                    listen: t.listen,
+                    cert_file: t.cert_file.clone(),
+                    key_file: t.key_file.clone(),
+                }),
                 ..EmbeddedBrokerConfig::default()
             })?;
             let client = MqttClientConfig {

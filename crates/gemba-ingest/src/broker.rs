@@ -45,6 +45,16 @@ pub struct EmbeddedBrokerConfig {
     pub max_inflight: usize,
     /// Credentials are required when set; anonymous clients are accepted when `None`.
     pub authenticator: Option<MqttAuthenticator>,
+    /// An MQTT 3.1.1 listener over TLS (address, certificate chain PEM, private key PEM).
+    pub tls: Option<BrokerTls>,
+}
+
+/// The TLS listener of the embedded broker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerTls {
+    pub listen: SocketAddr,
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for EmbeddedBrokerConfig {
@@ -56,6 +66,7 @@ impl Default for EmbeddedBrokerConfig {
             max_connections: 1000,
             max_inflight: 1000,
             authenticator: None,
+            tls: None,
         }
     }
 }
@@ -110,6 +121,15 @@ fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerS
 /// Starts the broker; returns once its ports were found free and its thread runs.
 pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttError> {
     check_free(cfg.listen_v4)?;
+    if let Some(t) = &cfg.tls {
+        check_free(t.listen)?;
+        for (what, p) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
+            std::fs::File::open(p).map_err(|e| MqttError::BrokerStart {
+                addr: t.listen.to_string(),
+                reason: format!("mqtt.tls.{what} {}: {e}", p.display()),
+            })?;
+        }
+    }
     if let Some(v5) = cfg.listen_v5 {
         check_free(v5)?;
     }
@@ -123,10 +143,20 @@ pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttErr
             max_segment_count: 8,
             ..RouterConfig::default()
         },
-        v4: Some(HashMap::from([(
-            "v4".to_owned(),
-            server("gemba-v4", cfg.listen_v4, &cfg),
-        )])),
+        v4: Some({
+            let mut v4 =
+                HashMap::from([("v4".to_owned(), server("gemba-v4", cfg.listen_v4, &cfg))]);
+            if let Some(t) = &cfg.tls {
+                let mut s = server("gemba-v4-tls", t.listen, &cfg);
+                s.tls = Some(rumqttd::TlsConfig::Rustls {
+                    capath: None,
+                    certpath: t.cert_file.display().to_string(),
+                    keypath: t.key_file.display().to_string(),
+                });
+                v4.insert("v4-tls".to_owned(), s);
+            }
+            v4
+        }),
         v5: cfg
             .listen_v5
             .map(|a| HashMap::from([("v5".to_owned(), server("gemba-v5", a, &cfg))])),
@@ -147,7 +177,10 @@ pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttErr
     // Wait until rumqttd has bound its listeners (it binds asynchronously). Probing by binding
     // ourselves opens no connection, so the broker logs nothing for it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    for addr in std::iter::once(cfg.listen_v4).chain(cfg.listen_v5) {
+    for addr in std::iter::once(cfg.listen_v4)
+        .chain(cfg.listen_v5)
+        .chain(cfg.tls.as_ref().map(|t| t.listen))
+    {
         while TcpListener::bind(addr).is_ok() {
             if std::time::Instant::now() > deadline {
                 return Err(MqttError::BrokerStart {

@@ -783,3 +783,65 @@ fn demo_with_auth_and_sign_in_in_chromium() {
         "the demo's own MQTT clients were refused:\n{final_log}"
     );
 }
+
+/// The embedded broker's TLS listener: mosquitto_pub trusts it with --cafile (the CA of
+/// `gemba cert self-signed`) and must still present a token.
+#[test]
+fn mqtt_over_tls_with_mosquitto_pub_cafile() {
+    let pub_bin = common::require_program("mosquitto_pub", "mosquitto-clients");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let out = Command::new(common::bin())
+        .args(["cert", "self-signed", "--out"])
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = common::free_port();
+    let srv = Server::start_in(
+        dir.path(),
+        &format!(
+            "{AUTH_ON}[mqtt.tls]\nlisten = \"127.0.0.1:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            tls.join("server.pem").display(),
+            tls.join("server.key").display()
+        ),
+    );
+    let op = token(&srv, "tls plc", "operator", None);
+    let publish = |args: &[&str]| {
+        Command::new(&pub_bin)
+            .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1"])
+            .args(["-t", "gemba/v1/s1/a1/l1/m1/temp"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ca = tls.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let no_ca = publish(&["-m", "311", "-u", "plc", "-P", &op]);
+    assert!(
+        !no_ca.status.success(),
+        "plain MQTT on the TLS port was accepted"
+    );
+    let no_token = publish(&["--cafile", ca, "-m", "312"]);
+    assert!(
+        !no_token.status.success(),
+        "TLS without a token was accepted"
+    );
+    let ok = publish(&["--cafile", ca, "-m", "313", "-u", "plc", "-P", &op]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let admin = token(&srv, "reader", "admin", None);
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let (_, latest) = call(&srv, "get", "/api/v1/latest?prefix=s1", Some(&admin), None);
+        latest.to_string().contains("313").then_some(latest)
+    });
+    let latest = seen.expect("the sample sent over TLS was stored");
+    assert!(!latest.to_string().contains("311") && !latest.to_string().contains("312"));
+}
