@@ -184,6 +184,7 @@ struct Action {
 /// `comment` or `close`.
 pub async fn act(
     State(engine): AppState,
+    principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
     Path((id, action)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -194,7 +195,14 @@ pub async fn act(
         )));
     }
     let body = body_or_error(body)?;
-    let a: Action = parse_json("alarm action", &body)?;
+    let mut a: Action = parse_json("alarm action", &body)?;
+    if let Some(axum::Extension(p)) = &principal {
+        crate::security::check_asset_scope(p, engine.alarms().get(id).map(|x| x.asset))?;
+        // Who acted is whoever signed in, not what the body claims.
+        if p.kind != "anonymous" {
+            a.by = p.name.clone();
+        }
+    }
     let now = engine.now();
     let alarm = blocking(move || {
         engine

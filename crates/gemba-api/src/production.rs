@@ -136,6 +136,7 @@ pub async fn work_order(State(engine): AppState, Path(id): Path<String>) -> ApiR
 /// `assign`, `start`, `done`, `note` or `parts`. Impossible transitions answer 409.
 pub async fn act(
     State(engine): AppState,
+    principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
     Path((id, action)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -149,7 +150,13 @@ pub async fn act(
         )));
     }
     let body = body_or_error(body)?;
-    let a: WorkOrderAction = parse_json("work-order action", &body)?;
+    let mut a: WorkOrderAction = parse_json("work-order action", &body)?;
+    if let Some(axum::Extension(p)) = &principal {
+        crate::security::check_asset_scope(p, engine.maintenance().get(id).map(|w| w.machine))?;
+        if p.kind != "anonymous" {
+            a.by = p.name.clone();
+        }
+    }
     let now = engine.now();
     let w = blocking(move || engine.maintenance().act(id, &action, a, now)).await?;
     Ok(Json(w).into_response())

@@ -360,6 +360,62 @@ fn first_admin_users_tokens_scopes_and_the_audit_log() {
         ),
     );
     assert!(s == 200 || s == 201, "{s} {r}");
+    // An alarm on m1: a scoped operator of another machine may not touch it; olga acknowledges
+    // it, and the alarm records olga whatever the body claims.
+    let hot =
+        json!({"points": [{"signal": "s1/a1/l1/m1/temp", "ts": common::now_ms(), "value": 390.0}]});
+    assert_eq!(
+        call(&srv, "post", "/api/v1/ingest", Some(&admin), Some(&hot)).0,
+        200
+    );
+    let alarm = common::eventually(Duration::from_secs(10), || {
+        let (_, a) = call(&srv, "get", "/api/v1/alarms?state=open", Some(&admin), None);
+        a["alarms"].as_array().and_then(|l| l.first().cloned())
+    })
+    .expect("the threshold alarm was raised");
+    let id = alarm["id"].as_u64().unwrap();
+    let (s, r) = call(
+        &srv,
+        "post",
+        "/api/v1/assets",
+        Some(&admin),
+        Some(&json!({"path": "s1/a1/l1/m2", "level": "machine"})),
+    );
+    assert!(s == 200 || s == 201, "{s} {r}");
+    let (s, _) = call(
+        &srv,
+        "post",
+        "/api/v1/users",
+        Some(&admin),
+        Some(
+            &json!({"name": "m2op", "role": "operator", "scope": "s1/a1/l1/m2", "password": "m2-operator-1"}),
+        ),
+    );
+    assert_eq!(s, 201);
+    let m2op = login(&srv, "m2op", "m2-operator-1").1.unwrap();
+    let ack = json!({"by": "somebody else", "text": "checked"});
+    let (s, r) = call(
+        &srv,
+        "post",
+        &format!("/api/v1/alarms/{id}/ack"),
+        Some(&m2op),
+        Some(&ack),
+    );
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (403, Some("outside_scope")),
+        "{r}"
+    );
+    let (s, r) = call(
+        &srv,
+        "post",
+        &format!("/api/v1/alarms/{id}/ack"),
+        Some(&olga),
+        Some(&ack),
+    );
+    assert_eq!(s, 200, "{r}");
+    assert!(r.to_string().contains("\"by\":\"olga\""), "{r}");
+    assert!(!r.to_string().contains("somebody else"), "{r}");
     assert_eq!(
         call(&srv, "delete", "/api/v1/users/olga", Some(&admin), None).0,
         200
