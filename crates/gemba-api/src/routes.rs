@@ -280,6 +280,18 @@ pub async fn ingest(
     } else {
         decode(body)?
     };
+    let items = decoded.sample_count() + decoded.events.len();
+    let max_items = engine.config().ingest.max_batch_items;
+    if items > max_items {
+        engine.metrics().payload_too_large.inc();
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch holds {items} samples and events, more than ingest.max_batch_items ({max_items}); split it (nothing was stored)"
+            ),
+        ));
+    }
     if let Some(axum::Extension(p)) = &principal {
         check_scope(p, &decoded)?;
     }

@@ -106,8 +106,8 @@ impl Default for AuthConfig {
         AuthConfig {
             enabled: true,
             session_hours: 12,
-            rate_per_s: 200.0,
-            burst: 2000,
+            rate_per_s: 1000.0,
+            burst: 5000,
         }
     }
 }

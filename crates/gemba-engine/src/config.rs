@@ -161,6 +161,8 @@ pub struct IngestConfig {
     pub max_future_s: u64,
     /// Largest number of samples merged into one group commit.
     pub group_commit_max_points: usize,
+    /// Samples plus events one HTTP request may carry (413 `batch_too_large` above it).
+    pub max_batch_items: usize,
 }
 
 impl Default for IngestConfig {
@@ -170,6 +172,7 @@ impl Default for IngestConfig {
             batch_mode: BatchMode::Partial,
             max_future_s: 300,
             group_commit_max_points: 2_000_000,
+            max_batch_items: 1_000_000,
         }
     }
 }
@@ -381,6 +384,9 @@ impl Config {
         }
         if self.auth.session_hours == 0 {
             return bad("auth.session_hours", "must be at least 1");
+        }
+        if self.ingest.max_batch_items == 0 {
+            return bad("ingest.max_batch_items", "must be at least 1");
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");

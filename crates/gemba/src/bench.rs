@@ -66,7 +66,7 @@ pub(crate) fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
          [ingest]\nunknown_signals = \"register\"\nmax_future_s = 315360000\n\
          [mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nlisten_v5 = \"127.0.0.1:{v5}\"\n\
          [log]\nlevel = \"warn\"\n\
-         [auth]\nenabled = false\n",
+         [auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n",
         dir.join("data/gemba.db").display()
     )?;
     let exe = std::env::current_exe().context("cannot find the gemba executable")?;

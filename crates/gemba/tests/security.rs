@@ -528,6 +528,7 @@ fn limits_answer_429_413_503_and_cut_slow_clients() {
             ("GEMBA__SERVER__MAX_BODY_BYTES", "2048"),
             ("GEMBA__SERVER__MAX_CONNECTIONS", "4"),
             ("GEMBA__SERVER__HEADER_READ_TIMEOUT_S", "1"),
+            ("GEMBA__INGEST__MAX_BATCH_ITEMS", "10"),
         ],
     );
     let t = token(&srv, "limits", "viewer", None);

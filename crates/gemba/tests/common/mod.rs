@@ -101,7 +101,7 @@ impl Server {
             auth = if extra.contains("[auth]") {
                 ""
             } else {
-                "[auth]\nenabled = false\n"
+                "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n"
             }
         )
         .unwrap();
@@ -392,7 +392,7 @@ pub fn start_demo(dir: &Path, http: u16, history: &str, log: &Path) -> KillOnDro
         std::fs::write(
             &config,
             format!(
-                "[auth]\nenabled = false\n[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
+                "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
                 free_port(),
                 free_port()
             ),
