@@ -110,6 +110,39 @@ pub async fn parts_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> Ap
     Ok(crate::routes::csv_response("parts", table.to_csv()))
 }
 
+/// `GET /api/v1/datasets/horizon?machine=…&from=…&to=…&step=1m&horizon=30m`: one CSV row per
+/// step while the machine is not down — its gauges at that instant and the label `failure` (the
+/// mode of its first failure within the horizon, else `ok`); the training set of
+/// failure-within-horizon prediction.
+pub async fn horizon_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["machine", "from", "to", "step", "horizon"])?;
+    let to = p.ts("to")?.unwrap_or_else(|| engine.now());
+    let from = p.ts("from")?.unwrap_or(to - 7 * 86_400_000);
+    let dur = |k: &str, default: i64| -> ApiResult<i64> {
+        match p.get(k) {
+            None => Ok(default),
+            Some(v) => gemba_core::time::parse_duration_ms(v)
+                .map_err(|e| ApiError::param(k, v, e))
+                .and_then(|ms| {
+                    if ms > 0 {
+                        Ok(ms)
+                    } else {
+                        Err(ApiError::param(k, v, "must be positive"))
+                    }
+                }),
+        }
+    };
+    let req = gemba_engine::datasets::HorizonRequest {
+        machine: p.required("machine")?.to_owned(),
+        from,
+        to,
+        step_ms: dur("step", 60_000)?,
+        horizon_ms: dur("horizon", 30 * 60_000)?,
+    };
+    let table = blocking(move || engine.horizon_dataset(&req)).await?;
+    Ok(crate::routes::csv_response("horizon", table.to_csv()))
+}
+
 /// `GET /api/v1/health?machine=…[&signal=vibration_rms][&threshold=11][&baseline_from=…&baseline_to=…][&to=…]`:
 /// health index and remaining useful life (running hours, 95 % band) from a degradation
 /// indicator; the baseline is a period of normal running (default: the first 2 h of the 24 h

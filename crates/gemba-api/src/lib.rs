@@ -82,6 +82,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Access::Role(Role::Operator),
     ),
     ("get", "/api/v1/datasets/parts", Access::Role(Role::Viewer)),
+    (
+        "get",
+        "/api/v1/datasets/horizon",
+        Access::Role(Role::Viewer),
+    ),
     ("get", "/api/v1/health", Access::Role(Role::Viewer)),
     ("get", "/api/v1/oee", Access::Role(Role::Viewer)),
     ("get", "/api/v1/states", Access::Role(Role::Viewer)),
@@ -222,6 +227,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/alarms/{id}", get(alarms::alarm))
         .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
         .route("/api/v1/datasets/parts", get(alarms::parts_dataset))
+        .route("/api/v1/datasets/horizon", get(alarms::horizon_dataset))
         .route("/api/v1/health", get(alarms::health))
         .merge(production_routes())
         .route("/api/v1/openapi.json", get(routes::openapi))

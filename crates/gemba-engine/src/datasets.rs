@@ -1,4 +1,8 @@
-//! Training sets cut from the store. `parts`: one row per measured part of a machine — the value
+//! Training sets cut from the store. `horizon`: one row per step while a machine is not down —
+//! its gauges' latest values at that instant (features, named like the signals so that a model
+//! trained on them can be scored live by a `model` alarm rule) and, as the label, the failure mode
+//! of the machine's first `custom:failure` event within the next `horizon`, else `ok`: the
+//! training set of failure-within-horizon prediction (docs/PRODUCTION.md). `parts`: one row per measured part of a machine — the value
 //! of its quality characteristic (the gauge with spec limits) judged against the limits gives the
 //! label (`defect` or `ok`), and the machine's other gauges at that instant (their latest sample at
 //! or before it) are the features. This is what a defect-prediction model learns from.
@@ -14,8 +18,11 @@ pub struct Table {
     pub rows: Vec<Vec<f64>>,
     pub labels: Vec<String>,
     pub ts: Vec<Timestamp>,
-    /// The quality characteristic the labels come from.
+    /// Where the labels come from: the quality characteristic (`parts`) or the machine's failure
+    /// events (`horizon`).
     pub quality: String,
+    /// Name of the label column in CSV (`quality`, `failure`).
+    pub label: String,
 }
 
 impl Table {
@@ -26,7 +33,9 @@ impl Table {
             out.push(',');
             out.push_str(f);
         }
-        out.push_str(",quality\n");
+        out.push(',');
+        out.push_str(&self.label);
+        out.push('\n');
         for ((ts, row), label) in self.ts.iter().zip(&self.rows).zip(&self.labels) {
             out.push_str(&ts.to_string());
             for v in row {
@@ -110,6 +119,7 @@ impl Engine {
             labels: Vec::new(),
             ts: Vec::new(),
             quality: quality.def.path.clone(),
+            label: "quality".into(),
         };
         for p in parts {
             for k in 0..features.len() {
@@ -125,6 +135,162 @@ impl Engine {
             table.rows.push(row);
             table.labels.push(if bad { "defect" } else { "ok" }.into());
             table.ts.push(p.ts);
+        }
+        Ok(table)
+    }
+}
+
+/// What `horizon_dataset` cuts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HorizonRequest {
+    pub machine: String,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// One row every `step_ms`.
+    pub step_ms: i64,
+    /// A row is labelled with a failure that follows within this time.
+    pub horizon_ms: i64,
+}
+
+impl Engine {
+    /// The failure-within-horizon training set of a machine (see the module documentation).
+    /// Blocking: reads the store.
+    pub fn horizon_dataset(&self, req: &HorizonRequest) -> Result<Table, EngineError> {
+        let bad = |m: String| Err(EngineError::InvalidQuery(m));
+        if req.from >= req.to {
+            return bad(format!(
+                "from ({}) must be before to ({})",
+                req.from, req.to
+            ));
+        }
+        if req.step_ms <= 0 || req.horizon_ms <= 0 {
+            return bad("step and horizon must be positive".into());
+        }
+        if req.horizon_ms >= req.to - req.from {
+            return bad(format!(
+                "horizon ({} min) is not shorter than the history asked for ({} min): nothing could be labelled",
+                req.horizon_ms / 60_000,
+                (req.to - req.from) / 60_000
+            ));
+        }
+        if (req.to - req.from) / req.step_ms > 2_000_000 {
+            return bad("more than 2,000,000 rows: use a longer step or a shorter range".into());
+        }
+        let machine = req.machine.trim_end_matches('/');
+        if self.registry().node(machine).is_none() {
+            return bad(format!("machine: unknown asset {machine:?}"));
+        }
+        let own: Vec<_> = self
+            .registry()
+            .signals_under(machine)
+            .into_iter()
+            .filter(|r| r.def.path.rsplit_once('/').map(|(p, _)| p) == Some(machine))
+            .collect();
+        let features: Vec<_> = own
+            .iter()
+            .filter(|r| r.def.kind == SignalKind::Gauge && !r.def.auto)
+            .cloned()
+            .collect();
+        if features.is_empty() {
+            return bad(format!(
+                "machine: {machine} has no gauge signals to learn from"
+            ));
+        }
+        // While the machine is down it cannot fail: those rows are left out.
+        let state = own
+            .iter()
+            .find(|r| r.def.kind == SignalKind::State)
+            .and_then(|r| {
+                let down = r.def.states.iter().position(|s| s == "down")?;
+                Some((r.id, down as f64))
+            });
+        let failures: Vec<(Timestamp, String)> = self
+            .store()
+            .events(&gemba_store::EventQuery {
+                from: req.from,
+                to: req.to + req.horizon_ms,
+                asset_prefix: Some(machine.to_owned()),
+                kind: Some("custom:failure".into()),
+                limit: 1_000_000,
+            })?
+            .into_iter()
+            .filter(|e| e.event.asset == machine)
+            .map(|e| {
+                let mode = e
+                    .event
+                    .attrs
+                    .get("mode")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("failure")
+                    .to_owned();
+                (e.event.ts, mode)
+            })
+            .collect();
+        if failures.is_empty() {
+            return bad(format!(
+                "no custom:failure events of {machine} in the range: without failures there is nothing to learn (label failures with events of type custom:failure and an attribute mode)"
+            ));
+        }
+        let lookback = 3_600_000;
+        let series: Vec<Vec<gemba_core::Sample>> = features
+            .iter()
+            .map(|r| {
+                self.store()
+                    .range(r.id, req.from - lookback, req.to, 50_000_000)
+            })
+            .collect::<Result<_, _>>()?;
+        let states = match state {
+            Some((id, _)) => self
+                .store()
+                .range(id, req.from - lookback, req.to, 50_000_000)?,
+            None => Vec::new(),
+        };
+        let mut table = Table {
+            features: features
+                .iter()
+                .map(|r| r.def.path.rsplit('/').next().unwrap_or("").to_owned())
+                .collect(),
+            rows: Vec::new(),
+            labels: Vec::new(),
+            ts: Vec::new(),
+            quality: format!("{machine} custom:failure"),
+            label: "failure".into(),
+        };
+        let mut idx = vec![0usize; features.len()];
+        let mut held: Vec<Option<f64>> = vec![None; features.len()];
+        let (mut si, mut st) = (0usize, None);
+        let mut next_failure = 0usize;
+        let mut t = req.from + req.step_ms;
+        while t <= req.to {
+            for k in 0..features.len() {
+                while idx[k] < series[k].len() && series[k][idx[k]].ts <= t {
+                    held[k] = Some(series[k][idx[k]].value);
+                    idx[k] += 1;
+                }
+            }
+            while si < states.len() && states[si].ts <= t {
+                st = Some(states[si].value);
+                si += 1;
+            }
+            while next_failure < failures.len() && failures[next_failure].0 <= t {
+                next_failure += 1;
+            }
+            let down = matches!((state, st), (Some((_, d)), Some(v)) if v == d);
+            if let (false, Some(row)) = (down, held.iter().copied().collect::<Option<Vec<f64>>>()) {
+                let label = match failures.get(next_failure) {
+                    Some((ft, mode)) if ft - t <= req.horizon_ms => mode.clone(),
+                    _ => "ok".to_owned(),
+                };
+                table.rows.push(row);
+                table.labels.push(label);
+                table.ts.push(t);
+            }
+            t += req.step_ms;
+        }
+        if table.labels.iter().all(|l| l == "ok") {
+            return bad(format!(
+                "no row of {machine} precedes a failure within the horizon (the failures fall while it is down or outside the data)"
+            ));
         }
         Ok(table)
     }

@@ -304,6 +304,9 @@ pub enum EvalCmd {
     /// Health index and remaining useful life on the simulator's bearing wear: RMSE, NASA score
     /// and band coverage of the predictions from onset to failure.
     Rul(EvalRulArgs),
+    /// Failure-within-horizon prediction (logistic regression, kernel SVM) against a fixed
+    /// threshold on one signal, on a simulated plant: P, R, F1 per failure mode and lead times.
+    Horizon(EvalHorizonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +329,25 @@ pub struct EvalRulArgs {
     /// Print every prediction.
     #[arg(long)]
     pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalHorizonArgs {
+    #[arg(long)]
+    pub plant: Option<PathBuf>,
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulated time.
+    #[arg(long, default_value = "3d")]
+    pub duration: String,
+    /// Predict failures this far ahead.
+    #[arg(long, default_value = "30m")]
+    pub horizon: String,
+    /// One row every step.
+    #[arg(long, default_value = "1m")]
+    pub step: String,
 }
 
 #[derive(Debug, Args)]

@@ -28,7 +28,7 @@ const AFTER_FAILURE_MS: i64 = 60 * 60_000;
 const AFTER_SETUP_MS: i64 = 30 * 60_000;
 
 /// A scratch directory removed when dropped.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(std::path::PathBuf);
 
 impl TempDir {
     fn new() -> anyhow::Result<TempDir> {
@@ -50,7 +50,9 @@ impl Drop for TempDir {
 
 /// An engine on a scratch store (removed with the returned directory) for the plant file, or the
 /// sample plant; no MQTT, normal sync.
-fn scratch_engine(plant: Option<&std::path::Path>) -> anyhow::Result<(TempDir, Arc<Engine>)> {
+pub(crate) fn scratch_engine(
+    plant: Option<&std::path::Path>,
+) -> anyhow::Result<(TempDir, Arc<Engine>)> {
     let dir = TempDir::new()?;
     let plant_file = match plant {
         Some(p) => p.to_path_buf(),

@@ -7,6 +7,7 @@ mod bench_alarms;
 mod bench_genealogy;
 mod cli;
 mod eval;
+mod eval_horizon;
 mod import;
 mod logistics;
 mod production;
@@ -56,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(EvalCmd::Te(args)) => eval::te(args),
         Command::Eval(EvalCmd::TeClassify(args)) => eval::te_classify(args),
         Command::Eval(EvalCmd::Rul(args)) => eval::rul(args),
+        Command::Eval(EvalCmd::Horizon(args)) => eval_horizon::horizon(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
             if let Some(plant) = &cfg.plant.file {

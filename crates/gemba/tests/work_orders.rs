@@ -225,3 +225,73 @@ fn life_cycle_alarms_errors_and_restart() {
         "no duplicate after restart"
     );
 }
+
+/// The failure-within-horizon training set on a hand-made history with a known answer: rows every
+/// minute, labelled with the failure's mode in the 10 minutes before it, none while the machine
+/// is down, and clear errors for a horizon longer than the range and for a range without failures.
+#[test]
+fn horizon_dataset_labels_the_minutes_before_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    let t0 = (now_ms() - 3 * 3_600_000) / 60_000 * 60_000;
+    // Two hours of temperature every 10 s; the machine runs, fails (power) at 90 min, is down
+    // until 110 min, then runs again.
+    let temps: Vec<f64> = (0..720).map(|i| 300.0 + f64::from(i) / 10.0).collect();
+    let body = json!({
+        "series": [{"signal": TEMP, "t0": t0, "dt": 10_000, "values": temps}],
+        "points": [
+            {"signal": "s1/a1/l1/m1/state", "ts": t0, "value": "running"},
+            {"signal": "s1/a1/l1/m1/state", "ts": t0 + 90 * 60_000, "value": "down"},
+            {"signal": "s1/a1/l1/m1/state", "ts": t0 + 110 * 60_000, "value": "running"},
+            {"signal": "s1/a1/l1/m1/speed", "ts": t0, "value": 1500.0}
+        ],
+        "events": [{"ts": t0 + 90 * 60_000, "asset": M1, "type": "custom", "name": "failure", "attrs": {"mode": "power"}}]
+    });
+    let (s, r) = post(&srv, "/api/v1/ingest", body);
+    assert_eq!(s, 200, "{r}");
+    let q = |extra: &str| {
+        srv.get_text(&format!(
+            "/api/v1/datasets/horizon?machine={M1}&from={t0}&to={}&step=1m{extra}",
+            t0 + 120 * 60_000
+        ))
+    };
+    let (s, csv) = q("&horizon=10m");
+    assert_eq!(s, 200, "{csv}");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("ts,speed,temp,failure"));
+    let rows: Vec<(i64, f64, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                (f[0].parse::<i64>().unwrap() - t0) / 60_000,
+                f[2].parse().unwrap(),
+                f[3].to_owned(),
+            )
+        })
+        .collect();
+    let minutes: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    // Minutes 1..=89 and 110..=120: the 20 minutes down are left out.
+    let expected: Vec<i64> = (1..=89).chain(110..=120).collect();
+    assert_eq!(minutes, expected);
+    for (m, temp, label) in &rows {
+        let want = if (80..90).contains(m) { "power" } else { "ok" };
+        assert_eq!(label, want, "minute {m}");
+        // The latest temperature at or before the row's time (the last sample is at 119:50).
+        let i = (*m * 6).min(719);
+        assert!(
+            (temp - (300.0 + i as f64 / 10.0)).abs() < 1e-9,
+            "minute {m}: {temp}"
+        );
+    }
+    let (s, e) = q("&horizon=3h");
+    assert_eq!(s, 400);
+    assert!(e.contains("not shorter than the history"), "{e}");
+    let (s, e) = srv.get_text(&format!(
+        "/api/v1/datasets/horizon?machine={M1}&from={t0}&to={}&horizon=10m",
+        t0 + 60 * 60_000
+    ));
+    assert_eq!(s, 400);
+    assert!(e.contains("no custom:failure events"), "{e}");
+    let (s, e) = q("&horizon=10m&step=0s");
+    assert_eq!(s, 400, "{e}");
+}
