@@ -265,6 +265,17 @@ impl Config {
         )
     }
 
+    /// Parses a configuration from TOML text over the defaults, without environment overrides
+    /// and without resolving `plant.file` (used by the config fuzz target and by tests).
+    pub fn from_toml_str(text: &str) -> Result<Config, EngineError> {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| EngineError::Config(figment_message(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, EngineError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
