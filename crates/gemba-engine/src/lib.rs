@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
+pub mod privacy;
 pub mod production;
 pub mod registry;
 pub mod spc;
@@ -129,6 +130,8 @@ pub struct Engine {
     ledger: Arc<tokio::sync::RwLock<logistics::Ledger>>,
     production: production::Production,
     maintenance: maintenance::Maintenance,
+    /// Made on the first pseudonymised export (its secret lives in the data directory).
+    pseudonymiser: parking_lot::Mutex<Option<Arc<privacy::Pseudonymiser>>>,
 }
 
 /// Reads and validates a plant file.
@@ -276,7 +279,22 @@ impl Engine {
             ledger: Arc::new(tokio::sync::RwLock::new(ledger)),
             production,
             maintenance,
+            pseudonymiser: parking_lot::Mutex::new(None),
         }))
+    }
+
+    /// The installation's pseudonymiser; its secret is read from, or made in, the data directory
+    /// (the directory of `storage.path`).
+    pub fn pseudonymiser(&self) -> Result<Arc<privacy::Pseudonymiser>, EngineError> {
+        let mut slot = self.pseudonymiser.lock();
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(privacy::Pseudonymiser::load_or_create(&privacy::data_dir(
+            &self.config.storage.path,
+        ))?);
+        *slot = Some(p.clone());
+        Ok(p)
     }
 
     pub fn config(&self) -> &Config {
