@@ -492,15 +492,24 @@ mod regression_tests {
     fn spaced_timestamps_that_overflow_are_row_errors() {
         let specs = vec!["x=a".to_owned()];
         let start = i64::MAX - 1_000;
-        let m = CsvMapping::parse(&specs, Some("s/a/l/m"), TsFormat::Millis, Some((start, 600)))
-            .expect("valid");
+        let m = CsvMapping::parse(
+            &specs,
+            Some("s/a/l/m"),
+            TsFormat::Millis,
+            Some((start, 600)),
+        )
+        .expect("valid");
         let b: Vec<DecodedBatch> = CsvImporter::new("a\n1\n2\n3\n".as_bytes(), m, b',', 100)
             .expect("header")
             .collect();
         assert_eq!(b[0].series[0].ts, vec![start, start + 600]);
         assert_eq!(b[0].errors.len(), 1, "{:?}", b[0].errors);
         assert!(b[0].errors[0].location.starts_with("row 3"));
-        assert!(b[0].errors[0].message.contains("does not fit"), "{:?}", b[0].errors);
+        assert!(
+            b[0].errors[0].message.contains("does not fit"),
+            "{:?}",
+            b[0].errors
+        );
     }
 }
 

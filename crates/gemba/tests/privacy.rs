@@ -70,7 +70,11 @@ fn exports_replace_personal_data_by_stable_pseudonyms() {
     ));
     assert_eq!(s, 200);
     assert!(!csv.contains("op-00"), "{csv}");
-    assert_eq!(pseudonyms_in(&csv), vec![p1.clone(), p2.clone(), p1.clone()], "{csv}");
+    assert_eq!(
+        pseudonyms_in(&csv),
+        vec![p1.clone(), p2.clone(), p1.clone()],
+        "{csv}"
+    );
 
     // Operators: id and name; the id's pseudonym is the one in the events, so exports still join.
     let (s, ops) = srv.get_json("/api/v1/operators?pseudonymise=true");
@@ -81,22 +85,39 @@ fn exports_replace_personal_data_by_stable_pseudonyms() {
         .iter()
         .map(|o| o["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&p1.as_str()) && ids.contains(&p2.as_str()), "{ops}");
+    assert!(
+        ids.contains(&p1.as_str()) && ids.contains(&p2.as_str()),
+        "{ops}"
+    );
     let text = ops.to_string();
-    assert!(!text.contains("op-00") && !text.contains("Olga") && !text.contains("Ivan"), "{text}");
+    assert!(
+        !text.contains("op-00") && !text.contains("Olga") && !text.contains("Ivan"),
+        "{text}"
+    );
 
     // Genealogy with process data: the events at the machine during the lot's stay.
     let (s, g) = srv.get_json("/api/v1/genealogy/L1?pseudonymise=true");
     assert_eq!(s, 200, "{g}");
     let text = g.to_string();
     assert!(!text.contains("op-00"), "{text}");
-    assert!(text.contains(&p1), "the production event's operator is in the process data: {text}");
+    assert!(
+        text.contains(&p1),
+        "the production event's operator is in the process data: {text}"
+    );
 
     // Work orders: assignee and who did what.
     let (s, w) = srv.get_json("/api/v1/work-orders?state=all&pseudonymise=true");
     assert_eq!(s, 200, "{w}");
-    assert_eq!(w["work_orders"][0]["assignee"], Value::String(p2.clone()), "{w}");
-    assert_eq!(w["work_orders"][0]["created"]["by"], Value::String(p1.clone()), "{w}");
+    assert_eq!(
+        w["work_orders"][0]["assignee"],
+        Value::String(p2.clone()),
+        "{w}"
+    );
+    assert_eq!(
+        w["work_orders"][0]["created"]["by"],
+        Value::String(p1.clone()),
+        "{w}"
+    );
     assert!(!w.to_string().contains("op-00"), "{w}");
     let (s, a) = srv.get_json("/api/v1/alarms?pseudonymise=true");
     assert_eq!(s, 200, "{a}");
