@@ -30,6 +30,7 @@ pub const PERSONAL_KEYS: &[&str] = &[
     "by",
     "assignee",
     "acked_by",
+    "created_by",
     "closed_by",
     "worker",
     "employee",
