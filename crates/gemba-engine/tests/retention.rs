@@ -292,3 +292,30 @@ fn retention_config_is_checked() {
     assert_eq!(c.sample_retention_days(), Some(5));
     assert_eq!(c.retention.interval_s, 3600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_samples_older_than_samples_days_expire_in_the_maintenance_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "samples_days = 30\n");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let engine = Engine::open(cfg, clock.clone()).unwrap();
+    // Two batches far apart: 100 days old and 1 day old.
+    for age in [100, 1] {
+        let t0 = NOW - age * DAY;
+        let body = format!(
+            r#"{{"series":[{{"signal":"s/a/l/m/x","t0":{t0},"dt":1000,"values":[1,2,3,4,5]}}]}}"#
+        );
+        let decoded = gemba_ingest::wire::decode_json(body.as_bytes()).unwrap();
+        let outcome = engine
+            .ingest(decoded, Source::Http, BatchMode::Strict)
+            .await
+            .unwrap();
+        assert_eq!(outcome.accepted_points, 5, "{:?}", outcome.errors);
+    }
+    let all = || engine.range("s/a/l/m/x", NOW - 200 * DAY, NOW, 1000);
+    assert_eq!(all().await.unwrap().len(), 10);
+    engine.maintain().await.unwrap();
+    let kept = all().await.unwrap();
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    assert!(kept.iter().all(|s| s.ts >= NOW - DAY), "{kept:?}");
+}
