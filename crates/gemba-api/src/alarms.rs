@@ -62,7 +62,16 @@ pub async fn delete_rule(State(engine): AppState, Path(name): Path<String>) -> A
 pub async fn alarms(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     let p = Params::parse(
         q,
-        &["state", "severity", "asset", "rule", "from", "to", "limit"],
+        &[
+            "state",
+            "severity",
+            "asset",
+            "rule",
+            "from",
+            "to",
+            "limit",
+            "pseudonymise",
+        ],
     )?;
     let states = match p.get("state") {
         None | Some("all") => None,
@@ -95,14 +104,18 @@ pub async fn alarms(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
         limit: p.usize("limit", 500, 100_000)?,
     };
     let list = engine.alarms().query(&query);
-    Ok(Json(json!({"version": engine.alarms().version(), "alarms": list})).into_response())
+    let doc = json!({"version": engine.alarms().version(), "alarms": list});
+    crate::routes::export_json(&engine, &doc, p.pseudonymise()?)
 }
 
 /// `GET /api/v1/datasets/parts?machine=…&from=…&to=…`: one CSV row per measured part — the
 /// machine's gauges at that instant and the label `quality` (`defect` outside the spec limits of
 /// its quality characteristic, else `ok`); the training set of a defect-prediction model.
 pub async fn parts_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::parse(q, &["machine", "from", "to"])?;
+    let p = Params::parse(q, &["machine", "from", "to", "pseudonymise"])?;
+    // Accepted so that every export takes it; the table holds signal values and the quality
+    // label of each part, no personal data.
+    p.pseudonymise()?;
     let machine = p.required("machine")?.to_owned();
     let to = p.ts("to")?.unwrap_or_else(|| engine.now());
     let from = p.ts("from")?.unwrap_or(to - 7 * 86_400_000);

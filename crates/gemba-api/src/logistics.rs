@@ -248,7 +248,11 @@ async fn genealogy(
     Path(lot): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let p = Params::parse(q, &["direction", "process", "readings", "format"])?;
+    let p = Params::parse(
+        q,
+        &["direction", "process", "readings", "format", "pseudonymise"],
+    )?;
+    let pseudonymise = p.pseudonymise()?;
     let direction = match p.get("direction") {
         None | Some("backward") => Direction::Backward,
         Some("forward") => Direction::Forward,
@@ -310,9 +314,10 @@ async fn genealogy(
                 );
             }
         }
+        // The CSV has lots, products and locations only: no personal data to replace.
         return Ok(csv_response(&format!("genealogy-{lot}"), out));
     }
-    Ok(Json(g).into_response())
+    crate::routes::export_json(&engine, &g, pseudonymise)
 }
 
 /// `GET /api/v1/energy/report?asset=&from=&to=&by=shift|day|month|total&format=`.

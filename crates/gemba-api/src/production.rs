@@ -82,7 +82,7 @@ pub async fn set_config(State(engine): AppState, body: Result<Bytes, BytesReject
 
 /// `GET /api/v1/work-orders?state=&asset=&assignee=&limit=`
 pub async fn work_orders(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::parse(q, &["state", "asset", "assignee", "limit"])?;
+    let p = Params::parse(q, &["state", "asset", "assignee", "limit", "pseudonymise"])?;
     let states = match p.get("state") {
         None | Some("all") => None,
         Some("open") => Some(vec![
@@ -103,7 +103,8 @@ pub async fn work_orders(State(engine): AppState, RawQuery(q): RawQuery) -> ApiR
         assignee: p.get("assignee").map(str::to_owned),
         limit: p.usize("limit", 500, 100_000)?,
     };
-    Ok(Json(json!({"work_orders": engine.maintenance().query(&q)})).into_response())
+    let list = json!({"work_orders": engine.maintenance().query(&q)});
+    crate::routes::export_json(&engine, &list, p.pseudonymise()?)
 }
 
 /// `POST /api/v1/work-orders` with `{machine?, title?, description?, alarm?, assignee?, by}`.

@@ -82,6 +82,15 @@ impl Params {
             }
         }
     }
+    /// `pseudonymise=true|false` (default false): personal data in the export is replaced by
+    /// stable keyed pseudonyms (docs/SECURITY.md#privacy-and-retention).
+    pub(crate) fn pseudonymise(&self) -> ApiResult<bool> {
+        match self.get("pseudonymise") {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(v) => Err(ApiError::param("pseudonymise", v, "must be true or false")),
+        }
+    }
     pub(crate) fn format(&self) -> ApiResult<Format> {
         match self.get("format") {
             None | Some("json") => Ok(Format::Json),
@@ -130,6 +139,20 @@ fn decode_component(s: &str) -> ApiResult<String> {
 pub(crate) enum Format {
     Json,
     Csv,
+}
+
+/// `value` as a JSON response, with personal data pseudonymised when `pseudonymise` is set.
+pub(crate) fn export_json<T: Serialize>(
+    engine: &Engine,
+    value: &T,
+    pseudonymise: bool,
+) -> ApiResult {
+    if !pseudonymise {
+        return Ok(Json(value).into_response());
+    }
+    let mut doc = serde_json::to_value(value).map_err(|e| ApiError::internal(e.to_string()))?;
+    engine.pseudonymiser()?.pseudonymise(&mut doc);
+    Ok(Json(doc).into_response())
 }
 
 pub(crate) fn csv_response(filename: &str, body: String) -> Response {
@@ -378,9 +401,17 @@ pub async fn define_lot(State(engine): AppState, body: Result<Bytes, BytesReject
     Ok((StatusCode::CREATED, Json(lot)).into_response())
 }
 
+/// `GET /api/v1/operators[?pseudonymise=true]`
 pub async fn operators(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    Params::parse(q, &[])?;
-    Ok(Json(engine.registry().operators()).into_response())
+    let p = Params::parse(q, &["pseudonymise"])?;
+    let mut ops = engine.registry().operators();
+    if p.pseudonymise()? {
+        let pseudo = engine.pseudonymiser()?;
+        for op in &mut ops {
+            pseudo.pseudonymise_operator(op);
+        }
+    }
+    Ok(Json(ops).into_response())
 }
 
 pub async fn define_operator(
@@ -683,9 +714,21 @@ pub async fn series(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     .into_response())
 }
 
-/// `GET /api/v1/events?from=…&to=…[&type=state][&asset=site/area][&limit=…][&format=csv]`
+/// `GET /api/v1/events?from=…&to=…[&type=state][&asset=site/area][&limit=…][&format=csv][&pseudonymise=true]`
 pub async fn events(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::parse(q, &["from", "to", "type", "asset", "limit", "format"])?;
+    let p = Params::parse(
+        q,
+        &[
+            "from",
+            "to",
+            "type",
+            "asset",
+            "limit",
+            "format",
+            "pseudonymise",
+        ],
+    )?;
+    let pseudonymise = p.pseudonymise()?;
     let to = p.ts("to")?.unwrap_or_else(|| engine.now() + 1);
     let from = p.ts("from")?.unwrap_or(to - 86_400_000);
     if from >= to {
@@ -702,9 +745,21 @@ pub async fn events(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
         })
         .await?;
     if p.format()? == Format::Csv {
+        let pseudo = if pseudonymise {
+            Some(engine.pseudonymiser()?)
+        } else {
+            None
+        };
         let mut out = String::from("id,ts,time,asset,type,body\n");
         for e in &events {
-            let body = serde_json::to_string(&e.event).unwrap_or_default();
+            let body = match &pseudo {
+                Some(p) => {
+                    let mut doc = serde_json::to_value(&e.event).unwrap_or_default();
+                    p.pseudonymise(&mut doc);
+                    doc.to_string()
+                }
+                None => serde_json::to_string(&e.event).unwrap_or_default(),
+            };
             let _ = writeln!(
                 out,
                 "{},{},{},{},{},{}",
@@ -718,7 +773,7 @@ pub async fn events(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
         }
         return Ok(csv_response("events", out));
     }
-    Ok(Json(events).into_response())
+    export_json(&engine, &events, pseudonymise)
 }
 
 /// How far back the live stream looks for events it has not sent yet (late events are still sent

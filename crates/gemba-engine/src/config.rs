@@ -28,6 +28,55 @@ pub struct Config {
     pub energy: crate::energy::EnergyConfig,
     /// Authentication, sessions and rate limits (docs/SECURITY.md).
     pub auth: crate::auth::AuthConfig,
+    /// How long each kind of data is kept (docs/SECURITY.md#privacy-and-retention).
+    pub retention: RetentionConfig,
+}
+
+/// How many days each kind of data is kept; `None` keeps it forever. The pruning task runs every
+/// `interval_s` (docs/SECURITY.md#privacy-and-retention).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw samples of signals that set no `retention_days` of their own (the same setting as
+    /// `storage.default_retention_days`; give one of the two).
+    pub samples_days: Option<u32>,
+    /// Production, state and custom events (operator ids among their attributes). `lot` and
+    /// `move` events are kept: inventory and genealogy are rebuilt from them.
+    pub events_days: Option<u32>,
+    /// Closed alarms, counted from when they were closed (the same setting as
+    /// `alarms.retention_days`; give one of the two). Open alarms are never deleted.
+    pub alarms_days: Option<u32>,
+    /// Finished (done or cancelled) work orders, counted from when they finished.
+    pub work_orders_days: Option<u32>,
+    /// Seconds between pruning passes.
+    pub interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            samples_days: None,
+            events_days: None,
+            alarms_days: None,
+            work_orders_days: None,
+            interval_s: 3600,
+        }
+    }
+}
+
+impl Config {
+    /// Raw-sample retention for signals without their own: `retention.samples_days`, else
+    /// `storage.default_retention_days`.
+    pub fn sample_retention_days(&self) -> Option<u32> {
+        self.retention
+            .samples_days
+            .or(self.storage.default_retention_days)
+    }
+
+    /// Closed-alarm retention: `retention.alarms_days`, else `alarms.retention_days`.
+    pub fn alarm_retention_days(&self) -> Option<u32> {
+        self.retention.alarms_days.or(self.alarms.retention_days)
+    }
 }
 
 /// Alarm notifications.
@@ -304,6 +353,17 @@ impl Config {
         )
     }
 
+    /// Parses a configuration from TOML text over the defaults, without environment overrides
+    /// and without resolving `plant.file` (used by the config fuzz target and by tests).
+    pub fn from_toml_str(text: &str) -> Result<Config, EngineError> {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| EngineError::Config(figment_message(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     fn load_with_env(file: Option<&Path>, env: Env) -> Result<Config, EngineError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
@@ -390,6 +450,37 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");
+        }
+        if self.retention.interval_s == 0 {
+            return bad("retention.interval_s", "must be at least 1");
+        }
+        for (key, days) in [
+            ("retention.samples_days", self.retention.samples_days),
+            ("retention.events_days", self.retention.events_days),
+            ("retention.alarms_days", self.retention.alarms_days),
+            (
+                "retention.work_orders_days",
+                self.retention.work_orders_days,
+            ),
+        ] {
+            if days == Some(0) {
+                return bad(
+                    key,
+                    "must be at least 1 day (leave it out to keep the data forever)",
+                );
+            }
+        }
+        if self.retention.samples_days.is_some() && self.storage.default_retention_days.is_some() {
+            return bad(
+                "retention.samples_days",
+                "storage.default_retention_days is the same setting; give only one of them",
+            );
+        }
+        if self.retention.alarms_days.is_some() && self.alarms.retention_days.is_some() {
+            return bad(
+                "retention.alarms_days",
+                "alarms.retention_days is the same setting; give only one of them",
+            );
         }
         self.logistics.validate().map_err(EngineError::Config)?;
         self.energy.validate().map_err(EngineError::Config)?;

@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
+pub mod privacy;
 pub mod production;
 pub mod registry;
 pub mod spc;
@@ -74,6 +75,18 @@ pub enum EngineError {
     Internal(String),
 }
 
+/// Event types that `[retention] events_days` never deletes: the inventory ledger and genealogy
+/// are rebuilt from them at start.
+pub const RETAINED_EVENT_TYPES: &[&str] = &["lot", "move"];
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    pub events: usize,
+    pub alarms: usize,
+    pub work_orders: usize,
+}
+
 /// What happened to one ingested batch.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct IngestOutcome {
@@ -119,6 +132,8 @@ pub struct Engine {
     production: production::Production,
     maintenance: maintenance::Maintenance,
     auth: auth::Auth,
+    /// Made on the first pseudonymised export (its secret lives in the data directory).
+    pseudonymiser: parking_lot::Mutex<Option<Arc<privacy::Pseudonymiser>>>,
 }
 
 /// Reads and validates a plant file.
@@ -199,7 +214,7 @@ impl Engine {
             store.clone(),
             plant.as_ref(),
             config.ingest.unknown_signals,
-            config.storage.default_retention_days,
+            config.sample_retention_days(),
         )?;
         let latest: Arc<writer::LatestCache> = Arc::new(Default::default());
         {
@@ -268,12 +283,27 @@ impl Engine {
             production,
             maintenance,
             auth,
+            pseudonymiser: parking_lot::Mutex::new(None),
         }))
     }
 
     /// Users, tokens, sessions and the audit log (docs/SECURITY.md).
     pub fn auth(&self) -> &auth::Auth {
         &self.auth
+    }
+
+    /// The installation's pseudonymiser; its secret is read from, or made in, the data directory
+    /// (the directory of `storage.path`).
+    pub fn pseudonymiser(&self) -> Result<Arc<privacy::Pseudonymiser>, EngineError> {
+        let mut slot = self.pseudonymiser.lock();
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(privacy::Pseudonymiser::load_or_create(&privacy::data_dir(
+            &self.config.storage.path,
+        ))?);
+        *slot = Some(p.clone());
+        Ok(p)
     }
 
     pub fn config(&self) -> &Config {
@@ -687,7 +717,7 @@ impl Engine {
     pub async fn maintain(&self) -> Result<gemba_store::MaintenanceReport, EngineError> {
         let store = self.store.clone();
         let now = self.clock.now_ms();
-        if let Some(days) = self.config.alarms.retention_days {
+        if let Some(days) = self.config.alarm_retention_days() {
             let alarms = self.alarms.clone();
             let cutoff = now - i64::from(days) * 86_400_000;
             let pruned = tokio::task::spawn_blocking(move || alarms.prune_closed(cutoff))
@@ -698,6 +728,50 @@ impl Engine {
             }
         }
         blocking(move || store.maintain(now)).await
+    }
+
+    /// One retention pass at the clock's now: deletes the events, closed alarms and finished work
+    /// orders older than their `[retention]` days (raw samples expire in [`Engine::maintain`]).
+    /// Blocking: call it from a blocking thread ([`Engine::spawn_retention`] does).
+    pub fn prune(&self) -> Result<RetentionReport, EngineError> {
+        let now = self.clock.now_ms();
+        let r = &self.config.retention;
+        let cutoff = |days: u32| now.saturating_sub(i64::from(days) * 86_400_000);
+        let mut report = RetentionReport::default();
+        if let Some(days) = r.events_days {
+            report.events = self
+                .store
+                .delete_events_before(cutoff(days), RETAINED_EVENT_TYPES)?;
+        }
+        if let Some(days) = self.config.alarm_retention_days() {
+            report.alarms = self.alarms.prune_closed(cutoff(days))?;
+        }
+        if let Some(days) = r.work_orders_days {
+            report.work_orders = self.maintenance.prune_done(cutoff(days))?;
+        }
+        if report != RetentionReport::default() {
+            tracing::info!(?report, "retention: expired data deleted");
+        }
+        Ok(report)
+    }
+
+    /// Runs [`Engine::prune`] on the blocking pool every `retention.interval_s` (the first pass at
+    /// once) until the engine is dropped.
+    pub fn spawn_retention(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let every = Duration::from_secs(self.config.retention.interval_s);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { break };
+                match tokio::task::spawn_blocking(move || engine.prune()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
+                    Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                }
+            }
+        })
     }
 
     /// Runs maintenance every `storage.maintenance_interval_s` until the engine is dropped.

@@ -21,6 +21,8 @@ use crate::EngineError;
 use crate::alarms::{AlarmQuery, Severity};
 
 const RECORD: &str = "work_order";
+/// The next work-order id (`next`), written when retention deletes work orders.
+const SEQ_RECORD: &str = "work_order_seq";
 
 /// Where a work order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -187,7 +189,13 @@ impl Maintenance {
             })?;
             book.insert(w.id, w);
         }
-        let next = book.keys().next_back().copied().unwrap_or(0) + 1;
+        // Retention may have deleted the newest work orders: the next id is kept as a record so
+        // that ids are never reused.
+        let kept_next = store
+            .record(SEQ_RECORD, "next")?
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let next = (book.keys().next_back().copied().unwrap_or(0) + 1).max(kept_next);
         Ok(Maintenance {
             store,
             book: Mutex::new(book),
@@ -201,6 +209,30 @@ impl Maintenance {
         self.store
             .put_record(RECORD, &format!("{:012}", w.id), &json)?;
         Ok(())
+    }
+
+    /// Deletes the work orders finished (done) before `cutoff`; returns how many (retention).
+    pub fn prune_done(&self, cutoff: Timestamp) -> Result<usize, EngineError> {
+        let old: Vec<u64> = self
+            .book
+            .lock()
+            .values()
+            .filter(|w| {
+                w.state == WorkOrderState::Done && w.done.as_ref().is_some_and(|d| d.at < cutoff)
+            })
+            .map(|w| w.id)
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let next = self.next_id.load(Ordering::SeqCst);
+        self.store
+            .put_record(SEQ_RECORD, "next", &next.to_string())?;
+        for id in &old {
+            self.store.delete_record(RECORD, &format!("{id:012}"))?;
+            self.book.lock().remove(id);
+        }
+        Ok(old.len())
     }
 
     /// Work orders matching `q`, newest first.

@@ -97,6 +97,9 @@ impl Engine {
                 "artefact needs features and at least two classes".into(),
             ));
         }
+        // The whole artefact must load (its parts fit together), or scoring with it would fail
+        // later, far from the request that brought it.
+        gemba_ml::ModelArtifact::from_json(artifact_json).map_err(|e| invalid(e.to_string()))?;
         if let Some(a) = asset
             && self.registry().node(a).is_none()
         {

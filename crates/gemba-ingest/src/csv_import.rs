@@ -237,9 +237,16 @@ impl<R: Read> CsvImporter<R> {
 
     fn row_ts(&self, record: &csv::ByteRecord) -> Result<i64, String> {
         match (&self.mapping.time, self.ts_index) {
-            (RowTime::Spaced { start, interval_ms }, _) => {
-                Ok(start + (self.row as i64 - 1) * interval_ms)
-            }
+            (RowTime::Spaced { start, interval_ms }, _) => i64::try_from(self.row - 1)
+                .ok()
+                .and_then(|i| i.checked_mul(*interval_ms))
+                .and_then(|offset| start.checked_add(offset))
+                .ok_or_else(|| {
+                    format!(
+                        "--start {start} + {} × --interval {interval_ms} ms does not fit in 64 bits",
+                        self.row - 1
+                    )
+                }),
             (RowTime::Column { name, format }, Some(i)) => {
                 let raw = record
                     .get(i)
@@ -471,6 +478,38 @@ mod tests {
             .expect("ok")
             .collect();
         assert_eq!(b[0].series[0].ts, vec![1000, 1500, 2000]);
+    }
+}
+
+#[cfg(test)]
+mod regression_tests {
+    use super::*;
+
+    /// Found by the csv_import fuzz target: a huge --start or --interval made the spaced
+    /// timestamp overflow (a panic in debug builds, a wrapped, wrong timestamp in release). The
+    /// fuzzer's input is fuzz/corpus/csv_import/regression-spaced-overflow.
+    #[test]
+    fn spaced_timestamps_that_overflow_are_row_errors() {
+        let specs = vec!["x=a".to_owned()];
+        let start = i64::MAX - 1_000;
+        let m = CsvMapping::parse(
+            &specs,
+            Some("s/a/l/m"),
+            TsFormat::Millis,
+            Some((start, 600)),
+        )
+        .expect("valid");
+        let b: Vec<DecodedBatch> = CsvImporter::new("a\n1\n2\n3\n".as_bytes(), m, b',', 100)
+            .expect("header")
+            .collect();
+        assert_eq!(b[0].series[0].ts, vec![start, start + 600]);
+        assert_eq!(b[0].errors.len(), 1, "{:?}", b[0].errors);
+        assert!(b[0].errors[0].location.starts_with("row 3"));
+        assert!(
+            b[0].errors[0].message.contains("does not fit"),
+            "{:?}",
+            b[0].errors
+        );
     }
 }
 

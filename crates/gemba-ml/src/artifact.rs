@@ -542,6 +542,7 @@ impl ModelArtifact {
         let a: ModelArtifact =
             serde_json::from_str(s).map_err(|e| MlError::Artifact(e.to_string()))?;
         a.check_version()?;
+        a.check_shape()?;
         Ok(a)
     }
 
@@ -555,7 +556,129 @@ impl ModelArtifact {
         let a: ModelArtifact =
             serde_json::from_reader(r).map_err(|e| MlError::Artifact(e.to_string()))?;
         a.check_version()?;
+        a.check_shape()?;
         Ok(a)
+    }
+
+    /// Checks that the parts of a parsed artefact fit together (widths, class counts, support
+    /// vector indices), so that predicting with it cannot index out of bounds. An artefact comes
+    /// from outside (`POST /api/v1/models`, `--model FILE`): found by the model_artifact fuzz
+    /// target, an SVM pair pointing past its support vectors panicked in `predict`.
+    fn check_shape(&self) -> Result<()> {
+        let bad = |what: String| Err(MlError::Artifact(format!("inconsistent artefact: {what}")));
+        let n = self.feature_names.len();
+        let k = self.class_names.len();
+        if n == 0 || k < 2 {
+            return bad(format!("{n} features and {k} classes (needs ≥ 1 and ≥ 2)"));
+        }
+        let width = |what: &str, len: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                bad(format!("{what} has {len} entries for {n} features"))
+            }
+        };
+        if let Some(i) = &self.imputer {
+            width("imputer.fill", i.fill.len())?;
+        }
+        if let Some(sc) = &self.scaler {
+            width("scaler.mean", sc.mean.len())?;
+            width("scaler.scale", sc.scale.len())?;
+        }
+        if !self.feature_importance.is_empty() {
+            width("feature_importance", self.feature_importance.len())?;
+        }
+        // Linear models: one row of weights for two classes, else one per class.
+        let linear = |nf: usize, nc: usize, coef: usize, intercept: usize, baseline: usize| {
+            let rows = if nc == 2 { 1 } else { nc };
+            if nf != n || nc != k {
+                bad(format!(
+                    "the model has {nf} features and {nc} classes, the artefact {n} and {k}"
+                ))
+            } else if Some(coef) != rows.checked_mul(n) || intercept != rows {
+                bad(format!(
+                    "{coef} weights and {intercept} intercepts for {rows} × {n}"
+                ))
+            } else {
+                width("model.baseline", baseline)
+            }
+        };
+        match &self.model {
+            FittedModel::Logistic(m) => linear(
+                m.n_features,
+                m.n_classes,
+                m.coef.len(),
+                m.intercept.len(),
+                m.baseline.len(),
+            ),
+            FittedModel::LinearSvc(m) => {
+                linear(
+                    m.n_features,
+                    m.n_classes,
+                    m.coef.len(),
+                    m.intercept.len(),
+                    m.baseline.len(),
+                )?;
+                match &m.platt {
+                    Some(p) if p.len() != m.intercept.len() => bad(format!(
+                        "{} Platt sigmoids for {} binary problems",
+                        p.len(),
+                        m.intercept.len()
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            FittedModel::Svc(m) => {
+                let sv = &m.support_vectors;
+                if m.n_features != n || m.n_classes != k {
+                    return bad(format!(
+                        "the model has {} features and {} classes, the artefact {n} and {k}",
+                        m.n_features, m.n_classes
+                    ));
+                }
+                if sv.cols != n || Some(sv.data.len()) != sv.rows.checked_mul(sv.cols) {
+                    return bad(format!(
+                        "support vectors: {} × {} with {} values for {n} features",
+                        sv.rows,
+                        sv.cols,
+                        sv.data.len()
+                    ));
+                }
+                if m.sv_norms.len() != sv.rows {
+                    return bad(format!(
+                        "{} norms for {} support vectors",
+                        m.sv_norms.len(),
+                        sv.rows
+                    ));
+                }
+                width("model.baseline", m.baseline.len())?;
+                if m.pairs.is_empty() {
+                    return bad("an SVM without pairs".into());
+                }
+                for (i, p) in m.pairs.iter().enumerate() {
+                    if p.a >= k || p.b >= k || p.a == p.b {
+                        return bad(format!("pairs[{i}] is classes {} and {}", p.a, p.b));
+                    }
+                    if p.sv.len() != p.coef.len() {
+                        return bad(format!(
+                            "pairs[{i}] has {} support vectors and {} coefficients",
+                            p.sv.len(),
+                            p.coef.len()
+                        ));
+                    }
+                    if let Some(j) = p.sv.iter().find(|&&j| j as usize >= sv.rows) {
+                        return bad(format!(
+                            "pairs[{i}] names support vector {j} of {}",
+                            sv.rows
+                        ));
+                    }
+                    if let Some(w) = &p.w {
+                        width(&format!("pairs[{i}].w"), w.len())?;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     fn check_version(&self) -> Result<()> {

@@ -709,3 +709,87 @@ fn class_weights_shift_the_boundary() {
         );
     }
 }
+
+/// Found by the model_artifact fuzz target: an SVM artefact whose pair named a support vector
+/// past the end (`sv: [71]` of 18) parsed, then panicked with an index out of bounds in
+/// `predict` — on a server, in the scorer of a model alarm rule. Artefacts come from outside
+/// (`POST /api/v1/models`, `--model FILE`), so every part that must fit is checked on load.
+#[test]
+fn inconsistent_artefacts_are_refused_on_load() {
+    let d = toy();
+    let svm = train(ModelKind::Svc, &json!({"probability": true}), &d).unwrap();
+    let logreg = train(ModelKind::Logistic, &json!({}), &d).unwrap();
+    let linear = train(ModelKind::LinearSvc, &json!({"probability": true}), &d).unwrap();
+    let tamper = |a: &ModelArtifact, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = serde_json::to_value(a).unwrap();
+        f(&mut v);
+        ModelArtifact::from_json(&v.to_string())
+    };
+    let refused = |r: Result<ModelArtifact, MlError>, phrase: &str| match r {
+        Err(MlError::Artifact(m)) => assert!(m.contains(phrase), "{m:?} lacks {phrase:?}"),
+        other => panic!("expected an artefact error with {phrase:?}, got {other:?}"),
+    };
+    let n_sv = svm_support_vectors(&svm);
+    refused(
+        tamper(&svm, &|v| {
+            v["model"]["svc"]["pairs"][0]["sv"][0] = json!(n_sv + 50)
+        }),
+        "names support vector",
+    );
+    refused(
+        tamper(&svm, &|v| v["model"]["svc"]["pairs"][0]["coef"] = json!([])),
+        "coefficients",
+    );
+    refused(
+        tamper(&svm, &|v| v["model"]["svc"]["pairs"][0]["b"] = json!(5)),
+        "pairs[0] is classes",
+    );
+    refused(
+        tamper(&svm, &|v| v["model"]["svc"]["sv_norms"] = json!([])),
+        "norms",
+    );
+    refused(
+        tamper(&svm, &|v| {
+            v["model"]["svc"]["support_vectors"]["rows"] = json!(1_000_000)
+        }),
+        "support vectors",
+    );
+    refused(
+        tamper(&logreg, &|v| v["model"]["logistic"]["coef"] = json!([1.0])),
+        "weights",
+    );
+    refused(
+        tamper(&logreg, &|v| v["class_names"] = json!(["a", "b", "c"])),
+        "classes",
+    );
+    refused(
+        tamper(&logreg, &|v| v["scaler"]["mean"] = json!([0.0])),
+        "scaler.mean",
+    );
+    refused(
+        tamper(&linear, &|v| v["model"]["linear_svc"]["platt"] = json!([])),
+        "Platt",
+    );
+    refused(
+        tamper(&linear, &|v| v["feature_names"] = json!([])),
+        "features",
+    );
+    // The fuzzer's own input.
+    let input = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/corpus/model_artifact/regression-svm-sv-index"
+    ))
+    .unwrap();
+    refused(ModelArtifact::from_json(&input), "names support vector");
+    // Untampered artefacts still load.
+    for a in [&svm, &logreg, &linear] {
+        assert_eq!(&ModelArtifact::from_json(&a.to_json().unwrap()).unwrap(), a);
+    }
+}
+
+fn svm_support_vectors(a: &ModelArtifact) -> usize {
+    match &a.model {
+        gemba_ml::FittedModel::Svc(m) => m.support_vectors.rows,
+        other => panic!("not an SVM: {other:?}"),
+    }
+}

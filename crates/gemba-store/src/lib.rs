@@ -280,6 +280,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Events matching the query, in time order.
     fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>>;
 
+    /// Deletes the events with `ts < cutoff` whose type is not in `keep_types` (e.g. `lot` and
+    /// `move`, which the logistics index needs); returns how many were deleted. Retention
+    /// (`[retention] events_days`).
+    fn delete_events_before(&self, cutoff: Timestamp, keep_types: &[&str]) -> Result<usize>;
+
     /// The whole logistics index: every lot (by creation event id) and every move (by event id).
     /// The engine replays it at start to rebuild its inventory state.
     fn logistics(&self) -> Result<(Vec<LotRecord>, Vec<MoveRecord>)>;

@@ -1034,6 +1034,18 @@ impl Store for SqliteStore {
         })
     }
 
+    fn delete_events_before(&self, cutoff: Timestamp, keep_types: &[&str]) -> Result<usize> {
+        let keep = serde_json::to_string(keep_types).map_err(|e| StoreError::Encode {
+            what: "event types to keep",
+            reason: e.to_string(),
+        })?;
+        let n = self.writer.lock().execute(
+            "DELETE FROM events WHERE ts < ?1 AND type NOT IN (SELECT value FROM json_each(?2))",
+            params![cutoff, keep],
+        )?;
+        Ok(n)
+    }
+
     fn maintain(&self, now: Timestamp) -> Result<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
         let (to_compact, dirty, retention): (Vec<SignalId>, Vec<SignalId>, Vec<(SignalId, u32)>) =

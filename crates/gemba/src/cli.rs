@@ -258,6 +258,10 @@ pub enum QueryCmd {
         /// Only events at or below this asset.
         #[arg(long)]
         asset: Option<String>,
+        /// Replace operator ids and other personal data by stable pseudonyms
+        /// (docs/SECURITY.md#privacy-and-retention).
+        #[arg(long)]
+        pseudonymise: bool,
     },
     /// Store size.
     Stats,

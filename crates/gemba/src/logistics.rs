@@ -68,6 +68,10 @@ pub struct GenealogyArgs {
     /// Also print the process data (events and signal statistics while the lots were at machines).
     #[arg(long)]
     pub process: bool,
+    /// Replace operator ids in the process data by stable pseudonyms
+    /// (docs/SECURITY.md#privacy-and-retention).
+    #[arg(long)]
+    pub pseudonymise: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +252,9 @@ pub fn genealogy(args: GenealogyArgs) -> anyhow::Result<()> {
     let mut p = vec![("direction", direction.to_owned())];
     if !args.client.csv && !args.process {
         p.push(("process", "false".into()));
+    }
+    if args.pseudonymise {
+        p.push(("pseudonymise", "true".into()));
     }
     let Some(v) = fetch(&args.client, &format!("/api/v1/genealogy/{}", args.lot), p)? else {
         return Ok(());

@@ -51,6 +51,10 @@ pub enum WorkOrdersCmd {
         state: String,
         #[arg(long)]
         asset: Option<String>,
+        /// Replace assignees and who did what by stable pseudonyms
+        /// (docs/SECURITY.md#privacy-and-retention).
+        #[arg(long)]
+        pseudonymise: bool,
     },
     /// Create a work order for a machine, or from an alarm.
     Create {
@@ -139,10 +143,17 @@ pub fn work_orders(a: WorkOrdersArgs) -> anyhow::Result<()> {
     let agent = agent();
     let base = format!("{}/api/v1/work-orders", a.server.trim_end_matches('/'));
     let out = match a.what {
-        WorkOrdersCmd::List { state, asset } => {
+        WorkOrdersCmd::List {
+            state,
+            asset,
+            pseudonymise,
+        } => {
             let mut params = vec![("state", state)];
             if let Some(x) = asset {
                 params.push(("asset", x));
+            }
+            if pseudonymise {
+                params.push(("pseudonymise", "true".into()));
             }
             let v: Value = serde_json::from_str(&get(&agent, &base, &params)?)
                 .context("the server's answer is not JSON")?;

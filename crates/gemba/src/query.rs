@@ -157,12 +157,16 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             to,
             kind,
             asset,
+            pseudonymise,
         } => {
             let mut p = fmt();
             for (k, v) in [("from", from), ("to", to), ("type", kind), ("asset", asset)] {
                 if let Some(v) = v {
                     p.push((k, v.clone()));
                 }
+            }
+            if *pseudonymise {
+                p.push(("pseudonymise", "true".into()));
             }
             let body = get(&agent, &format!("{base}/api/v1/events"), &p)?;
             if args.csv {

@@ -97,6 +97,7 @@ async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()
         .await
         .context("cannot start MQTT")?;
     let _maintenance = engine.spawn_maintenance();
+    let _retention = engine.spawn_retention();
     let _periodic = engine.spawn_periodic_rules();
     // Work orders for critical alarms (docs/PRODUCTION.md).
     let _work_orders = engine.spawn_work_order_raiser(gemba_engine::alarms::Severity::Critical);

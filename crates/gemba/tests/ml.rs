@@ -264,6 +264,21 @@ fn models_are_registered_versioned_and_activated_on_the_server() {
     );
     assert_eq!(s, 422, "{e}");
     assert!(e.to_string().contains("unknown asset"), "{e}");
+    // An artefact whose parts do not fit together (here: weights for one feature too many) is
+    // refused at the door, not stored to fail (or, before, panic) when a rule scores with it.
+    let mut tampered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("m.json")).unwrap()).unwrap();
+    tampered["model"]["logistic"]["coef"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(1.0));
+    let (s, e) = srv.post(
+        "/api/v1/models?name=x",
+        "application/json",
+        tampered.to_string().as_bytes(),
+    );
+    assert_eq!(s, 422, "{e}");
+    assert!(e.to_string().contains("inconsistent artefact"), "{e}");
     // The registry survives a restart.
     let (http, mqtt, v5, cfg) = (srv.http, srv.mqtt, srv.mqtt_v5, srv.config.clone());
     let mut srv = srv;
