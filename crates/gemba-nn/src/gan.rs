@@ -189,7 +189,7 @@ impl TabularGan {
             Some(s) => s.transform(data.data()),
             None => data.data().to_vec(),
         };
-        let device = Device::flex().autodiff();
+        let device = crate::device().autodiff();
         let (mut g, mut dnet) = {
             let _l = INIT_LOCK.lock();
             device.seed(params.seed);
@@ -328,7 +328,7 @@ impl TabularGan {
                 break;
             }
         }
-        let plain = Device::flex();
+        let plain = crate::device();
         let generator = load_module(
             Mlp3::new(params.z_dim + k, params.hidden, d, &plain),
             module_bytes(g.valid())?,
@@ -453,7 +453,7 @@ impl TabularGan {
         }
         let params = GanParams::from_json(&a.config)?;
         let (d, k) = (a.feature_names.len(), a.class_names.len());
-        let device = Device::flex();
+        let device = crate::device();
         let dw = a
             .extra
             .get("discriminator")
@@ -609,7 +609,7 @@ impl Dcgan {
         let c = data.channels;
         let dim = data.dim();
         let x: Vec<f32> = data.data().iter().map(|v| v * 2.0 - 1.0).collect();
-        let device = Device::flex().autodiff();
+        let device = crate::device().autodiff();
         let (mut g, mut dn) = {
             let _l = INIT_LOCK.lock();
             device.seed(params.seed);
@@ -686,7 +686,7 @@ impl Dcgan {
                 break;
             }
         }
-        let plain = Device::flex();
+        let plain = crate::device();
         Ok(Self {
             params: params.clone(),
             channels: c,
@@ -782,7 +782,7 @@ impl Dcgan {
                 "a DCGAN artefact needs an image input".into(),
             ));
         };
-        let device = Device::flex();
+        let device = crate::device();
         let dw = a
             .extra
             .get("discriminator")

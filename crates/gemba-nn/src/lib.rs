@@ -32,3 +32,10 @@ pub fn artifact_kind(json: &str) -> Option<String> {
     }
     serde_json::from_str::<K>(json).ok().map(|k| k.kind)
 }
+
+/// The device models train and score on: Burn's default, which is the pure-Rust `flex` CPU
+/// backend unless the crate is built with the `cuda` or `wgpu` feature (GPUs first; the
+/// `BURN_DEVICE` environment variable can name another).
+pub fn device() -> burn::tensor::Device {
+    burn::tensor::Device::default()
+}

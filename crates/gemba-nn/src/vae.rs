@@ -506,7 +506,7 @@ impl Vae {
             });
         }
         let params = VaeParams::from_json(&a.config)?;
-        let device = Device::flex();
+        let device = crate::device();
         let net = build_net(&a.input, &params, &device);
         let net = load_module(net, b64_decode(&a.weights)?)?;
         Ok(Self {
@@ -630,7 +630,7 @@ fn fit(
             "no training rows after the validation split".into(),
         ));
     }
-    let device = Device::flex().autodiff();
+    let device = crate::device().autodiff();
     let mut net = {
         let _g = INIT_LOCK.lock();
         device.seed(p.seed);
@@ -674,7 +674,7 @@ fn fit(
         v
     };
     let val_x = gather(&val_idx);
-    let plain = Device::flex();
+    let plain = crate::device();
     for epoch in start..p.epochs {
         if p.patience > 0 && bad_epochs >= p.patience {
             break;
