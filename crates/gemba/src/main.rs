@@ -7,6 +7,7 @@ mod bench_alarms;
 mod bench_genealogy;
 mod cli;
 mod eval;
+mod eval_nn;
 mod import;
 mod logistics;
 mod production;
@@ -15,6 +16,7 @@ mod rules;
 mod serve;
 mod simulate;
 mod train;
+mod train_nn;
 
 use clap::Parser;
 
@@ -52,6 +54,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(EvalCmd::Te(args)) => eval::te(args),
         Command::Eval(EvalCmd::TeClassify(args)) => eval::te_classify(args),
         Command::Eval(EvalCmd::Rul(args)) => eval::rul(args),
+        Command::Eval(EvalCmd::TeVae(args)) => eval_nn::te_vae(args),
+        Command::Eval(EvalCmd::TeGan(args)) => eval_nn::te_gan(args),
+        Command::Eval(EvalCmd::Elpv(args)) => eval_nn::elpv(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
             if let Some(plant) = &cfg.plant.file {
