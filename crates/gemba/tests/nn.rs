@@ -230,9 +230,9 @@ fn image_folders_train_a_conv_vae_and_a_dcgan() {
     assert!(ok, "{text}");
     assert_eq!(
         text.lines()
-            .filter(|l| l.contains("c0") && l.contains(".png"))
+            .filter(|l| l.contains(".png,"))
             .count(),
-        10,
+        12,
         "{text}"
     );
     assert!(text.contains("c0_y"), "{text}");
