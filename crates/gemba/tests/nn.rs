@@ -229,9 +229,7 @@ fn image_folders_train_a_conv_vae_and_a_dcgan() {
     ]);
     assert!(ok, "{text}");
     assert_eq!(
-        text.lines()
-            .filter(|l| l.contains(".png,"))
-            .count(),
+        text.lines().filter(|l| l.contains(".png,")).count(),
         12,
         "{text}"
     );
