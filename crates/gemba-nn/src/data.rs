@@ -25,7 +25,7 @@ impl Table {
                 "a table needs at least one feature".into(),
             ));
         }
-        if data.len() % cols != 0 {
+        if !data.len().is_multiple_of(cols) {
             return Err(NnError::Shape {
                 expected: format!("a multiple of {cols} values ({cols} features)"),
                 got: format!("{} values", data.len()),
@@ -112,7 +112,7 @@ impl ImageSet {
                 got: format!("{channels} × {height} × {width}"),
             });
         }
-        if data.len() % d != 0 {
+        if !data.len().is_multiple_of(d) {
             return Err(NnError::Shape {
                 expected: format!("a multiple of {channels}×{height}×{width} = {d} values"),
                 got: format!("{} values", data.len()),

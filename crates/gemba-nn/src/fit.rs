@@ -36,11 +36,14 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
+/// The per-epoch callback of [`TrainHooks`].
+pub type OnEpoch<'a> = Box<dyn FnMut(&EpochReport) + 'a>;
+
 /// Hooks of a training run. `Default` trains without reports, checkpoints or cancellation.
 #[derive(Default)]
 pub struct TrainHooks<'a> {
     /// Called after every epoch (a progress bar, a log line).
-    pub on_epoch: Option<Box<dyn FnMut(&EpochReport) + 'a>>,
+    pub on_epoch: Option<OnEpoch<'a>>,
     /// A checkpoint file written after every epoch.
     pub checkpoint: Option<PathBuf>,
     /// Start from `checkpoint` when it exists (same data and parameters, else an error).

@@ -391,7 +391,7 @@ impl TabularGan {
     /// The discriminator's anomaly score −logit D(x | class) of raw rows.
     pub fn discriminator_score(&self, rows: &[f32], class: usize) -> Result<Vec<f64>> {
         let (d, k) = (self.features.len(), self.classes.len());
-        if rows.is_empty() || rows.len() % d != 0 || class >= k {
+        if rows.is_empty() || !rows.len().is_multiple_of(d) || class >= k {
             return Err(NnError::Shape {
                 expected: format!("rows of {d} values and a class id below {k}"),
                 got: format!("{} values, class {class}", rows.len()),

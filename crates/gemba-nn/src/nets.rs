@@ -116,6 +116,8 @@ impl ConvVae {
 }
 
 /// One of the two VAE architectures.
+// One value per trained model, never in a hot collection; Burn's Module derive does not box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum VaeNet {
     Mlp(MlpVae),

@@ -258,7 +258,7 @@ impl Vae {
                 data.n
             )));
         }
-        if data.height % 4 != 0 || data.width % 4 != 0 {
+        if !data.height.is_multiple_of(4) || !data.width.is_multiple_of(4) {
             return Err(NnError::Shape {
                 expected: "height and width multiples of 4 (two stride-2 convolutions)".into(),
                 got: format!("{}×{}", data.height, data.width),
@@ -304,7 +304,7 @@ impl Vae {
         if rows.is_empty() {
             return Err(NnError::EmptyData("nothing to score".into()));
         }
-        if rows.len() % d != 0 {
+        if !rows.len().is_multiple_of(d) {
             return Err(NnError::Shape {
                 expected: format!("rows of {d} values ({:?})", self.input_shape()),
                 got: format!("{} values", rows.len()),
