@@ -156,7 +156,7 @@ pub fn te_vae(args: EvalTeVaeArgs) -> anyhow::Result<()> {
         let flags = pca_flags(&rows)?;
         let (e, r) = score(&rows)?;
         // Window k ends at sample k + w − 1; it is "after the onset" when it ends at ≥ 160.
-        let after = |k: usize| k + w - 1 >= 160;
+        let after = |k: usize| k + w > 160; // ends at k + w − 1 ≥ 160
         let det = [
             pct(flags[160..].iter().map(|f| f.0)),
             pct(flags[160..].iter().map(|f| f.1)),
