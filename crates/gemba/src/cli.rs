@@ -12,6 +12,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process; TrainArgs (with the deep-model flags) is the largest variant.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: HTTP API, embedded MQTT broker and the embedded store.
@@ -311,6 +313,15 @@ pub enum EvalCmd {
     /// Failure-within-horizon prediction (logistic regression, kernel SVM) against a fixed
     /// threshold on one signal, on a simulated plant: P, R, F1 per failure mode and lead times.
     Horizon(EvalHorizonArgs),
+    /// The VAE (trained on normal data) against PCA T²/SPE on Tennessee Eastman: detection rate
+    /// per fault with every limit at the same quantile of held-out normal data.
+    TeVae(crate::eval_nn::EvalTeVaeArgs),
+    /// GAN augmentation on Tennessee Eastman: one fault cut to a few samples, SVM F1 on it with
+    /// and without samples from the conditional GAN.
+    TeGan(crate::eval_nn::EvalTeGanArgs),
+    /// The conv VAE on ELPV solar-cell images (a path you give; never committed): AUROC of
+    /// defective vs functional cells.
+    Elpv(crate::eval_nn::EvalElpvArgs),
 }
 
 #[derive(Debug, Args)]
@@ -443,15 +454,46 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// logreg (logistic regression), svm (kernel SVM) or linear_svm.
+    /// logreg (logistic regression), svm (kernel SVM), linear_svm; vae (variational
+    /// auto-encoder: anomaly detector trained on normal data), gan (conditional tabular GAN),
+    /// dcgan (16×16 images).
     #[arg(long)]
     pub model: String,
-    /// CSV file with a header row: feature columns and the target column.
+    /// CSV file with a header row: feature columns and the target column. For vae and dcgan also
+    /// a folder of .png images.
     #[arg(long)]
     pub data: PathBuf,
-    /// The target column (its values are the class names).
+    /// The target column (its values are the class names). Required for the classifiers and
+    /// gan; for vae it selects the normal rows with --normal.
     #[arg(long)]
-    pub target: String,
+    pub target: Option<String>,
+    /// vae on CSV: train on the rows whose --target value is this (normal operation only).
+    #[arg(long)]
+    pub normal: Option<String>,
+    /// vae/gan/dcgan: training epochs (default: vae 50, gan 100).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// vae/gan/dcgan: rows per mini-batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// vae/gan/dcgan: random seed (same seed, same data → same loss curve).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// vae: stop after this many epochs without a better validation loss (0: never).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// vae/gan/dcgan: write a checkpoint after every epoch to this file.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// vae/gan: continue from --checkpoint when it exists.
+    #[arg(long)]
+    pub resume: bool,
+    /// Image folders: resize every image to HxW (default 28x28; dcgan: 16x16).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Image folders: 1 (grey) or 3 (RGB) channels.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
     /// Feature columns, comma separated (default: every other column).
     #[arg(long, value_delimiter = ',')]
     pub features: Option<Vec<String>>,

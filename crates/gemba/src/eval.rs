@@ -378,7 +378,7 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
 
 /// Reads a whitespace-separated Tennessee Eastman file as rows of 52 values (`d00.dat` is stored
 /// transposed: 52 lines of 500 values).
-fn read_te(path: &std::path::Path) -> anyhow::Result<Vec<Vec<f64>>> {
+pub(crate) fn read_te(path: &std::path::Path) -> anyhow::Result<Vec<Vec<f64>>> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read {} (run scripts/fetch-te to download the Tennessee Eastman data)",

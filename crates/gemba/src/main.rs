@@ -8,6 +8,7 @@ mod bench_genealogy;
 mod cli;
 mod eval;
 mod eval_horizon;
+mod eval_nn;
 mod import;
 mod logistics;
 mod production;
@@ -17,6 +18,7 @@ mod security;
 mod serve;
 mod simulate;
 mod train;
+mod train_nn;
 
 use clap::Parser;
 
@@ -58,6 +60,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(EvalCmd::TeClassify(args)) => eval::te_classify(args),
         Command::Eval(EvalCmd::Rul(args)) => eval::rul(args),
         Command::Eval(EvalCmd::Horizon(args)) => eval_horizon::horizon(args),
+        Command::Eval(EvalCmd::TeVae(args)) => eval_nn::te_vae(args),
+        Command::Eval(EvalCmd::TeGan(args)) => eval_nn::te_gan(args),
+        Command::Eval(EvalCmd::Elpv(args)) => eval_nn::elpv(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
             if let Some(plant) = &cfg.plant.file {

@@ -20,8 +20,9 @@ fn kind_of(model: &str) -> anyhow::Result<ModelKind> {
         "linear_svm" => "linear_svc",
         other => other,
     };
-    k.parse::<ModelKind>()
-        .map_err(|_| anyhow::anyhow!("--model {model:?}: use logreg, svm or linear_svm"))
+    k.parse::<ModelKind>().map_err(|_| {
+        anyhow::anyhow!("--model {model:?}: use logreg, svm, linear_svm, vae, gan or dcgan")
+    })
 }
 
 /// `key=JSON` (a bare word that is not JSON is taken as a string).
@@ -98,6 +99,10 @@ fn spinner(msg: &str) -> ProgressBar {
 
 /// Reads the data set, dropping `drop` columns.
 fn load_training(args: &TrainArgs) -> anyhow::Result<gemba_ml::Dataset> {
+    let target = args
+        .target
+        .as_deref()
+        .with_context(|| format!("--model {} needs --target COLUMN", args.model))?;
     let open = || {
         std::fs::File::open(&args.data)
             .with_context(|| format!("cannot open {}", args.data.display()))
@@ -112,20 +117,23 @@ fn load_training(args: &TrainArgs) -> anyhow::Result<gemba_ml::Dataset> {
                 headers
                     .iter()
                     .map(|h| h.trim().to_owned())
-                    .filter(|h| *h != args.target && !args.drop.contains(h))
+                    .filter(|h| *h != target && !args.drop.contains(h))
                     .collect(),
             )
         }
     };
     gemba_ml::load_csv(
         std::io::BufReader::new(open()?),
-        &args.target,
+        target,
         features.as_deref(),
     )
     .with_context(|| format!("{}", args.data.display()))
 }
 
 pub fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if crate::train_nn::is_nn(&args.model) {
+        return crate::train_nn::train(args);
+    }
     let kind = kind_of(&args.model)?;
     let mut params = params_of(&args, kind)?;
     let grid = grid_of(&args)?;
@@ -178,6 +186,11 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
     art.save(std::io::BufWriter::new(f))?;
     println!("saved {}", out.display());
+    register(&args, art.to_json()?)
+}
+
+/// Registers an artefact on the server when `--register NAME` was given.
+pub(crate) fn register(args: &TrainArgs, body: String) -> anyhow::Result<()> {
     if let Some(name) = &args.register {
         let mut url = format!(
             "{}/api/v1/models?name={name}",
@@ -189,7 +202,6 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         if args.activate {
             url.push_str("&activate=true");
         }
-        let body = art.to_json()?;
         let v = post(&url, body.as_bytes())?;
         println!(
             "registered {name} version {} on {}{}",
@@ -203,7 +215,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn post(url: &str, body: &[u8]) -> anyhow::Result<Value> {
+pub(crate) fn post(url: &str, body: &[u8]) -> anyhow::Result<Value> {
     let text = crate::query::post_json(&crate::query::agent(), url, body)?;
     serde_json::from_str(&text)
         .with_context(|| format!("{url} answered with something other than JSON"))
@@ -242,12 +254,11 @@ fn print_report(r: &Report, classes: &[String]) {
     );
 }
 
-fn load_model(spec: &str, server: &str) -> anyhow::Result<ModelArtifact> {
+/// The artefact JSON of a file or of NAME@VERSION on the server.
+pub(crate) fn model_text(spec: &str, server: &str) -> anyhow::Result<String> {
     let path = Path::new(spec);
     if path.exists() {
-        let f = std::fs::File::open(path).with_context(|| format!("cannot open {spec}"))?;
-        return ModelArtifact::load(std::io::BufReader::new(f))
-            .with_context(|| format!("{spec} is not a model artefact"));
+        return std::fs::read_to_string(path).with_context(|| format!("cannot read {spec}"));
     }
     let Some((name, version)) = spec.split_once('@') else {
         bail!("--model {spec:?}: no such file, and not NAME@VERSION of a registered model");
@@ -260,7 +271,7 @@ fn load_model(spec: &str, server: &str) -> anyhow::Result<ModelArtifact> {
         ),
         &[],
     )?;
-    Ok(ModelArtifact::from_json(&body)?)
+    Ok(body)
 }
 
 /// Reads the model's feature columns (and optionally the target) from a CSV file.
@@ -314,7 +325,14 @@ fn read_rows(
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    let art = load_model(&args.model, &args.server)?;
+    let text = model_text(&args.model, &args.server)?;
+    if let Some(kind) = gemba_nn::artifact_kind(&text)
+        && crate::train_nn::is_nn(&kind)
+    {
+        return crate::train_nn::predict(&args, &text);
+    }
+    let art = ModelArtifact::from_json(&text)
+        .with_context(|| format!("{} is not a model artefact", args.model))?;
     let (rows, labels) = read_rows(&args.data, &art.feature_names, args.target.as_deref())?;
     let pred = art.predict(&rows)?;
     let proba = art.predict_proba(&rows).ok();

@@ -159,7 +159,10 @@ fn bad_training_data_is_a_clear_error() {
         "y",
     ]);
     assert!(!ok);
-    assert!(text.contains("use logreg, svm or linear_svm"), "{text}");
+    assert!(
+        text.contains("use logreg, svm, linear_svm, vae, gan or dcgan"),
+        "{text}"
+    );
     let (ok, text) = run_gemba(&[
         "train",
         "--model",

@@ -1,0 +1,334 @@
+//! End-to-end tests of `gemba train --model vae|gan|dcgan`, `gemba predict` with a VAE, and VAE
+//! artefacts in the server's model registry.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Server, run_gemba};
+
+/// Normal rows: temp and vib move together (a 1-d process); faults break the relation.
+fn write_sensors(path: &std::path::Path, rows: usize) {
+    let mut state = 777u64;
+    let mut unit = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut out = String::from("ts,temp,vib,pressure,state\n");
+    for i in 0..rows {
+        let fault = i % 5 == 0;
+        let u = unit() * 4.0 - 2.0;
+        let (t, v, p) = (60.0 + 5.0 * u, 1.0 + 0.2 * u, 3.0 - 0.5 * u);
+        let v = if fault {
+            v + 0.8
+        } else {
+            v + 0.01 * (unit() - 0.5)
+        };
+        out.push_str(&format!(
+            "{},{t:.4},{v:.4},{p:.4},{}\n",
+            i,
+            if fault { "fault" } else { "ok" }
+        ));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn vae_trains_on_normal_rows_scores_explains_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("s.csv");
+    write_sensors(&data, 500);
+    let out = dir.path().join("vae.json");
+    let ckpt = dir.path().join("vae.ckpt");
+    let d = data.to_str().unwrap();
+    let train = |epochs: &str, resume: bool| {
+        let mut args = vec![
+            "train",
+            "--model",
+            "vae",
+            "--data",
+            d,
+            "--target",
+            "state",
+            "--normal",
+            "ok",
+            "--drop",
+            "ts",
+            "--epochs",
+            epochs,
+            "--seed",
+            "3",
+            "--batch-size",
+            "32",
+            "--param",
+            "hidden=[16]",
+            "--param",
+            "z_dim=2",
+            "--param",
+            "learning_rate=0.005",
+            "--patience",
+            "0",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        run_gemba(&args)
+    };
+    let (ok, text) = train("40", false);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("epoch   40:") && text.contains("threshold"),
+        "{text}"
+    );
+    let first_run: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("epoch"))
+        .map(|l| l.split("  (").next().unwrap().to_owned())
+        .collect();
+    // A finished run resumed with the same checkpoint has nothing left to train; the curve
+    // from the checkpoint is the same.
+    let (ok, text) = train("40", true);
+    assert!(ok, "{text}");
+    assert!(!text.contains("epoch    1:"), "{text}");
+    assert_eq!(first_run.len(), 40);
+
+    let (ok, text) = run_gemba(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        d,
+        "--explain",
+        "1",
+    ]);
+    assert!(ok, "{text}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(",true,") || l.contains(",false,"))
+        .collect();
+    assert_eq!(lines.len(), 500, "{text}");
+    // Faults (every 5th row) are flagged, mostly because of vib; normal rows are mostly not.
+    let flagged = |keep: &dyn Fn(usize) -> bool| {
+        let rows: Vec<&&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, l)| l)
+            .collect();
+        rows.iter().filter(|l| l.contains(",true,")).count() as f64 / rows.len() as f64
+    };
+    let fault_rate = flagged(&|i| i % 5 == 0);
+    let normal_rate = flagged(&|i| i % 5 != 0);
+    assert!(
+        fault_rate > 0.9 && normal_rate < 0.1,
+        "faults {fault_rate} normal {normal_rate}"
+    );
+    assert!(
+        lines[0].ends_with(",true,vib") || lines[0].contains(",true,vib="),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn vae_artefacts_go_into_the_model_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    let data = dir.path().join("s.csv");
+    write_sensors(&data, 200);
+    let out = dir.path().join("vae.json");
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        data.to_str().unwrap(),
+        "--drop",
+        "ts,state",
+        "--epochs",
+        "3",
+        "--param",
+        "hidden=[8]",
+        "--param",
+        "z_dim=2",
+        "--out",
+        out.to_str().unwrap(),
+        "--register",
+        "m1-vae",
+        "--server",
+        &srv.url(""),
+    ]);
+    assert!(ok, "{text}");
+    let (s, v) = srv.get_json("/api/v1/models");
+    assert_eq!(s, 200);
+    assert_eq!(v["versions"][0]["kind"], "vae", "{v}");
+    assert_eq!(
+        v["versions"][0]["features"],
+        serde_json::json!(["temp", "vib", "pressure"])
+    );
+    let (ok, text) = run_gemba(&[
+        "predict",
+        "--model",
+        "m1-vae@1",
+        "--data",
+        data.to_str().unwrap(),
+        "--server",
+        &srv.url(""),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.starts_with("row,score,anomaly"), "{text}");
+}
+
+#[test]
+fn image_folders_train_a_conv_vae_and_a_dcgan() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    for i in 0..12u32 {
+        let img = image::GrayImage::from_fn(10, 10, |x, y| {
+            image::Luma([if (x + y + i) % 3 == 0 { 220 } else { 30 }])
+        });
+        img.save(imgs.join(format!("c{i:02}.png"))).unwrap();
+    }
+    let out = dir.path().join("img-vae.json");
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        imgs.to_str().unwrap(),
+        "--size",
+        "8x8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--param",
+        "hidden=[16]",
+        "--param",
+        "z_dim=2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("12 images, 8×8×1"), "{text}");
+    let (ok, text) = run_gemba(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        imgs.to_str().unwrap(),
+        "--explain",
+        "2",
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.contains(".png,")).count(),
+        12,
+        "{text}"
+    );
+    assert!(text.contains("c0_y"), "{text}");
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "dcgan",
+        "--data",
+        imgs.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--param",
+        "z_dim=8",
+        "--out",
+        dir.path().join("g.json").to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("trained dcgan"), "{text}");
+}
+
+#[test]
+fn conditional_gan_trains_from_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("s.csv");
+    write_sensors(&data, 200);
+    let out = dir.path().join("gan.json");
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "gan",
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "state",
+        "--drop",
+        "ts",
+        "--epochs",
+        "3",
+        "--param",
+        "hidden=16",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("classes [\"fault\", \"ok\"]"), "{text}");
+    let json = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(gemba_nn::artifact_kind(&json).as_deref(), Some("gan"));
+    let (ok, text) = run_gemba(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("generate data"), "{text}");
+}
+
+#[test]
+fn bad_input_for_the_deep_models_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, text) = run_gemba(&["train", "--model", "vae", "--data", empty.to_str().unwrap()]);
+    assert!(!ok && text.contains("no .png files"), "{text}");
+    std::fs::write(empty.join("x.png"), b"garbage").unwrap();
+    let (ok, text) = run_gemba(&["train", "--model", "vae", "--data", empty.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("x.png") && text.contains("cannot read the image"),
+        "{text}"
+    );
+    let csv = dir.path().join("nan.csv");
+    std::fs::write(&csv, "a,b\n1,2\n3,NaN\n").unwrap();
+    let (ok, text) = run_gemba(&["train", "--model", "vae", "--data", csv.to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("line 3") && text.contains("\"b\""),
+        "{text}"
+    );
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        csv.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(!ok && text.contains("--checkpoint"), "{text}");
+    let (ok, text) = run_gemba(&["train", "--model", "gan", "--data", csv.to_str().unwrap()]);
+    assert!(!ok && text.contains("--target"), "{text}");
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "vae",
+        "--data",
+        csv.to_str().unwrap(),
+        "--param",
+        "zdim=3",
+    ]);
+    assert!(!ok && text.contains("zdim"), "{text}");
+}
