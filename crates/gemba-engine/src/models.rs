@@ -97,9 +97,17 @@ impl Engine {
                 "artefact needs features and at least two classes".into(),
             ));
         }
-        // The whole artefact must load (its parts fit together), or scoring with it would fail
-        // later, far from the request that brought it.
-        gemba_ml::ModelArtifact::from_json(artifact_json).map_err(|e| invalid(e.to_string()))?;
+        // A classifier must load whole (its parts fit together), or scoring it in an alarm rule
+        // would fail later, far from the request that brought it. Neural-network artefacts
+        // (gemba-nn: vae, gan, dcgan) are not scored by the engine; `gemba predict` loads them.
+        if kind.parse::<gemba_ml::ModelKind>().is_ok() {
+            gemba_ml::ModelArtifact::from_json(artifact_json)
+                .map_err(|e| invalid(e.to_string()))?;
+        } else if !matches!(kind.as_str(), "vae" | "gan" | "dcgan") {
+            return Err(invalid(format!(
+                "artefact kind {kind:?} is not one of logistic, svc, linear_svc, vae, gan, dcgan"
+            )));
+        }
         if let Some(a) = asset
             && self.registry().node(a).is_none()
         {
