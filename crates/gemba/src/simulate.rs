@@ -966,8 +966,15 @@ fn demo_run(
         match MqttSink::connect(rt, &cfg, &sim) {
             Ok(s) => {
                 live.push(Box::new(s));
+                // With authentication on, watching needs an API token as the MQTT password.
+                let creds = if engine.config().auth.enabled && !engine.config().mqtt.allow_anonymous
+                {
+                    " -u me -P \"$GEMBA_TOKEN\""
+                } else {
+                    ""
+                };
                 how = format!(
-                    "over MQTT to the embedded broker {host}:{} (watch: mosquitto_sub -h {host} -p {} -t 'gemba/v1/#' -v)",
+                    "over MQTT to the embedded broker {host}:{} (watch: mosquitto_sub -h {host} -p {} -t 'gemba/v1/#' -v{creds})",
                     addr.port(),
                     addr.port()
                 );
@@ -997,10 +1004,20 @@ fn demo_run(
            gemba query events --type custom:fault_onset      injected bearing wear, drifts, sensor faults\n  \
            gemba query series {m0}/vibration_rms --step 10m\n  \
            {server}/api/v1/events?type=move                  lots moving from raw store to shipping\n\
+         {token_hint}\
          Ctrl-C stops; the data stays in {} and the next `gemba demo` continues from it.\n",
         sim.machines().len(),
         dt,
-        demo.data.display()
+        demo.data.display(),
+        token_hint = if engine.config().auth.enabled {
+            format!(
+                "The CLI, curl and mosquitto_sub need an API token (docs/SECURITY.md):\n  \
+                   export GEMBA_TOKEN=$(gemba token create cli --role admin --store {})\n",
+                demo.data.join("gemba.db").display()
+            )
+        } else {
+            String::new()
+        }
     );
     let stats = drive(&mut sim, &mut live, Some(1.0), None, stop, None)?;
     tracing::info!(
