@@ -85,13 +85,40 @@ fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
     t
 }
 
-/// The one-time password printed at the first start.
-fn one_time_password(srv: &Server) -> String {
-    let log = srv.logs();
+/// The one-time password printed at the first start (two lines below its announcement).
+fn one_time_password_in(log: &str) -> String {
     let i = log
         .find("one-time password")
         .unwrap_or_else(|| panic!("no one-time password in the log:\n{log}"));
     log[i..].lines().nth(2).unwrap().trim().to_owned()
+}
+
+fn one_time_password(srv: &Server) -> String {
+    one_time_password_in(&srv.logs())
+}
+
+/// `gemba cert self-signed --out <dir>/tls`; returns the folder with ca.pem, server.pem, server.key.
+fn self_signed_certs(dir: &std::path::Path) -> std::path::PathBuf {
+    let tls = dir.join("tls");
+    let out = Command::new(common::bin())
+        .args(["cert", "self-signed", "--out"])
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tls
+}
+
+/// The value of a metric in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
 }
 
 fn login(srv: &Server, user: &str, password: &str) -> (u16, Option<String>) {
@@ -594,12 +621,7 @@ fn limits_answer_429_413_503_and_cut_slow_clients() {
         "gemba_http_connections_refused_total",
         "gemba_payload_too_large_requests_total",
     ] {
-        let v: f64 = metrics
-            .lines()
-            .find(|l| l.starts_with(m))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{m} missing:\n{metrics}"));
+        let v = metric(&metrics, m);
         assert!(v >= 1.0, "{m} = {v}");
     }
 }
@@ -610,17 +632,7 @@ fn limits_answer_429_413_503_and_cut_slow_clients() {
 fn tls_with_a_self_signed_ca_and_curl() {
     let curl = common::require_program("curl", "curl");
     let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    let out = Command::new(common::bin())
-        .args(["cert", "self-signed", "--out"])
-        .arg(&tls)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tls = self_signed_certs(dir.path());
     for f in ["ca.pem", "server.pem", "server.key"] {
         assert!(tls.join(f).exists(), "{f}");
     }
@@ -695,8 +707,7 @@ fn tls_with_a_self_signed_ca_and_curl() {
     );
     // Sign in over TLS: the cookie is Secure.
     let logtext = std::fs::read_to_string(&log).unwrap();
-    let i = logtext.find("one-time password").unwrap();
-    let pw = logtext[i..].lines().nth(2).unwrap().trim().to_owned();
+    let pw = one_time_password_in(&logtext);
     let out = Command::new(&curl)
         .args(["-sS", "-i", "--cacert"])
         .arg(tls.join("ca.pem"))
@@ -768,12 +779,7 @@ fn mqtt_requires_a_token_when_auth_is_on() {
         );
     }
     let (_, metrics) = call(&srv, "get", "/metrics", Some(&admin), None);
-    let m = metrics.as_str().unwrap();
-    let failures: f64 = m
-        .lines()
-        .find(|l| l.starts_with("gemba_mqtt_auth_failures_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap();
+    let failures = metric(metrics.as_str().unwrap(), "gemba_mqtt_auth_failures_total");
     // The anonymous client is refused by the broker before credentials are checked.
     assert!(failures >= 2.0, "{failures}");
 }
@@ -814,8 +820,7 @@ fn demo_with_auth_and_sign_in_in_chromium() {
         text.contains("over MQTT"),
         "the demo publishes over MQTT:\n{text}"
     );
-    let i = text.find("one-time password").expect("a one-time password");
-    let pw = text[i..].lines().nth(2).unwrap().trim().to_owned();
+    let pw = one_time_password_in(&text);
     let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("login");
     let figures = common::run_browser_script_env(
         "login.mjs",
@@ -847,17 +852,7 @@ fn demo_with_auth_and_sign_in_in_chromium() {
 fn mqtt_over_tls_with_mosquitto_pub_cafile() {
     let pub_bin = common::require_program("mosquitto_pub", "mosquitto-clients");
     let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    let out = Command::new(common::bin())
-        .args(["cert", "self-signed", "--out"])
-        .arg(&tls)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tls = self_signed_certs(dir.path());
     let port = common::free_port();
     let srv = Server::start_in(
         dir.path(),
