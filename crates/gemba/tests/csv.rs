@@ -97,8 +97,9 @@ fn direct_import_into_the_store() {
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{http}\"\n[storage]\npath = \"{}\"\n[plant]\nfile = \"plant.toml\"\n[mqtt]\nmode = \"off\"\n[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n",
-            dir.path().join("data/gemba.db").display()
+            "[server]\nlisten = \"127.0.0.1:{http}\"\n[storage]\npath = \"{}\"\n[plant]\nfile = \"plant.toml\"\n[mqtt]\nmode = \"off\"\n{}",
+            dir.path().join("data/gemba.db").display(),
+            common::AUTH_OFF
         ),
     )
     .unwrap();

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Authentication has its own tests (security.rs); the other servers run without it and without
+/// a rate limit they could reach.
+pub const AUTH_OFF: &str = "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n";
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind an ephemeral port")
@@ -97,11 +101,10 @@ impl Server {
              [mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\nlisten_v5 = \"127.0.0.1:{mqtt_v5}\"\n\
              [plant]\nfile = \"plant.toml\"\n{extra}\n{auth}",
             dir.join("data/gemba.db").display(),
-            // Authentication has its own tests (security.rs); the others run without it.
             auth = if extra.contains("[auth]") {
                 ""
             } else {
-                "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n"
+                AUTH_OFF
             }
         )
         .unwrap();
@@ -392,7 +395,7 @@ pub fn start_demo(dir: &Path, http: u16, history: &str, log: &Path) -> KillOnDro
         std::fs::write(
             &config,
             format!(
-                "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
+                "{AUTH_OFF}[mqtt]\nlisten = \"127.0.0.1:{}\"\nlisten_v5 = \"127.0.0.1:{}\"\n",
                 free_port(),
                 free_port()
             ),
