@@ -69,12 +69,7 @@ impl Engine {
                 "machine: unknown asset {machine:?}"
             )));
         }
-        let signals: Vec<_> = self
-            .registry()
-            .signals_under(machine)
-            .into_iter()
-            .filter(|r| r.def.path.rsplit_once('/').map(|(p, _)| p) == Some(machine))
-            .collect();
+        let signals = self.own_signals(machine);
         let quality = signals
             .iter()
             .find(|r| r.def.spec.as_ref().is_some_and(|s| s.lsl.is_some() || s.usl.is_some()))
@@ -108,8 +103,7 @@ impl Engine {
             .iter()
             .map(|r| self.store().range(r.id, from - 3_600_000, to, 20_000_000))
             .collect::<Result<_, _>>()?;
-        let mut idx = vec![0usize; features.len()];
-        let mut held: Vec<Option<f64>> = vec![None; features.len()];
+        let mut held: Vec<Held> = series.iter().map(|s| Held::new(s)).collect();
         let mut table = Table {
             features: features
                 .iter()
@@ -122,13 +116,11 @@ impl Engine {
             label: "quality".into(),
         };
         for p in parts {
-            for k in 0..features.len() {
-                while idx[k] < series[k].len() && series[k][idx[k]].ts <= p.ts {
-                    held[k] = Some(series[k][idx[k]].value);
-                    idx[k] += 1;
-                }
-            }
-            let Some(row) = held.iter().copied().collect::<Option<Vec<f64>>>() else {
+            let Some(row) = held
+                .iter_mut()
+                .map(|h| h.at(p.ts))
+                .collect::<Option<Vec<f64>>>()
+            else {
                 continue;
             };
             let bad = lsl.is_some_and(|l| p.value < l) || usl.is_some_and(|u| p.value > u);
@@ -137,6 +129,43 @@ impl Engine {
             table.ts.push(p.ts);
         }
         Ok(table)
+    }
+}
+
+/// A series read forward in time: its latest value at or before each asked time.
+struct Held<'a> {
+    series: &'a [gemba_core::Sample],
+    next: usize,
+    value: Option<f64>,
+}
+
+impl<'a> Held<'a> {
+    fn new(series: &'a [gemba_core::Sample]) -> Self {
+        Held {
+            series,
+            next: 0,
+            value: None,
+        }
+    }
+
+    /// The latest value at or before `t`; `t` must not go back in time between calls.
+    fn at(&mut self, t: Timestamp) -> Option<f64> {
+        while let Some(s) = self.series.get(self.next).filter(|s| s.ts <= t) {
+            self.value = Some(s.value);
+            self.next += 1;
+        }
+        self.value
+    }
+}
+
+impl Engine {
+    /// The signals directly under `machine` (not those of assets below it).
+    fn own_signals(&self, machine: &str) -> Vec<crate::Registered> {
+        self.registry()
+            .signals_under(machine)
+            .into_iter()
+            .filter(|r| r.def.path.rsplit_once('/').map(|(p, _)| p) == Some(machine))
+            .collect()
     }
 }
 
@@ -180,12 +209,7 @@ impl Engine {
         if self.registry().node(machine).is_none() {
             return bad(format!("machine: unknown asset {machine:?}"));
         }
-        let own: Vec<_> = self
-            .registry()
-            .signals_under(machine)
-            .into_iter()
-            .filter(|r| r.def.path.rsplit_once('/').map(|(p, _)| p) == Some(machine))
-            .collect();
+        let own = self.own_signals(machine);
         let features: Vec<_> = own
             .iter()
             .filter(|r| r.def.kind == SignalKind::Gauge && !r.def.auto)
@@ -256,27 +280,21 @@ impl Engine {
             quality: format!("{machine} custom:failure"),
             label: "failure".into(),
         };
-        let mut idx = vec![0usize; features.len()];
-        let mut held: Vec<Option<f64>> = vec![None; features.len()];
-        let (mut si, mut st) = (0usize, None);
+        let mut held: Vec<Held> = series.iter().map(|s| Held::new(s)).collect();
+        let mut state_now = Held::new(&states);
         let mut next_failure = 0usize;
         let mut t = req.from + req.step_ms;
         while t <= req.to {
-            for k in 0..features.len() {
-                while idx[k] < series[k].len() && series[k][idx[k]].ts <= t {
-                    held[k] = Some(series[k][idx[k]].value);
-                    idx[k] += 1;
-                }
-            }
-            while si < states.len() && states[si].ts <= t {
-                st = Some(states[si].value);
-                si += 1;
-            }
+            let st = state_now.at(t);
             while next_failure < failures.len() && failures[next_failure].0 <= t {
                 next_failure += 1;
             }
             let down = matches!((state, st), (Some((_, d)), Some(v)) if v == d);
-            if let (false, Some(row)) = (down, held.iter().copied().collect::<Option<Vec<f64>>>()) {
+            let row = held
+                .iter_mut()
+                .map(|h| h.at(t))
+                .collect::<Option<Vec<f64>>>();
+            if let (false, Some(row)) = (down, row) {
                 let label = match failures.get(next_failure) {
                     Some((ft, mode)) if ft - t <= req.horizon_ms => mode.clone(),
                     _ => "ok".to_owned(),
