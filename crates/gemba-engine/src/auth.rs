@@ -15,6 +15,7 @@ use std::sync::Arc;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use gemba_core::Timestamp;
+use gemba_ingest::broker::MqttGrant;
 use gemba_store::{AuditEntry, AuditQuery, Store};
 use serde::{Deserialize, Serialize};
 
@@ -359,13 +360,23 @@ impl Auth {
     }
 
     /// MQTT credentials: Gemba's own clients, or any user name with an API token of role
-    /// operator or higher as the password.
-    pub fn mqtt_login(&self, user: &str, password: &str, now: Timestamp) -> bool {
+    /// operator or higher as the password. A token scoped to an asset may publish and
+    /// subscribe only under that asset's topics.
+    pub fn mqtt_login(&self, user: &str, password: &str, now: Timestamp) -> MqttGrant {
         if user == INTERNAL_MQTT_USER {
-            return same_digest(&sha256_hex(password), &sha256_hex(&self.internal_secret));
+            return if same_digest(&sha256_hex(password), &sha256_hex(&self.internal_secret)) {
+                MqttGrant::Everything
+            } else {
+                MqttGrant::Refused
+            };
         }
-        self.token(password, now)
-            .is_ok_and(|p| p.role >= Role::Operator)
+        match self.token(password, now) {
+            Ok(p) if p.role >= Role::Operator => match p.scope {
+                Some(scope) => MqttGrant::Under(scope),
+                None => MqttGrant::Everything,
+            },
+            _ => MqttGrant::Refused,
+        }
     }
 
     pub fn config(&self) -> &AuthConfig {

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub payload_too_large: Counter,
     /// MQTT connections refused for bad credentials.
     pub mqtt_auth_failures: Counter,
+    /// Publishes and subscriptions refused by a scoped client's topic access, by action
+    /// (`publish`, `subscribe`).
+    pub mqtt_acl_denied: Family<ReasonLabel, Counter>,
     /// Audit entries that could not be written (each is also logged as an error).
     pub audit_failures: Counter,
 }
@@ -146,6 +149,7 @@ impl Metrics {
         let connections_open = Gauge::default();
         let payload_too_large = Counter::default();
         let mqtt_auth_failures = Counter::default();
+        let mqtt_acl_denied = Family::<ReasonLabel, Counter>::default();
         let audit_failures = Counter::default();
         registry.register(
             "auth_denied_requests",
@@ -178,6 +182,11 @@ impl Metrics {
             mqtt_auth_failures.clone(),
         );
         registry.register(
+            "mqtt_acl_denied",
+            "MQTT publishes and subscriptions outside a scoped client's machine, refused",
+            mqtt_acl_denied.clone(),
+        );
+        registry.register(
             "audit_write_failures",
             "Audit entries that could not be written",
             audit_failures.clone(),
@@ -189,6 +198,7 @@ impl Metrics {
             connections_open,
             payload_too_large,
             mqtt_auth_failures,
+            mqtt_acl_denied,
             audit_failures,
             registry,
             points,

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use gemba_ingest::DecodedBatch;
 use gemba_ingest::broker::{
-    BrokerHandle, BrokerTls, EmbeddedBrokerConfig, MqttAuthenticator, start_embedded,
+    AclAction, BrokerHandle, BrokerTls, EmbeddedBrokerConfig, MqttAuthenticator, MqttGrant,
+    start_embedded,
 };
 use gemba_ingest::client::{MqttClientConfig, MqttMessage, SubscriberHandle, spawn_subscriber};
 use gemba_ingest::mqtt::decode_mqtt;
 use tokio::sync::mpsc;
 
 use crate::config::MqttMode;
+use crate::metrics::ReasonLabel;
 use crate::{BatchMode, Engine, EngineError, Source};
 
 /// The running MQTT side of Gemba.
@@ -37,19 +39,36 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
             let secured = engine.config().auth.enabled && !cfg.allow_anonymous;
             let authenticator = secured.then(|| {
                 let e = engine.clone();
-                MqttAuthenticator(Arc::new(move |_client: &str, user: &str, pass: &str| {
-                    let ok = e.auth().mqtt_login(user, pass, e.now());
-                    if !ok {
-                        e.metrics().mqtt_auth_failures.inc();
-                    }
-                    ok
-                }))
+                let counted = engine.clone();
+                MqttAuthenticator {
+                    check: Arc::new(move |_client: &str, user: &str, pass: &str| {
+                        let grant = e.auth().mqtt_login(user, pass, e.now());
+                        if grant == MqttGrant::Refused {
+                            e.metrics().mqtt_auth_failures.inc();
+                        }
+                        grant
+                    }),
+                    on_denied: Arc::new(move |action: AclAction, _topic: &str| {
+                        let reason = match action {
+                            AclAction::Publish => "publish",
+                            AclAction::Subscribe => "subscribe",
+                        };
+                        counted
+                            .metrics()
+                            .mqtt_acl_denied
+                            .get_or_create(&ReasonLabel {
+                                reason: reason.into(),
+                            })
+                            .inc();
+                    }),
+                }
             });
             let broker = start_embedded(EmbeddedBrokerConfig {
                 listen_v4: cfg.listen,
                 listen_v5: cfg.listen_v5,
                 max_payload_bytes: cfg.max_payload_bytes,
                 authenticator,
+                topic_prefix: cfg.topic_prefix.clone(),
                 tls: cfg.tls.as_ref().map(|t| BrokerTls {
                     listen: t.listen,
                     cert_file: t.cert_file.clone(),

@@ -8,17 +8,40 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings, TopicAcl};
 
 use crate::MqttError;
+use crate::mqtt::topic_in_scope;
 
-/// Checks MQTT credentials: `(client id, user name, password) -> allowed`. It may block (a
-/// store lookup); the broker calls it on the blocking pool.
+pub use rumqttd::AclAction;
+
+/// What a client's credentials allow on the embedded broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttGrant {
+    /// Wrong, unknown, expired or too weak credentials: the connection is refused.
+    Refused,
+    /// Every topic.
+    Everything,
+    /// Publish and subscribe only under this asset path (`site/area/line/machine` or a
+    /// prefix of it) in Gemba's topic scheme: `<prefix>/<asset path>/…`.
+    Under(String),
+}
+
+/// Checks MQTT credentials: `(client id, user name, password) -> grant`. It may block (a store
+/// lookup); the broker calls it on the blocking pool when a client connects.
 #[derive(Clone)]
-pub struct MqttAuthenticator(pub Arc<CredentialCheck>);
+pub struct MqttAuthenticator {
+    pub check: Arc<CredentialCheck>,
+    /// Called (on the broker's router thread: it must not block) for every publish or
+    /// subscription refused by a client's topic access, with the action and the topic.
+    pub on_denied: Arc<DenialHook>,
+}
 
-/// `(client id, user name, password) -> allowed`.
-pub type CredentialCheck = dyn Fn(&str, &str, &str) -> bool + Send + Sync;
+/// `(action, topic)` of a refused publish or subscription.
+pub type DenialHook = dyn Fn(AclAction, &str) + Send + Sync;
+
+/// `(client id, user name, password) -> grant`.
+pub type CredentialCheck = dyn Fn(&str, &str, &str) -> MqttGrant + Send + Sync;
 
 impl std::fmt::Debug for MqttAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,7 +51,7 @@ impl std::fmt::Debug for MqttAuthenticator {
 
 impl PartialEq for MqttAuthenticator {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.check, &other.check)
     }
 }
 
@@ -45,6 +68,8 @@ pub struct EmbeddedBrokerConfig {
     pub max_inflight: usize,
     /// Credentials are required when set; anonymous clients are accepted when `None`.
     pub authenticator: Option<MqttAuthenticator>,
+    /// The topic prefix of Gemba's scheme, for the topic access of scoped clients.
+    pub topic_prefix: String,
     /// An MQTT 3.1.1 listener over TLS (address, certificate chain PEM, private key PEM).
     pub tls: Option<BrokerTls>,
 }
@@ -66,6 +91,7 @@ impl Default for EmbeddedBrokerConfig {
             max_connections: 1000,
             max_inflight: 1000,
             authenticator: None,
+            topic_prefix: "gemba/v1".into(),
             tls: None,
         }
     }
@@ -94,18 +120,46 @@ fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerS
         auth: None,
         external_auth: None,
         dynamic_filters: true,
+        acl_handler: None,
     };
-    if let Some(check) = cfg.authenticator.clone() {
-        connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
-            let check = check.clone();
+    if let Some(auth) = cfg.authenticator.clone() {
+        let grant = move |client_id: String, user: String, pass: String| {
+            let check = auth.check.clone();
             async move {
-                let ok = tokio::task::spawn_blocking(move || (check.0)(&client_id, &user, &pass))
+                tokio::task::spawn_blocking(move || (check)(&client_id, &user, &pass))
                     .await
-                    .unwrap_or(false);
+                    .unwrap_or(MqttGrant::Refused)
+            }
+        };
+        let on_connect = grant.clone();
+        connections.set_auth_handler(move |client_id, user, pass| {
+            let grant = on_connect(client_id, user, pass);
+            async move {
+                let ok = grant.await != MqttGrant::Refused;
                 if !ok {
                     tracing::warn!("MQTT connection refused: bad credentials");
                 }
                 ok
+            }
+        });
+        // Asked once more after a successful authentication: the topic access of the
+        // connection, held by the broker for its lifetime.
+        let prefix = cfg.topic_prefix.clone();
+        connections.set_acl_handler(move |client_id, user, pass| {
+            let grant = grant(client_id, user, pass);
+            let prefix = prefix.clone();
+            let on_denied = auth.on_denied.clone();
+            async move {
+                match grant.await {
+                    MqttGrant::Under(scope) => Some(TopicAcl(Arc::new(move |action, topic| {
+                        let ok = topic_in_scope(&prefix, &scope, topic);
+                        if !ok {
+                            on_denied(action, topic);
+                        }
+                        ok
+                    }))),
+                    MqttGrant::Everything | MqttGrant::Refused => None,
+                }
             }
         });
     }

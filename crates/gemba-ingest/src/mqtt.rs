@@ -13,6 +13,16 @@ use serde_json::Value;
 use crate::wire::{Names, decode_json_with, scalar, syntax_error, ts_of, value_of};
 use crate::{DecodeError, DecodedBatch, ItemError, RawPoint};
 
+/// Whether an MQTT topic or subscription filter lies under the asset path `scope` in the topic
+/// scheme `<prefix>/<asset path>/…`. Wildcards are allowed only below the scope: `+` or `#` in
+/// place of one of the scope's own levels reaches outside it.
+pub fn topic_in_scope(prefix: &str, scope: &str, topic: &str) -> bool {
+    topic
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| gemba_core::is_under(rest, scope))
+}
+
 /// Decodes one MQTT message received at `received_at` (ms).
 pub fn decode_mqtt(
     prefix: &str,
@@ -180,6 +190,36 @@ mod tests {
     use crate::RawValue;
 
     const P: &str = "gemba/v1";
+
+    #[test]
+    fn topics_and_filters_in_a_scope() {
+        let m1 = "s1/a1/l1/m1";
+        for t in [
+            "gemba/v1/s1/a1/l1/m1",
+            "gemba/v1/s1/a1/l1/m1/temp",
+            "gemba/v1/s1/a1/l1/m1/#",
+            "gemba/v1/s1/a1/l1/m1/+",
+        ] {
+            assert!(topic_in_scope(P, m1, t), "{t}");
+        }
+        for t in [
+            "gemba/v1/s1/a1/l1/m2/temp",
+            "gemba/v1/s1/a1/l1/m10/temp",
+            "gemba/v1/s1/a1/l1",
+            "gemba/v1/s1/a1/l1/#",
+            "gemba/v1/s1/a1/l1/+/temp",
+            "gemba/v1/#",
+            "#",
+            "gemba/v2/s1/a1/l1/m1/temp",
+            "other/s1/a1/l1/m1/temp",
+            "$share/g/gemba/v1/s1/a1/l1/m1/#",
+        ] {
+            assert!(!topic_in_scope(P, m1, t), "{t}");
+        }
+        // A line scope covers its machines.
+        assert!(topic_in_scope(P, "s1/a1/l1", "gemba/v1/s1/a1/l1/m2/temp"));
+        assert!(!topic_in_scope(P, "s1/a1/l1", "gemba/v1/s1/a1/l2/m1/temp"));
+    }
 
     #[test]
     fn single_sample_payloads() {

@@ -785,6 +785,110 @@ fn mqtt_requires_a_token_when_auth_is_on() {
     assert!(failures >= 2.0, "{failures}");
 }
 
+/// A token scoped to a machine reaches only that machine's topics on the embedded broker:
+/// publishes (single, batch, last will) and subscriptions elsewhere are refused and counted.
+#[test]
+fn mqtt_topic_access_follows_the_token_scope() {
+    let pub_bin = common::require_program("mosquitto_pub", "mosquitto-clients");
+    let sub_bin = common::require_program("mosquitto_sub", "mosquitto-clients");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let m1 = token(&srv, "m1 plc", "operator", Some("s1/a1/l1/m1"));
+    let admin = token(&srv, "reader", "admin", None);
+    let port = srv.mqtt.to_string();
+    let mosquitto = |bin: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["-h", "127.0.0.1", "-p", &port, "-u", "m1", "-P", &m1]);
+        cmd.args(args);
+        cmd.output().unwrap()
+    };
+    let publish = |topic: &str, value: &str, extra: &[&str]| {
+        let mut args = vec!["-q", "1", "-t", topic, "-m", value];
+        args.extend_from_slice(extra);
+        mosquitto(&pub_bin, &args)
+    };
+
+    // Its own machine: a sample and a machine batch are stored.
+    let own = publish("gemba/v1/s1/a1/l1/m1/temp", "321", &[]);
+    assert!(own.status.success(), "{own:?}");
+    let batch = publish("gemba/v1/s1/a1/l1/m1", r#"{"values": {"speed": 322}}"#, &[]);
+    assert!(batch.status.success(), "{batch:?}");
+
+    // Another machine, another line, outside the scheme: refused before the acknowledgement.
+    for topic in [
+        "gemba/v1/s1/a1/l1/m2/temp",
+        "gemba/v1/s1/a1/l1/m2",
+        "gemba/v1/s1/a1/l2/m1/temp",
+        "elsewhere/s1/a1/l1/m1/temp",
+    ] {
+        let out = publish(topic, "323", &[]);
+        assert!(!out.status.success(), "{topic} was accepted: {out:?}");
+    }
+    // A last will on another machine's topic: the connection itself is refused.
+    let will = publish(
+        "gemba/v1/s1/a1/l1/m1/temp",
+        "324",
+        &[
+            "--will-topic",
+            "gemba/v1/s1/a1/l1/m2/state",
+            "--will-payload",
+            "down",
+        ],
+    );
+    assert!(!will.status.success(), "a foreign last will was accepted");
+
+    // Subscriptions: its own machine is fine, the whole plant is not.
+    let wide = mosquitto(&sub_bin, &["-t", "gemba/v1/#", "-C", "1", "-W", "3"]);
+    // mosquitto_sub reports a refused filter (SUBACK 0x80) on stderr and exits with 0.
+    assert!(
+        String::from_utf8_lossy(&wide.stderr).contains("subscription requests were denied"),
+        "gemba/v1/# was granted: {wide:?}"
+    );
+    let narrow = std::thread::scope(|s| {
+        let sub = s.spawn(|| {
+            mosquitto(
+                &sub_bin,
+                &["-t", "gemba/v1/s1/a1/l1/m1/#", "-C", "1", "-W", "10", "-v"],
+            )
+        });
+        // Publish until the subscription is in place and has seen one message.
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(250));
+            if sub.is_finished() {
+                break;
+            }
+            publish("gemba/v1/s1/a1/l1/m1/temp", "325", &[]);
+        }
+        sub.join().unwrap()
+    });
+    assert!(
+        narrow.status.success() && String::from_utf8_lossy(&narrow.stdout).contains("m1/temp"),
+        "{narrow:?}"
+    );
+
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let (_, latest) = call(&srv, "get", "/api/v1/latest?prefix=s1", Some(&admin), None);
+        let v = stored_values(&latest);
+        // latest keeps one value per signal: m1/temp shows 325, sent after 321
+        (v.contains(&325.0) && v.contains(&322.0)).then_some(latest)
+    });
+    let latest = seen.unwrap_or_else(|| {
+        let (_, latest) = call(&srv, "get", "/api/v1/latest?prefix=s1", Some(&admin), None);
+        panic!("the scoped token's own samples were not all stored: {latest}")
+    });
+    assert!(!stored_values(&latest).contains(&323.0), "{latest}");
+    assert!(!latest.to_string().contains("m2"), "{latest}");
+    assert!(!latest.to_string().contains("l2"), "{latest}");
+
+    let (_, metrics) = call(&srv, "get", "/metrics", Some(&admin), None);
+    let text = metrics.as_str().unwrap();
+    let publishes = metric(text, "gemba_mqtt_acl_denied_total{reason=\"publish\"}");
+    let subscribes = metric(text, "gemba_mqtt_acl_denied_total{reason=\"subscribe\"}");
+    // four refused publishes and the refused will (checked once at connect)
+    assert!(publishes >= 5.0, "{publishes}");
+    assert!(subscribes >= 1.0, "{subscribes}");
+}
+
 /// `gemba demo` with authentication on (the default): the simulator still reaches the embedded
 /// broker with the process's own credentials, and a person signs in in Chromium with the printed
 /// one-time password, is made to choose a new one, sees the live plant, and signs out.
