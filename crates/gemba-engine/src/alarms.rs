@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 
 use crate::EngineError;
 use crate::metrics::Metrics;
+
+mod vae;
 use crate::writer::Writer;
 
 const RULE_RECORD: &str = "alarm_rule";
@@ -203,6 +205,39 @@ pub enum RuleKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<String>,
     },
+    /// A variational autoencoder (gemba-nn, MLP) trained on `baseline` windows of `window`
+    /// consecutive rows of the machine's signals: the score (negative ELBO) over a threshold
+    /// learned on held-out normal windows is stored as `<machine>/<score_signal>` (default
+    /// `vae_index`); raised and cleared like `pca`. The network is saved in the model registry
+    /// as `<rule name>-vae`.
+    Vae {
+        machine: String,
+        /// Signal names under the machine (default: every gauge).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signals: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        baseline: Option<Period>,
+        /// Consecutive rows per window (default 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<u32>,
+        /// Quantile of the held-out normal scores that is the threshold (default 0.999).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantile: Option<f64>,
+        /// Training epochs at most (default 60; early stopping on a validation split).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epochs: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raise_after: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear_after: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clear_index: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score_signal: Option<String>,
+        /// As for `pca`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+    },
     /// A registered classifier (logistic regression, SVM) scored on the machine's signals named
     /// like its features: the probability of `classes` (default: every class but the normal one)
     /// is stored as `<machine>/<score_signal>` and raises the alarm after `raise_after` points above
@@ -286,6 +321,22 @@ pub enum Fitted {
     },
     Rul {
         baseline: Period,
+    },
+    Vae {
+        signals: Vec<String>,
+        window: usize,
+        quantile: f64,
+        /// The network in the model registry.
+        model: String,
+        version: u32,
+        threshold: f64,
+        train_windows: usize,
+        holdout_windows: usize,
+        score_signal: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_signal: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gate_state: Option<f64>,
     },
     Model {
         version: u32,
@@ -1084,6 +1135,20 @@ impl ModelEval {
     }
 }
 
+/// The baseline of a multivariate rule, see [`Engine::multivariate_baseline`].
+struct Multivariate {
+    machine: String,
+    /// Signal names under the machine.
+    names: Vec<String>,
+    score_name: String,
+    /// The signals, then the state signal when gated.
+    all: Vec<crate::Registered>,
+    gate: Option<(crate::Registered, f64)>,
+    /// Aligned rows of the signals (the state column removed).
+    rows: Vec<Vec<f64>>,
+    period: Period,
+}
+
 #[derive(Debug)]
 enum Eval {
     /// Evaluated periodically outside the scorer (`Engine::evaluate_periodic_rules`).
@@ -1091,6 +1156,7 @@ enum Eval {
     Threshold(ThresholdEval),
     Spc(SpcEval),
     Pca(PcaEval),
+    Vae(Box<vae::VaeEval>),
     Model(ModelEval),
 }
 
@@ -1608,6 +1674,7 @@ fn rule_type(k: &RuleKind) -> &'static str {
         RuleKind::Threshold { .. } => "threshold",
         RuleKind::Spc { .. } => "spc",
         RuleKind::Pca { .. } => "pca",
+        RuleKind::Vae { .. } => "vae",
         RuleKind::Model { .. } => "model",
         RuleKind::Rul { .. } => "rul",
     }
@@ -1787,6 +1854,15 @@ fn score_batch(
                         verdicts.extend(v);
                     }
                 }
+                Eval::Vae(p) => {
+                    for s in &samples[i..j] {
+                        p.held.set(s.1, s.2);
+                    }
+                    if let Some((index, v)) = p.evaluate(ts) {
+                        out_samples.push(Sample { ts, value: index });
+                        verdicts.extend(v);
+                    }
+                }
                 Eval::Periodic => {}
                 Eval::Model(m) => {
                     for s in &samples[i..j] {
@@ -1802,7 +1878,7 @@ fn score_batch(
                 let signal = match &a.eval {
                     Eval::Threshold(t) => Some(t.signal.clone()),
                     Eval::Spc(t) => Some(t.signal.clone()),
-                    Eval::Pca(_) | Eval::Model(_) | Eval::Periodic => None,
+                    Eval::Pca(_) | Eval::Vae(_) | Eval::Model(_) | Eval::Periodic => None,
                 };
                 match v {
                     Verdict::Raise(ex, message) => {
@@ -2171,65 +2247,23 @@ impl crate::Engine {
                 score_signal,
                 state,
             } => {
-                let machine = machine.trim_end_matches('/').to_owned();
-                let score_name = score_signal
-                    .clone()
-                    .unwrap_or_else(|| "anomaly_index".into());
-                check_segment(&score_name)
-                    .map_err(|e| invalid("score_signal", format!("{score_name:?} {e}")))?;
-                let names: Vec<String> = match signals {
-                    Some(s) => s.clone(),
-                    None => self
-                        .registry
-                        .signals_under(&machine)
-                        .into_iter()
-                        .filter(|r| {
-                            r.def.kind == SignalKind::Gauge
-                                && parent(&r.def.path) == machine
-                                && !r.def.path.ends_with(&format!("/{score_name}"))
-                        })
-                        .map(|r| r.def.path.rsplit('/').next().unwrap_or("").to_owned())
-                        .collect(),
-                };
-                if names.len() < 2 {
-                    return Err(invalid(
-                        "signals",
-                        format!(
-                            "PCA needs at least 2 gauge signals under {machine:?}; found {}",
-                            names.len()
-                        ),
-                    ));
-                }
-                if names.contains(&score_name) {
-                    return Err(invalid(
-                        "signals",
-                        format!("{score_name} is the rule's own score signal"),
-                    ));
-                }
-                let regs: Vec<_> = names
-                    .iter()
-                    .map(|n| self.rule_signal(&format!("{machine}/{n}")))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| invalid("signals", e))?;
-                let gate = self.state_gate(&machine, state.as_deref())?;
-                let p = baseline.unwrap_or(Period {
-                    from: now - 2 * 3_600_000,
-                    to: now,
-                });
-                if p.from >= p.to {
-                    return Err(invalid("baseline", "from must be before to"));
-                }
-                let mut all = regs.clone();
-                if let Some((r, _)) = &gate {
-                    all.push(r.clone());
-                }
-                let mut rows = self.aligned_rows(&all, p)?;
-                if let Some((_, g)) = &gate {
-                    rows.retain(|r| r.last() == Some(g));
-                    for r in &mut rows {
-                        r.pop();
-                    }
-                }
+                let Multivariate {
+                    machine,
+                    names,
+                    score_name,
+                    all,
+                    gate,
+                    rows,
+                    period: p,
+                } = self.multivariate_baseline(
+                    "PCA",
+                    machine,
+                    signals.as_deref(),
+                    score_signal.as_deref().unwrap_or("anomaly_index"),
+                    state.as_deref(),
+                    *baseline,
+                    now,
+                )?;
                 let cut = rows.len() * 7 / 10;
                 let opts = PcaOptions {
                     variance: variance.unwrap_or(0.9),
@@ -2242,16 +2276,13 @@ impl crate::Engine {
                     )
                 })?;
                 let out_path = format!("{machine}/{score_name}");
-                let out = match self.registry.get(&out_path) {
-                    Some(r) => r.id,
-                    None => self.define_signal(SignalDef {
-                        description: Some(format!(
-                            "PCA anomaly index of alarm rule {} (above 1: out of control)",
-                            spec.name
-                        )),
-                        ..SignalDef::auto(&out_path)
-                    })?,
-                };
+                let out = self.score_signal_id(SignalDef {
+                    description: Some(format!(
+                        "PCA anomaly index of alarm rule {} (above 1: out of control)",
+                        spec.name
+                    )),
+                    ..SignalDef::auto(&out_path)
+                })?;
                 let components = model.loadings.len();
                 let eval = Eval::Pca(PcaEval {
                     machine: machine.clone(),
@@ -2267,6 +2298,106 @@ impl crate::Engine {
                     holdout_rows: rows.len() - cut,
                     components,
                     score_signal: out_path,
+                    gate_signal: gate.as_ref().map(|g| g.0.def.path.clone()),
+                    gate_state: gate.as_ref().map(|g| g.1),
+                };
+                (
+                    eval,
+                    all.iter().map(|r| r.id).collect(),
+                    Some(out),
+                    machine,
+                    fitted,
+                )
+            }
+            RuleKind::Vae {
+                machine,
+                signals,
+                baseline,
+                window,
+                quantile,
+                epochs,
+                raise_after,
+                clear_after,
+                clear_index,
+                score_signal,
+                state,
+            } => {
+                let window = window.unwrap_or(3);
+                if !(1..=60).contains(&window) {
+                    return Err(invalid("window", format!("{window} must be 1 to 60 rows")));
+                }
+                let quantile = quantile.unwrap_or(0.999);
+                if !(quantile > 0.5 && quantile < 1.0) {
+                    return Err(invalid(
+                        "quantile",
+                        format!("{quantile} must lie in (0.5, 1)"),
+                    ));
+                }
+                let epochs = epochs.unwrap_or(60);
+                if !(1..=1000).contains(&epochs) {
+                    return Err(invalid("epochs", format!("{epochs} must be 1 to 1000")));
+                }
+                let Multivariate {
+                    machine,
+                    names,
+                    score_name,
+                    all,
+                    gate,
+                    rows,
+                    period: p,
+                } = self.multivariate_baseline(
+                    "the VAE",
+                    machine,
+                    signals.as_deref(),
+                    score_signal.as_deref().unwrap_or("vae_index"),
+                    state.as_deref(),
+                    *baseline,
+                    now,
+                )?;
+                let fit = vae::fit(&rows, &names, window as usize, quantile, epochs as usize, 0)
+                    .map_err(|e| {
+                        invalid(
+                            "baseline",
+                            format!("{machine} between {} and {}: {e}", p.from, p.to),
+                        )
+                    })?;
+                let artifact = fit
+                    .vae
+                    .to_json()
+                    .map_err(|e| EngineError::Internal(format!("VAE artefact: {e}")))?;
+                let model_name = format!("{}-vae", spec.name);
+                let version = self
+                    .register_model(&model_name, Some(&machine), &artifact)?
+                    .version;
+                let out = self.score_signal_id(SignalDef {
+                    description: Some(format!(
+                        "VAE anomaly index of alarm rule {} (above 1: anomaly)",
+                        spec.name
+                    )),
+                    ..SignalDef::auto(&format!("{machine}/{score_name}"))
+                })?;
+                let threshold = fit.vae.threshold.value;
+                let eval = Eval::Vae(Box::new(vae::VaeEval {
+                    machine: machine.clone(),
+                    signals: names.clone(),
+                    model: format!("{model_name}@{version}"),
+                    vae: fit.vae,
+                    window: window as usize,
+                    quantile,
+                    held: Held::new(names.len(), gate.as_ref().map(|g| g.1)),
+                    recent: Default::default(),
+                    alarm: pca_alarm(*raise_after, *clear_after, *clear_index, false),
+                }));
+                let fitted = Fitted::Vae {
+                    signals: names,
+                    window: window as usize,
+                    quantile,
+                    model: model_name,
+                    version,
+                    threshold,
+                    train_windows: fit.train_windows,
+                    holdout_windows: fit.holdout_windows,
+                    score_signal: format!("{machine}/{score_name}"),
                     gate_signal: gate.as_ref().map(|g| g.0.def.path.clone()),
                     gate_state: gate.as_ref().map(|g| g.1),
                 };
@@ -2441,17 +2572,14 @@ impl crate::Engine {
                     return Err(invalid("score_signal", "is one of the model's features"));
                 }
                 let out_path = format!("{machine}/{score_name}");
-                let out = match self.registry.get(&out_path) {
-                    Some(r) => r.id,
-                    None => self.define_signal(SignalDef {
-                        description: Some(format!(
-                            "probability from model {model}@{version} (alarm rule {})",
-                            spec.name
-                        )),
-                        range: Some(gemba_core::Range { min: 0.0, max: 1.0 }),
-                        ..SignalDef::auto(&out_path)
-                    })?,
-                };
+                let out = self.score_signal_id(SignalDef {
+                    description: Some(format!(
+                        "probability from model {model}@{version} (alarm rule {})",
+                        spec.name
+                    )),
+                    range: Some(gemba_core::Range { min: 0.0, max: 1.0 }),
+                    ..SignalDef::auto(&out_path)
+                })?;
                 let gate = self.state_gate(&machine, state.as_deref())?;
                 let mut inputs: Vec<SignalId> = regs.iter().map(|r| r.id).collect();
                 if let Some((r, _)) = &gate {
@@ -2504,6 +2632,96 @@ impl crate::Engine {
 
     /// The state signal and state index that gate a rule of `machine`: `state` names the state
     /// (default `running` when the machine's `state` signal knows it; `any`: no gate).
+    /// The id of a rule's score signal: the existing one, or `def` defined now.
+    fn score_signal_id(&self, def: SignalDef) -> Result<SignalId, EngineError> {
+        match self.registry.get(&def.path) {
+            Some(r) => Ok(r.id),
+            None => self.define_signal(def),
+        }
+    }
+
+    /// The baseline of a multivariate rule (`pca`, `vae`): the machine's signals (named, or every
+    /// gauge directly under it but the score signal), aligned in time over `baseline` (default:
+    /// the last two hours), only while the machine is in the gated state (`state`, see
+    /// [`Self::state_gate`]).
+    #[allow(clippy::too_many_arguments)]
+    fn multivariate_baseline(
+        &self,
+        method: &str,
+        machine: &str,
+        signals: Option<&[String]>,
+        score_name: &str,
+        state: Option<&str>,
+        baseline: Option<Period>,
+        now: Timestamp,
+    ) -> Result<Multivariate, EngineError> {
+        let machine = machine.trim_end_matches('/').to_owned();
+        check_segment(score_name)
+            .map_err(|e| invalid("score_signal", format!("{score_name:?} {e}")))?;
+        let names: Vec<String> = match signals {
+            Some(s) => s.to_vec(),
+            None => self
+                .registry
+                .signals_under(&machine)
+                .into_iter()
+                .filter(|r| {
+                    r.def.kind == SignalKind::Gauge
+                        && parent(&r.def.path) == machine
+                        && !r.def.path.ends_with(&format!("/{score_name}"))
+                })
+                .map(|r| r.def.path.rsplit('/').next().unwrap_or("").to_owned())
+                .collect(),
+        };
+        if names.len() < 2 {
+            return Err(invalid(
+                "signals",
+                format!(
+                    "{method} needs at least 2 gauge signals under {machine:?}; found {}",
+                    names.len()
+                ),
+            ));
+        }
+        if names.iter().any(|n| n == score_name) {
+            return Err(invalid(
+                "signals",
+                format!("{score_name} is the rule's own score signal"),
+            ));
+        }
+        let regs: Vec<_> = names
+            .iter()
+            .map(|n| self.rule_signal(&format!("{machine}/{n}")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid("signals", e))?;
+        let gate = self.state_gate(&machine, state)?;
+        let period = baseline.unwrap_or(Period {
+            from: now - 2 * 3_600_000,
+            to: now,
+        });
+        if period.from >= period.to {
+            return Err(invalid("baseline", "from must be before to"));
+        }
+        let mut all = regs;
+        if let Some((r, _)) = &gate {
+            all.push(r.clone());
+        }
+        let mut rows = self.aligned_rows(&all, period)?;
+        if let Some((_, g)) = &gate {
+            rows.retain(|r| r.last() == Some(g));
+            for r in &mut rows {
+                r.pop();
+            }
+        }
+        Ok(Multivariate {
+            machine,
+            names,
+            score_name: score_name.to_owned(),
+            all,
+            gate,
+            rows,
+            period,
+        })
+    }
+
     fn state_gate(
         &self,
         machine: &str,
@@ -2826,6 +3044,54 @@ fn restore(
                     held: Held::new(signals.len(), *gate_state),
                     alarm: pca_alarm(*raise_after, *clear_after, *clear_index, raised),
                 }),
+                inputs,
+                Some(id(score_signal)?),
+            )
+        }
+        (
+            RuleKind::Vae {
+                machine,
+                raise_after,
+                clear_after,
+                clear_index,
+                ..
+            },
+            Fitted::Vae {
+                signals,
+                window,
+                quantile,
+                model,
+                version,
+                score_signal,
+                gate_signal,
+                gate_state,
+                ..
+            },
+        ) => {
+            let machine = machine.trim_end_matches('/').to_owned();
+            let json = crate::models::artifact_json(store, model, *version)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("model {model}@{version} is gone"))?;
+            let net = gemba_nn::Vae::from_json(&json).map_err(|e| e.to_string())?;
+            let mut inputs: Vec<SignalId> = signals
+                .iter()
+                .map(|s| id(&format!("{machine}/{s}")))
+                .collect::<Result<_, _>>()?;
+            if let Some(g) = gate_signal {
+                inputs.push(id(g)?);
+            }
+            (
+                Eval::Vae(Box::new(vae::VaeEval {
+                    machine,
+                    signals: signals.clone(),
+                    model: format!("{model}@{version}"),
+                    vae: net,
+                    window: *window,
+                    quantile: *quantile,
+                    held: Held::new(signals.len(), *gate_state),
+                    recent: Default::default(),
+                    alarm: pca_alarm(*raise_after, *clear_after, *clear_index, raised),
+                })),
                 inputs,
                 Some(id(score_signal)?),
             )

@@ -247,7 +247,7 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let types = ["spc", "pca", "threshold"];
+    let types = ["spc", "pca", "vae", "threshold"];
 
     println!(
         "\nSimulated {} after a {} baseline in {wall:.0} s: {} faults injected, {} machine failures, {} alarm raises.\n",
@@ -258,8 +258,11 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
         raises.len()
     );
     println!(
-        "{:<16} {:<28} {:>8}   {:>12} {:>12} {:>12}",
-        "fault", "machine", "onset", "spc", "pca", "threshold"
+        "{:<16} {:<28} {:>8}   {}",
+        "fault",
+        "machine",
+        "onset",
+        types.map(|t| format!("{t:>12}")).join(" ")
     );
     // kind → rule type → (detected, total, delays)
     let mut summary: BTreeMap<String, BTreeMap<&str, Tally>> = BTreeMap::new();
@@ -289,7 +292,7 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
             });
         }
         println!(
-            "{:<16} {:<28} {:>7.1}h   {:>12} {:>12} {:>12}",
+            "{:<16} {:<28} {:>7.1}h   {}",
             f.kind,
             f.machine
                 .rsplit('/')
@@ -300,17 +303,20 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join("/"),
             (f.onset - start - baseline) as f64 / 3_600_000.0,
-            cells[0],
-            cells[1],
-            cells[2]
+            cells
+                .iter()
+                .map(|c| format!("{c:>12}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     println!(
         "\nDetection rate and median delay per fault kind (each rule type of the faulty machine):"
     );
     println!(
-        "{:<16} {:>22} {:>22} {:>22}",
-        "fault", "spc", "pca", "threshold"
+        "{:<16} {}",
+        "fault",
+        types.map(|t| format!("{t:>22}")).join(" ")
     );
     for (kind, by) in &mut summary {
         let mut row = format!("{kind:<16}");

@@ -14,8 +14,9 @@ pub fn demo_rule_name(machine: &str, what: &str) -> String {
 }
 
 /// The demo's alarm rules, fitted on `[from, to)`: per machine an SPC individuals chart of its
-/// quality characteristic (the gauge with spec limits), a PCA rule over the signals the drive's
-/// physics ties together, and a vibration threshold 6σ above normal. Returns how many were made.
+/// quality characteristic (the gauge with spec limits), a PCA rule and a VAE rule over the
+/// signals the drive's physics ties together, and a vibration threshold 6σ above normal. Returns
+/// how many were made.
 pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usize {
     use gemba_engine::alarms::{Period, RuleKind, RuleSpec, Severity};
     let baseline = Period { from, to };
@@ -56,6 +57,27 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
             .map(|n| (*n).to_owned())
             .collect();
         if have.len() >= 2 {
+            specs.push(RuleSpec {
+                name: demo_rule_name(m, "vae"),
+                severity: Severity::High,
+                description: Some(
+                    "drive signals deviate from normal operation (variational autoencoder)".into(),
+                ),
+                enabled: true,
+                kind: RuleKind::Vae {
+                    machine: (*m).to_owned(),
+                    signals: Some(have.clone()),
+                    baseline: Some(baseline),
+                    window: None,
+                    quantile: None,
+                    epochs: None,
+                    raise_after: Some(30),
+                    clear_after: None,
+                    clear_index: None,
+                    score_signal: None,
+                    state: None,
+                },
+            });
             specs.push(RuleSpec {
                 name: demo_rule_name(m, "pca"),
                 severity: Severity::High,

@@ -352,7 +352,7 @@ fn spc_rule_explains_with_the_rule_and_the_points() {
 /// A sensor bias injected by the simulator on one signal of one machine is caught by the PCA rule
 /// of that machine, and the explanation's top signal is the biased one.
 #[test]
-fn pca_explanation_names_the_perturbed_signal() {
+fn pca_and_vae_explanations_name_the_perturbed_signal() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start_with_plant(dir.path(), SAMPLE_PLANT, "", &[]);
     let machine = "plant1/production/line1/cnc2";
@@ -379,6 +379,29 @@ fn pca_explanation_names_the_perturbed_signal() {
     assert_eq!(s, 201, "{rule}");
     let fitted = &rule["fitted"];
     assert!(fitted["train_rows"].as_u64().unwrap() > 1000, "{fitted}");
+    // The VAE on windows of 3 rows of the same signals, trained on the same baseline.
+    let (s, rule) = srv.post_json(
+        "/api/v1/alarm-rules",
+        &json!({"name": "cnc2-vae", "type": "vae", "machine": machine,
+                "signals": ["spindle_speed", "torque", "motor_current", "power", "vibration_rms"],
+                "baseline": {"from": start, "to": start + 2 * 3_600_000}}),
+    );
+    assert_eq!(s, 201, "{rule}");
+    let fitted = &rule["fitted"];
+    assert!(fitted["train_windows"].as_u64().unwrap() > 1000, "{fitted}");
+    assert!(fitted["threshold"].as_f64().unwrap() > 0.0, "{fitted}");
+    // The network is a version in the model registry, for the machine.
+    let (_, models) = srv.get_json("/api/v1/models");
+    assert!(
+        models["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "cnc2-vae-vae"
+                && m["kind"] == "vae"
+                && m["version"] == fitted["version"]),
+        "{models}"
+    );
 
     // Two more hours, with the bias from 30 min on.
     let faulty = dir.path().join("faulty.toml");
@@ -393,21 +416,23 @@ fn pca_explanation_names_the_perturbed_signal() {
     let from = start + 2 * 3_600_000;
     sim(&faulty, from, "2h");
     stored_until(from + 2 * 3_600_000 - 60_000);
-    let a = wait_alarm(&srv, "", |a| a["rule"] == "cnc2-pca");
     let onset = from + 30 * 60_000;
-    let raised = a["raised_at"].as_i64().unwrap();
-    assert!(
-        raised >= onset && raised < onset + 120_000,
-        "raised {} s after the onset: {a}",
-        (raised - onset) / 1000
-    );
-    let top = &a["explanation"]["contributions"][0];
-    assert_eq!(top["signal"], format!("{machine}/{biased}"), "{a}");
-    // The score is a signal of its own.
-    let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/anomaly_index"));
-    assert!(latest[0]["value"].as_f64().unwrap() > 1.0, "{latest}");
-    // No alarm on the healthy machines of the same runs.
-    assert_eq!(alarms(&srv, "?rule=cnc2-pca").len(), 1);
+    for (rule, score) in [("cnc2-pca", "anomaly_index"), ("cnc2-vae", "vae_index")] {
+        let a = wait_alarm(&srv, "", |a| a["rule"] == rule);
+        let raised = a["raised_at"].as_i64().unwrap();
+        assert!(
+            raised >= onset && raised < onset + 120_000,
+            "{rule} raised {} s after the onset: {a}",
+            (raised - onset) / 1000
+        );
+        let top = &a["explanation"]["contributions"][0];
+        assert_eq!(top["signal"], format!("{machine}/{biased}"), "{a}");
+        // The score is a signal of its own.
+        let (_, latest) = srv.get_json(&format!("/api/v1/latest?prefix={machine}/{score}"));
+        assert!(latest[0]["value"].as_f64().unwrap() > 1.0, "{latest}");
+        // No earlier (false) alarm of the rule in the healthy half hour.
+        assert_eq!(alarms(&srv, &format!("?rule={rule}")).len(), 1, "{rule}");
+    }
 }
 
 /// Defect prediction: the parts' quality results in the store become a training set, a logistic
