@@ -2354,6 +2354,7 @@ impl crate::Engine {
                     *baseline,
                     now,
                 )?;
+                let started = std::time::Instant::now();
                 let fit = vae::fit(&rows, &names, window as usize, quantile, epochs as usize, 0)
                     .map_err(|e| {
                         invalid(
@@ -2361,6 +2362,13 @@ impl crate::Engine {
                             format!("{machine} between {} and {}: {e}", p.from, p.to),
                         )
                     })?;
+                tracing::info!(
+                    rule = %spec.name,
+                    windows = fit.train_windows,
+                    epochs = fit.vae.history.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "vae rule trained"
+                );
                 let artifact = fit
                     .vae
                     .to_json()

@@ -265,12 +265,23 @@ impl SqliteStore {
     }
 
     /// Runs `f` with a pooled read connection.
+    /// Runs `f` on a reader connection inside one read transaction: every statement of `f` sees
+    /// the same snapshot, so a compaction that replaces chunks between reading their metadata
+    /// and their data cannot make a chunk vanish under a reader.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = match self.readers.lock().pop() {
             Some(c) => c,
             None => Self::connect(&self.path, &self.opts, false)?,
         };
-        let out = f(&conn);
+        let out = conn
+            .unchecked_transaction()
+            .map_err(StoreError::from)
+            .and_then(|tx| {
+                let out = f(&tx)?;
+                // Read-only: ending it releases the snapshot.
+                tx.rollback()?;
+                Ok(out)
+            });
         let mut pool = self.readers.lock();
         if pool.len() < 4 {
             pool.push(conn);

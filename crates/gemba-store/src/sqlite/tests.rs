@@ -411,3 +411,44 @@ fn range_inside_a_compacted_chunk_finds_it() {
     let agg = s.aggregate(id, 50_000, 60_000, 5_000).unwrap();
     assert_eq!(agg.buckets.iter().map(|b| b.count).sum::<u64>(), 10);
 }
+
+/// Readers and compaction at once: compaction replaces many small chunks by a few large ones
+/// while a reader lists a signal's chunks and then reads them. Every read must succeed (one
+/// snapshot per read) and see every sample written before it began.
+#[test]
+fn reads_during_compaction_never_lose_a_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(store(&dir));
+    let id = s.put_signal(&SignalDef::auto("a/b/c/d/e")).unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let writer = {
+        let (s, written) = (s.clone(), written.clone());
+        std::thread::spawn(move || {
+            for round in 0..40i64 {
+                // 50 small chunks, then a compaction that merges them.
+                for w in 0..50i64 {
+                    let base = (round * 50 + w) * 10;
+                    let pts: Vec<(i64, f64)> = (0..10).map(|i| (base + i, 1.0)).collect();
+                    s.write(&series(id, &pts)).unwrap();
+                    written.store(base + 10, std::sync::atomic::Ordering::SeqCst);
+                }
+                s.maintain(0).unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let before = written.load(std::sync::atomic::Ordering::SeqCst);
+        let got = s
+            .range(id, 0, i64::MAX, usize::MAX)
+            .unwrap_or_else(|e| panic!("read {reads} failed during compaction: {e}"));
+        assert!(
+            got.len() as i64 >= before,
+            "read {reads} saw {} of {before} samples",
+            got.len()
+        );
+        reads += 1;
+    }
+    writer.join().unwrap();
+    assert!(reads > 10, "only {reads} reads overlapped the compactions");
+}
