@@ -363,6 +363,10 @@ pub struct EvalHorizonArgs {
     /// One row every step.
     #[arg(long, default_value = "1m")]
     pub step: String,
+    /// Training epochs of the conditional GAN that generates rows of the rare failure modes
+    /// (0: no GAN rows).
+    #[arg(long, default_value_t = 200)]
+    pub gan_epochs: usize,
 }
 
 #[derive(Debug, Args)]
