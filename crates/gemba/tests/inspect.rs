@@ -2,7 +2,9 @@
 //! good parts and registered on a running server judges good and defective parts over
 //! `POST /api/v1/inspect`, its heat map points at the defect, results are stored and linked to
 //! part, lot and machine, `gemba inspect DIR` posts a folder (with one broken file), bad requests
-//! get precise 4xx answers, and a token scoped to one machine inspects only for it.
+//! get precise 4xx answers, and a token scoped to one machine inspects only for it. The quality
+//! page is checked in Chromium (`web-tests/inspect.mjs`; needs node, /usr/bin/chromium and
+//! `npm ci --prefix web-tests`, like dashboard.rs).
 
 #![allow(clippy::unwrap_used)]
 
@@ -291,6 +293,13 @@ fn a_conv_vae_inspects_parts_over_http_and_the_cli() {
     }
     let (_, v) = srv.get_json("/api/v1/inspections?part=bad1");
     assert_eq!(v["inspections"][0]["verdict"], "fail", "{v}");
+
+    // The quality page shows the latest inspections with their heat maps (Chromium).
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("inspect");
+    let figures = common::run_browser_script("inspect.mjs", &srv.url(""), &shots, None);
+    assert_eq!(figures["ok"], true, "{figures}");
+    assert!(figures["cards"].as_u64().unwrap() >= 6, "{figures}");
+    eprintln!("quality page: {figures}; screenshot in {}", shots.display());
 }
 
 #[derive(Default, Clone, Copy)]
