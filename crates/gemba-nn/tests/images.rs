@@ -52,7 +52,8 @@ fn broken_uploads_name_the_problem() {
 
 #[test]
 fn the_heat_map_has_the_image_size_and_its_hottest_spot_where_the_error_is() {
-    let big = image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(64, 32, image::Luma([90])));
+    let big =
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(64, 32, image::Luma([90])));
     let (h, w) = (4, 8);
     let mut map = vec![0.01f32; h * w];
     map[2 * w + 6] = 0.9; // row 2, column 6

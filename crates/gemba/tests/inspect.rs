@@ -302,6 +302,9 @@ fn a_conv_vae_inspects_parts_over_http_and_the_cli() {
     eprintln!("quality page: {figures}; screenshot in {}", shots.display());
 }
 
+/// (what, path and query, request, body, expected status, error code, words of the message).
+type Case<'a> = (&'a str, String, Req<'a>, Vec<u8>, u16, &'a str, &'a str);
+
 #[derive(Default, Clone, Copy)]
 struct Req<'a> {
     token: Option<&'a str>,
@@ -440,7 +443,7 @@ fn bad_inspection_requests_get_precise_answers_and_scopes_hold() {
     let good = png_bytes(&part(1, None));
     let m = "/api/v1/inspect?model=cells&machine=s1/a1/l1/m1";
 
-    let cases: Vec<(&str, String, Req<'_>, Vec<u8>, u16, &str, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "truncated PNG",
             m.into(),
