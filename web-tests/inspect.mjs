@@ -1,7 +1,7 @@
 // Browser test of the quality page's visual inspections in Debian's Chromium (playwright-core).
 // Usage: node web-tests/inspect.mjs http://127.0.0.1:PORT OUTDIR
-// Needs a server with some inspections, at least one of them failed (crates/gemba/tests/inspect.rs
-// makes them). Prints the figures as JSON on the last line, saves screenshots in OUTDIR, exits
+// Needs a server with some inspections, at least one of them failed, of lot L-7 (crates/gemba/tests/
+// inspect.rs makes them). Prints the figures as JSON on the last line, saves screenshots in OUTDIR, exits
 // non-zero naming what failed.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -58,6 +58,15 @@ try {
   await page.waitForFunction(() => document.querySelector('[data-testid=inspections] h2')?.textContent === '最新视觉检测', null, { timeout: 15000 });
   figures.fail_label_zh = await page.textContent('[data-testid=inspection][data-verdict=fail] strong');
   check(figures.fail_label_zh === '不合格', `the fail verdict in zh-CN is ${figures.fail_label_zh}`);
+  // The genealogy of lot L-7 (made by crates/gemba/tests/inspect.rs) lists its inspections.
+  await page.goto(`${base}/#/logistics`, { waitUntil: 'load' });
+  await page.selectOption('[data-testid=lang]', 'en');
+  await page.fill('[data-testid=genealogy-lot]', 'L-7');
+  await page.click('[data-testid=genealogy-go]');
+  await page.waitForSelector('[data-testid=genealogy-inspections] tbody tr', { timeout: 15000 });
+  figures.genealogy_inspections = await page.evaluate(() => [...document.querySelectorAll('[data-testid=genealogy-inspections] tbody tr td')]
+    .slice(0, 3).map((td) => td.textContent).join(' '));
+  await page.screenshot({ path: join(outDir, 'genealogy-inspections.png'), fullPage: true });
   check(errors.length === 0, `errors in the page: ${errors.join('; ')}`);
   figures.ok = true;
 } catch (err) {

@@ -145,11 +145,13 @@ fn get_bytes(srv: &Server, path: &str) -> (u16, String, Vec<u8>) {
 fn a_conv_vae_inspects_parts_over_http_and_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start_in(dir.path(), "");
+    // The lot the parts belong to, created by a `lot` event (so the genealogy knows it).
     let (s, v) = srv.post_json(
-        "/api/v1/lots",
-        &json!({"id": "L-7", "product": "cell", "quantity": 100}),
+        "/api/v1/ingest",
+        &json!({"events": [{"ts": common::now_ms() - 60_000, "asset": "s1/a1/l1", "type": "lot",
+                            "lot": "L-7", "product": "cell", "quantity": 100, "location": "s1/a1/l1"}]}),
     );
-    assert!(s == 200 || s == 201, "{s} {v}");
+    assert_eq!(s, 200, "{v}");
     train_conv_vae(dir.path(), 48, "30", Some(&srv));
 
     // Good parts (not seen in training) and defective ones.
@@ -294,11 +296,13 @@ fn a_conv_vae_inspects_parts_over_http_and_the_cli() {
     let (_, v) = srv.get_json("/api/v1/inspections?part=bad1");
     assert_eq!(v["inspections"][0]["verdict"], "fail", "{v}");
 
-    // The quality page shows the latest inspections with their heat maps (Chromium).
+    // The quality page shows the latest inspections with their heat maps, and the genealogy of
+    // lot L-7 its inspections (Chromium).
     let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("inspect");
     let figures = common::run_browser_script("inspect.mjs", &srv.url(""), &shots, None);
     assert_eq!(figures["ok"], true, "{figures}");
     assert!(figures["cards"].as_u64().unwrap() >= 6, "{figures}");
+    assert_eq!(figures["genealogy_inspections"], "L-7 23 8", "{figures}");
     eprintln!("quality page: {figures}; screenshot in {}", shots.display());
 }
 
