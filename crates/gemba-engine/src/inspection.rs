@@ -7,15 +7,17 @@
 //! ([`crate::Engine::set_image_models`]); the engine resolves `name[@version]` in the model
 //! registry, checks the registered kind, loads each version once through the loader and keeps it
 //! (per `name@version`; a version never changes once registered), validates part, lot and machine,
-//! and stores the result (durable before it returns). Everything here is blocking: callers in
+//! and stores the result (durable before it returns); a result with a machine is also written as
+//! a `custom:inspection` event at that machine. Everything here is blocking: callers in
 //! async code use `spawn_blocking`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use gemba_core::check_segment;
-use gemba_store::{InspectionQuery, InspectionRecord};
+use gemba_core::{Event, EventBody, check_segment};
+use gemba_store::{InspectionQuery, InspectionRecord, WriteBatch};
 use parking_lot::Mutex;
+use serde_json::json;
 
 use crate::{Engine, EngineError};
 
@@ -104,6 +106,31 @@ pub struct NewInspection {
     pub machine: Option<String>,
     /// Who sent it (principal name).
     pub by: String,
+}
+
+/// The `custom:inspection` event of a result at its machine: id, verdict, score, threshold,
+/// model, part and lot as attributes.
+fn inspection_event(r: &InspectionRecord) -> Event {
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("inspection".into(), json!(r.id));
+    attrs.insert("verdict".into(), json!(r.verdict));
+    attrs.insert("score".into(), json!(r.score));
+    attrs.insert("threshold".into(), json!(r.threshold));
+    attrs.insert("model".into(), json!(format!("{}@{}", r.model, r.version)));
+    if let Some(p) = &r.part {
+        attrs.insert("part".into(), json!(p));
+    }
+    if let Some(l) = &r.lot {
+        attrs.insert("lot".into(), json!(l));
+    }
+    Event {
+        ts: r.ts,
+        asset: r.machine.clone().unwrap_or_default(),
+        body: EventBody::Custom {
+            name: "inspection".into(),
+        },
+        attrs,
+    }
 }
 
 /// The loader and the loaded models.
@@ -256,6 +283,16 @@ impl Engine {
             .store()
             .put_inspection(&rec, &scored.heat_map_png)
             .map_err(EngineError::from)?;
+        if rec.machine.is_some() {
+            // The result is stored; the event makes it part of the machine's history (events
+            // page, live stream, a genealogy's process data). Losing it loses no result.
+            if let Err(e) = self.writer.write_blocking(WriteBatch {
+                series: Vec::new(),
+                events: vec![inspection_event(&rec)],
+            }) {
+                tracing::warn!(id = rec.id, error = %e, "inspection stored, its event was not");
+            }
+        }
         Ok(rec)
     }
 
