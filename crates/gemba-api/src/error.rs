@@ -116,3 +116,25 @@ impl From<DecodeError> for ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
     }
 }
+
+impl From<gemba_engine::inspection::InspectError> for ApiError {
+    fn from(e: gemba_engine::inspection::InspectError) -> Self {
+        use gemba_engine::inspection::InspectError as E;
+        let msg = e.to_string();
+        match e {
+            E::UnknownModel(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_model", msg),
+            E::WrongModelKind(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_model_kind", msg)
+            }
+            E::BadImage(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_image", msg),
+            E::UnknownLot(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_lot", msg),
+            E::UnknownMachine(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_machine", msg)
+            }
+            E::Invalid { .. } => ApiError::bad_request(msg),
+            E::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg),
+            E::Model(_) => ApiError::internal(msg),
+            E::Engine(e) => ApiError::from(e),
+        }
+    }
+}

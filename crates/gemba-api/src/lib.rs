@@ -6,6 +6,7 @@
 
 mod alarms;
 pub mod error;
+pub mod inspect;
 pub mod logistics;
 mod production;
 mod routes;
@@ -130,6 +131,7 @@ pub fn route_tables() -> impl Iterator<Item = &'static (&'static str, &'static s
     ROUTES
         .iter()
         .chain(logistics::ROUTES)
+        .chain(inspect::ROUTES)
         .chain(security::ROUTES)
         .chain(WEB_ROUTES)
 }
@@ -234,6 +236,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(routes::metrics))
         .merge(logistics::routes())
+        .merge(inspect::routes())
         .merge(security::routes())
         // After every route: authentication, roles, rate limit and audit (docs/SECURITY.md).
         .route_layer(axum::middleware::from_fn_with_state(
@@ -286,6 +289,7 @@ mod tests {
         let sources = [
             include_str!("lib.rs"),
             include_str!("logistics.rs"),
+            include_str!("inspect.rs"),
             include_str!("security.rs"),
         ];
         let mut found = 0;
@@ -315,6 +319,14 @@ mod tests {
             access("POST", "/api/v1/alarm-rules"),
             Some(Access::Role(Role::Engineer))
         );
+        assert_eq!(
+            access("POST", "/api/v1/inspect"),
+            Some(Access::Role(Role::Operator))
+        );
+        assert_eq!(
+            access("GET", "/api/v1/inspections/{id}/heatmap.png"),
+            Some(Access::Role(Role::Viewer))
+        );
     }
 
     /// Every route is documented, and the document names no route the router lacks.
@@ -326,6 +338,7 @@ mod tests {
         let all: Vec<_> = ROUTES
             .iter()
             .chain(logistics::ROUTES)
+            .chain(inspect::ROUTES)
             .chain(security::ROUTES)
             .collect();
         for (method, path, _) in &all {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod datasets;
 pub mod energy;
 pub mod health;
+pub mod inspection;
 pub mod logistics;
 pub mod maintenance;
 pub mod metrics;
@@ -134,6 +135,8 @@ pub struct Engine {
     auth: auth::Auth,
     /// Made on the first pseudonymised export (its secret lives in the data directory).
     pseudonymiser: parking_lot::Mutex<Option<Arc<privacy::Pseudonymiser>>>,
+    /// The image-model loader (installed by the binary) and the loaded models.
+    inspection: inspection::Inspection,
 }
 
 /// Reads and validates a plant file.
@@ -284,6 +287,7 @@ impl Engine {
             maintenance,
             auth,
             pseudonymiser: parking_lot::Mutex::new(None),
+            inspection: inspection::Inspection::default(),
         }))
     }
 

@@ -25,11 +25,14 @@ pub enum NnError {
     #[error("artefact: {0}")]
     Artifact(String),
     /// A folder without a single image.
-    #[error("{}: no .png files in this folder", path.display())]
+    #[error("{}: no .png files in this folder (nor .jpg or .jpeg)", path.display())]
     EmptyFolder { path: PathBuf },
     /// A file that is not a readable image.
     #[error("{}: cannot read the image: {message}", path.display())]
     Image { path: PathBuf, message: String },
+    /// Image bytes (an upload) that do not decode: the decoder's message.
+    #[error("cannot decode the image: {0}")]
+    Decode(String),
     /// Reading or writing a file (checkpoints, image folders).
     #[error("{}: {source}", path.display())]
     Io {

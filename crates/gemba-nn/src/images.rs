@@ -1,15 +1,21 @@
-//! Reading image folders (PNG) into an [`ImageSet`]: decoded, converted to 1 (luma) or 3 (RGB)
-//! channels, resized (triangle filter) to H × W, scaled to [0, 1]. The only file IO of the crate
-//! besides checkpoints.
+//! Reading image folders (PNG, JPEG) into an [`ImageSet`]: decoded, converted to 1 (luma) or 3
+//! (RGB) channels, resized (triangle filter) to H × W, scaled to [0, 1]. The only file IO of the
+//! crate besides checkpoints. The same conversion decodes uploaded bytes ([`decode_image`]), so a
+//! model scores an upload exactly as it saw its training images; [`heat_map_png`] draws a conv
+//! VAE's per-pixel error over the image.
 
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
+use image::{DynamicImage, ImageFormat, RgbImage};
 
 use crate::data::ImageSet;
 use crate::error::{NnError, Result, bad_param};
 
-/// The `.png` files of a folder, sorted by name.
+/// File extensions read as images (case-insensitive).
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
+
+/// The `.png`, `.jpg` and `.jpeg` files of a folder, sorted by name.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|source| NnError::Io {
         path: dir.to_owned(),
@@ -25,7 +31,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
         if p.is_file()
             && p.extension()
                 .and_then(|x| x.to_str())
-                .is_some_and(|x| x.eq_ignore_ascii_case("png"))
+                .is_some_and(|x| IMAGE_EXTENSIONS.iter().any(|e| x.eq_ignore_ascii_case(e)))
         {
             files.push(p);
         }
@@ -39,20 +45,23 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// One image as C·H·W values in [0, 1] (channel-first).
-pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<f32>> {
+fn check_chw(channels: usize, height: usize, width: usize) -> Result<()> {
     if channels != 1 && channels != 3 {
         return Err(bad_param("channels", format!("{channels}: use 1 or 3")));
     }
     if height == 0 || width == 0 {
         return Err(bad_param("size", "height and width must be at least 1"));
     }
-    let img = image::open(path).map_err(|e| NnError::Image {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    Ok(())
+}
+
+/// A decoded image as C·H·W values in [0, 1] (channel-first): resized (triangle filter) to H × W
+/// when its size differs, converted to luma (C = 1) or RGB (C = 3).
+fn to_chw(img: &DynamicImage, channels: usize, height: usize, width: usize) -> Vec<f32> {
+    let resized;
     let img = if img.width() as usize != width || img.height() as usize != height {
-        img.resize_exact(width as u32, height as u32, FilterType::Triangle)
+        resized = img.resize_exact(width as u32, height as u32, FilterType::Triangle);
+        &resized
     } else {
         img
     };
@@ -69,7 +78,129 @@ pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> 
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// One image file as C·H·W values in [0, 1] (channel-first).
+pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<f32>> {
+    check_chw(channels, height, width)?;
+    let img = image::open(path).map_err(|e| NnError::Image {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(to_chw(&img, channels, height, width))
+}
+
+/// An image in memory (PNG or JPEG, recognised by its first bytes), decoded.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
+    if bytes.is_empty() {
+        return Err(NnError::Decode("no bytes (an empty body)".into()));
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| NnError::Decode("neither PNG nor JPEG (unrecognised first bytes)".into()))?;
+    if !matches!(format, ImageFormat::Png | ImageFormat::Jpeg) {
+        return Err(NnError::Decode(format!(
+            "{format:?} images are not read; send PNG or JPEG"
+        )));
+    }
+    image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| NnError::Decode(format!("{format:?}: {e}")))
+}
+
+/// Uploaded bytes as the C·H·W values a model of that input reads, converted exactly as
+/// [`read_image`] converts a training file; also the decoded image (for [`heat_map_png`]).
+pub fn decode_image(
+    bytes: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> Result<(Vec<f32>, DynamicImage)> {
+    check_chw(channels, height, width)?;
+    let img = decode(bytes)?;
+    let chw = to_chw(&img, channels, height, width);
+    Ok((chw, img))
+}
+
+/// The largest side of a heat map PNG; larger images are drawn scaled down to it.
+pub const HEAT_MAP_MAX_SIDE: u32 = 512;
+
+/// The colour of a relative error `v` in [0, 1]: blue → cyan → green → yellow → red.
+fn heat_colour(v: f32) -> [f32; 3] {
+    let v = v.clamp(0.0, 1.0) * 4.0;
+    let (r, g, b) = match v {
+        v if v < 1.0 => (0.0, v, 1.0),
+        v if v < 2.0 => (0.0, 1.0, 2.0 - v),
+        v if v < 3.0 => (v - 2.0, 1.0, 0.0),
+        v => (1.0, 4.0 - v, 0.0),
+    };
+    [r * 255.0, g * 255.0, b * 255.0]
+}
+
+/// A PNG of a conv VAE's per-pixel heat map (`map`: H × W, e.g. [`crate::Vae::heat_map`]) laid
+/// over the image it was computed for: the map is scaled (bilinear) to the image's own size
+/// (at most [`HEAT_MAP_MAX_SIDE`] per side, keeping the aspect ratio), each pixel's error divided
+/// by the largest one of the map, coloured blue → red and blended over the image with an opacity
+/// that grows with the error (0.15 at none, 0.75 at the largest). The hottest spot of every map
+/// is red; compare scores, not colours, across images.
+pub fn heat_map_png(
+    map: &[f32],
+    height: usize,
+    width: usize,
+    image: &DynamicImage,
+) -> Result<Vec<u8>> {
+    if map.len() != height * width || map.is_empty() {
+        return Err(NnError::Shape {
+            expected: format!("a heat map of {height}×{width} values"),
+            got: format!("{} values", map.len()),
+        });
+    }
+    if let Some(i) = map.iter().position(|v| !v.is_finite()) {
+        return Err(NnError::NonFinite {
+            row: 0,
+            feature: format!("y{}_x{}", i / width, i % width),
+            value: f64::from(map[i]),
+        });
+    }
+    let (iw, ih) = (image.width().max(1), image.height().max(1));
+    let scale = (f64::from(HEAT_MAP_MAX_SIDE) / f64::from(iw.max(ih))).min(1.0);
+    let ow = ((f64::from(iw) * scale).round() as u32).max(width as u32);
+    let oh = ((f64::from(ih) * scale).round() as u32).max(height as u32);
+    let base = image.resize_exact(ow, oh, FilterType::Triangle).to_rgb8();
+    let max = map.iter().copied().fold(0f32, f32::max);
+    let norm: Vec<f32> = map
+        .iter()
+        .map(|v| if max > 0.0 { v / max } else { 0.0 })
+        .collect();
+    let sample = |x: u32, y: u32| -> f32 {
+        // Bilinear, pixel centres aligned.
+        let fx = ((f64::from(x) + 0.5) * width as f64 / f64::from(ow) - 0.5).max(0.0);
+        let fy = ((f64::from(y) + 0.5) * height as f64 / f64::from(oh) - 0.5).max(0.0);
+        let (x0, y0) = (
+            (fx.floor() as usize).min(width - 1),
+            (fy.floor() as usize).min(height - 1),
+        );
+        let (x1, y1) = ((x0 + 1).min(width - 1), (y0 + 1).min(height - 1));
+        let (tx, ty) = ((fx - x0 as f64) as f32, (fy - y0 as f64) as f32);
+        let at = |xx: usize, yy: usize| norm[yy * width + xx];
+        let top = at(x0, y0) * (1.0 - tx) + at(x1, y0) * tx;
+        let bottom = at(x0, y1) * (1.0 - tx) + at(x1, y1) * tx;
+        top * (1.0 - ty) + bottom * ty
+    };
+    let out = RgbImage::from_fn(ow, oh, |x, y| {
+        let v = sample(x, y);
+        let c = heat_colour(v);
+        let a = 0.15 + 0.6 * v;
+        let p = base.get_pixel(x, y).0;
+        image::Rgb(std::array::from_fn(|k| {
+            (f32::from(p[k]) * (1.0 - a) + c[k] * a)
+                .round()
+                .clamp(0.0, 255.0) as u8
+        }))
+    });
+    let mut png = Vec::new();
+    out.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+        .map_err(|e| NnError::Backend(format!("cannot encode the heat map PNG: {e}")))?;
+    Ok(png)
 }
 
 /// Reads the given files into one set.
@@ -86,7 +217,7 @@ pub fn read_images(
     ImageSet::new(channels, height, width, data)
 }
 
-/// Every `.png` of a folder (sorted by name), with the file list.
+/// Every image of a folder (sorted by name), with the file list.
 pub fn read_folder(
     dir: &Path,
     channels: usize,

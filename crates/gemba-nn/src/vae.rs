@@ -398,6 +398,12 @@ impl Vae {
 
     /// Per-pixel heat map (H × W, squared error summed over channels) of one image.
     pub fn heat_map(&self, image: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.score_image(image)?.1)
+    }
+
+    /// The anomaly score of one image (C·H·W values in [0, 1]) and its per-pixel heat map (H × W,
+    /// squared error summed over channels), from one forward pass.
+    pub fn score_image(&self, image: &[f32]) -> Result<(f64, Vec<f32>)> {
         let InputSpec::Image {
             channels,
             height,
@@ -423,7 +429,7 @@ impl Vae {
                 *m += e;
             }
         }
-        Ok(map)
+        Ok((s.score[0], map))
     }
 
     /// Decodes latent draws z ~ N(0, I) into new rows (raw units), `n` of them.

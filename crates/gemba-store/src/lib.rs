@@ -216,6 +216,44 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// One visual inspection result (`POST /api/v1/inspect`), without its heat-map PNG.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InspectionRecord {
+    /// Assigned by the store; 0 before [`Store::put_inspection`].
+    pub id: i64,
+    pub ts: Timestamp,
+    /// The registered model (name and version) that scored the image.
+    pub model: String,
+    pub version: u32,
+    pub score: f64,
+    pub threshold: f64,
+    /// `pass` (score at or below the threshold) or `fail`.
+    pub verdict: String,
+    pub part: Option<String>,
+    pub lot: Option<String>,
+    pub machine: Option<String>,
+    /// The model's input size (the heat map's resolution before scaling).
+    pub width: u32,
+    pub height: u32,
+    /// The largest per-pixel error of the heat map (its red end).
+    pub heat_max: f64,
+    /// Who sent the image (user name or `token:<id>`).
+    pub by: String,
+}
+
+/// A query over inspection results: `from <= ts < to`, optional exact filters, newest first, at
+/// most `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectionQuery {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub part: Option<String>,
+    pub lot: Option<String>,
+    pub machine: Option<String>,
+    pub verdict: Option<String>,
+    pub limit: usize,
+}
+
 /// A stored time-series and asset database. See the crate documentation for the guarantees.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers a signal or updates its definition; the id of a path never changes.
@@ -313,4 +351,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Audit entries matching the query, newest first.
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    /// Stores one inspection result with its heat-map PNG and returns its id. Durable when this
+    /// returns.
+    fn put_inspection(&self, record: &InspectionRecord, heat_map_png: &[u8]) -> Result<i64>;
+
+    /// Inspection results matching the query, newest first.
+    fn inspections(&self, query: &InspectionQuery) -> Result<Vec<InspectionRecord>>;
+
+    /// One inspection result (`None` for an unknown id).
+    fn inspection(&self, id: i64) -> Result<Option<InspectionRecord>>;
+
+    /// The heat-map PNG of one inspection (`None` for an unknown id).
+    fn inspection_heat_map(&self, id: i64) -> Result<Option<Vec<u8>>>;
 }

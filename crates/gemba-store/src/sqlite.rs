@@ -27,7 +27,7 @@ use crate::{
     AggSource, Aggregate, Bucket, EventQuery, MaintenanceReport, Result, SignalId, Store,
     StoreError, StoreStats, StoredEvent, WriteBatch, WriteReceipt,
 };
-use crate::{AuditEntry, AuditQuery, LotRecord, MoveRecord};
+use crate::{AuditEntry, AuditQuery, InspectionQuery, InspectionRecord, LotRecord, MoveRecord};
 
 const SCHEMA_VERSION: i64 = 1;
 const MINUTE: i64 = 60_000;
@@ -199,6 +199,7 @@ impl SqliteStore {
         let conn = Self::connect(path, &opts, true)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(logistics::SCHEMA)?;
+        conn.execute_batch(inspections::SCHEMA)?;
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -807,6 +808,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn put_inspection(&self, record: &InspectionRecord, heat_map_png: &[u8]) -> Result<i64> {
+        inspections::insert(&self.writer.lock(), record, heat_map_png)
+    }
+
+    fn inspections(&self, query: &InspectionQuery) -> Result<Vec<InspectionRecord>> {
+        self.read(|c| inspections::query(c, query))
+    }
+
+    fn inspection(&self, id: i64) -> Result<Option<InspectionRecord>> {
+        self.read(|c| inspections::one(c, id))
+    }
+
+    fn inspection_heat_map(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        self.read(|c| inspections::heat_map(c, id))
+    }
+
     fn record(&self, kind: &str, key: &str) -> Result<Option<String>> {
         self.read(|c| {
             let mut st =
@@ -1150,6 +1167,7 @@ impl Store for SqliteStore {
     }
 }
 
+mod inspections;
 mod logistics;
 #[cfg(test)]
 mod tests;

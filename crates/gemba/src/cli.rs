@@ -36,6 +36,9 @@ pub enum Command {
     /// List and activate the models registered on a server.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Visual inspection: post every image (PNG, JPEG) of a folder to a server's
+    /// POST /api/v1/inspect and print each score and verdict.
+    Inspect(crate::inspect::InspectArgs),
     /// Material lots of a running server (one lot with its stays when LOT is given).
     Lots(crate::logistics::LotsArgs),
     /// Inventory and WIP per location and product, now or --at a past time.

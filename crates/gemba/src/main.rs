@@ -10,6 +10,7 @@ mod eval;
 mod eval_horizon;
 mod eval_nn;
 mod import;
+mod inspect;
 mod logistics;
 mod production;
 mod query;
@@ -50,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),
         Command::Models(cmd) => train::models(cmd),
+        Command::Inspect(args) => inspect::run(args),
         Command::Lots(args) => logistics::lots(args),
         Command::Inventory(args) => logistics::inventory(args),
         Command::Genealogy(args) => logistics::genealogy(args),

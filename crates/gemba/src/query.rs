@@ -59,7 +59,7 @@ pub fn post_json(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<
 }
 
 /// The body of a reply, or an error with the server's message when the status is not a success.
-fn reply(mut resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
+pub(crate) fn reply(mut resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
     let status = resp.status();
     let body = resp
         .body_mut()

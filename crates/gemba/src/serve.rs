@@ -89,6 +89,8 @@ async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()
     let store_path = config.storage.path.clone();
     let engine = Engine::open(config, Arc::new(SystemClock))
         .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
+    // Visual inspection scores with gemba-nn's conv VAE, which only the binary links.
+    engine.set_image_models(Arc::new(crate::inspect::NnImageModels));
     let one_time = engine
         .auth()
         .bootstrap(engine.now())

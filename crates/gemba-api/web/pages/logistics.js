@@ -40,9 +40,28 @@ async function showGenealogy(box, lot, direction) {
           h('td.num', {}, num(s.mean, 3)), h('td.num', {}, num(s.max, 3)), h('td', {}, s.unit || ''))))),
         h('ul', {}, w.events.slice(0, 50).map((e) => h('li', {}, `${dateTime(e.ts)} ${e.asset} ${typeLabel(eventType(e))}${e.state ? ` ${e.state}` : ''}${e.good !== undefined ? ` +${e.good}` : ''}`))))))
         : tr('p.muted', 'logistics.no_process'));
+    const inspBox = h('div', { 'data-testid': 'genealogy-inspections' }, tr('p.muted', 'common.loading'));
+    box.append(tr('h3', 'logistics.inspections'), inspBox);
+    await lotInspections(inspBox, g.lots.slice(0, 20).map((n) => n.lot));
   } catch (err) {
     box.replaceChildren(errorBox(err));
   }
+}
+
+/** Visual inspections of the genealogy's lots (GET /api/v1/inspections?lot=…): counts, fails, the latest. */
+async function lotInspections(box, lots) {
+  const rows = [];
+  for (const lot of lots) {
+    const r = await getJSON(`/api/v1/inspections?${qs({ lot, limit: 10000 })}`);
+    if (r.inspections.length) rows.push([lot, r.inspections]);
+  }
+  box.replaceChildren(rows.length
+    ? h('table', {}, h('thead', {}, h('tr', {}, ['logistics.lot', 'logistics.inspected', 'logistics.failed', 'logistics.latest'].map((k) => tr('th', k)))),
+      h('tbody', {}, rows.map(([lot, xs]) => h('tr', {}, h('td', {}, lot), h('td.num', {}, num(xs.length, 0)),
+        h('td.num', {}, num(xs.filter((x) => x.verdict === 'fail').length, 0)),
+        h('td', {}, h('img', { src: xs[0].heat_map_url, alt: t('quality.heat_map'), width: 32, height: 32, style: 'image-rendering: pixelated; vertical-align: middle' }),
+          ' ', t(`quality.verdict_${xs[0].verdict}`), ` ${xs[0].part || ''} ${dateTime(xs[0].ts)}`)))))
+    : tr('p.muted', 'logistics.no_inspections'));
 }
 
 export async function render(root) {

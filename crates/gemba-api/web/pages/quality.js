@@ -1,6 +1,7 @@
 // Quality page: SPC chart of a measured characteristic (GET /api/v1/spc) with its centre line,
 // frozen control limits, the run-rule violations marked, the violations listed with their rule,
-// and capability against the spec limits.
+// and capability against the spec limits; above it, the latest visual inspections
+// (GET /api/v1/inspections) with their heat maps, refreshed every 10 s.
 import { assetTree, getJSON, qs } from '../api.js';
 import { t, num, dateTime } from '../i18n.js';
 import { h, tr } from '../ui.js';
@@ -19,12 +20,42 @@ function qualitySignals(tree) {
 const CHARTS = ['imr', 'xbar_r', 'ewma', 'cusum'];
 const RULES = ['we', 'all'];
 
+/** The latest inspection results, each with its heat map over the image, score and links. */
+function inspections() {
+  const el = h('div.panel', { 'data-testid': 'inspections' });
+  const card = (x) => h('figure.inspection', { 'data-testid': 'inspection', 'data-verdict': x.verdict },
+    h('img', { src: x.heat_map_url, alt: t('quality.heat_map'), title: t('quality.heat_map'), width: 96, height: 96 }),
+    h('figcaption', {},
+      h(`strong.verdict-${x.verdict}`, {}, t(`quality.verdict_${x.verdict}`)), ' ',
+      h('span', { title: t('quality.score_threshold') }, `${num(x.score, 1)} / ${num(x.threshold, 1)}`), h('br'),
+      [x.part, x.lot].filter(Boolean).join(' · ') || '–', h('br'),
+      h('span.muted', {}, `${dateTime(x.ts)} · ${x.model}`)));
+  async function load() {
+    let r;
+    try {
+      r = await getJSON(`/api/v1/inspections?${qs({ limit: 12 })}`);
+    } catch (err) {
+      el.replaceChildren(tr('h2', 'quality.inspections'), h('p.error', {}, t('common.error', { msg: err.message })));
+      return;
+    }
+    el.dataset.count = String(r.inspections.length);
+    el.replaceChildren(tr('h2', 'quality.inspections'), r.inspections.length
+      ? h('div.inspections', {}, r.inspections.map(card))
+      : tr('p.muted', 'quality.no_inspections'));
+  }
+  return { el, load };
+}
+
 export async function render(root) {
   root.append(tr('h1', 'quality.title'));
+  const insp = inspections();
+  root.append(insp.el);
+  await insp.load();
+  const inspTimer = setInterval(insp.load, 10_000);
   const sigs = qualitySignals(await assetTree());
   if (!sigs.length) {
     root.append(tr('p.muted', 'quality.no_signals'));
-    return null;
+    return () => clearInterval(inspTimer);
   }
   const state = { signal: sigs[0].path, chart: 'imr', rules: 'we', hours: 8 };
   const select = (key, options, label) => {
@@ -103,5 +134,5 @@ export async function render(root) {
   }
   await load();
   const timer = setInterval(load, 60_000);
-  return () => { clearInterval(timer); if (plot) plot.destroy(); };
+  return () => { clearInterval(timer); clearInterval(inspTimer); if (plot) plot.destroy(); };
 }

@@ -412,6 +412,7 @@ fn range_inside_a_compacted_chunk_finds_it() {
     assert_eq!(agg.buckets.iter().map(|b| b.count).sum::<u64>(), 10);
 }
 
+<<<<<<< HEAD
 /// Readers and compaction at once: compaction replaces many small chunks by a few large ones
 /// while a reader lists a signal's chunks and then reads them. Every read must succeed (one
 /// snapshot per read) and see every sample written before it began.
@@ -451,4 +452,65 @@ fn reads_during_compaction_never_lose_a_chunk() {
     }
     writer.join().unwrap();
     assert!(reads > 10, "only {reads} reads overlapped the compactions");
+=======
+#[test]
+fn inspections_are_stored_filtered_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |ts: i64, part: &str, lot: &str, verdict: &str| InspectionRecord {
+        id: 0,
+        ts,
+        model: "cells".into(),
+        version: 2,
+        score: ts as f64,
+        threshold: 15.0,
+        verdict: verdict.into(),
+        part: Some(part.into()),
+        lot: Some(lot.into()),
+        machine: Some("s1/a1/l1/cam".into()),
+        width: 16,
+        height: 16,
+        heat_max: 0.5,
+        by: "cam-token".into(),
+    };
+    {
+        let s = store(&dir);
+        for (i, (p, l, v)) in [
+            ("P1", "L1", "pass"),
+            ("P2", "L1", "fail"),
+            ("P3", "L2", "pass"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = s
+                .put_inspection(&rec(10 + i as i64, p, l, v), &[i as u8; 4])
+                .unwrap();
+            assert_eq!(id, i as i64 + 1);
+        }
+    }
+    let s = store(&dir);
+    let q = |lot: Option<&str>, verdict: Option<&str>, limit| InspectionQuery {
+        from: 0,
+        to: 100,
+        part: None,
+        lot: lot.map(str::to_owned),
+        machine: None,
+        verdict: verdict.map(str::to_owned),
+        limit,
+    };
+    let ids = |v: Vec<InspectionRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.inspections(&q(None, None, 10)).unwrap()), [3, 2, 1]);
+    assert_eq!(
+        ids(s.inspections(&q(Some("L1"), None, 10)).unwrap()),
+        [2, 1]
+    );
+    assert_eq!(ids(s.inspections(&q(None, Some("fail"), 10)).unwrap()), [2]);
+    assert_eq!(ids(s.inspections(&q(None, None, 1)).unwrap()), [3]);
+    let two = s.inspection(2).unwrap().unwrap();
+    assert_eq!(two.part.as_deref(), Some("P2"));
+    assert_eq!(two.score, 11.0);
+    assert_eq!(s.inspection_heat_map(2).unwrap().unwrap(), vec![1u8; 4]);
+    assert_eq!(s.inspection(9).unwrap(), None);
+    assert_eq!(s.inspection_heat_map(9).unwrap(), None);
+>>>>>>> inspect
 }
