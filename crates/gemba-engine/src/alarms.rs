@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use crate::EngineError;
 use crate::metrics::Metrics;
 
+#[cfg(feature = "vae")]
 mod vae;
 use crate::writer::Writer;
 
@@ -1156,6 +1157,7 @@ enum Eval {
     Threshold(ThresholdEval),
     Spc(SpcEval),
     Pca(PcaEval),
+    #[cfg(feature = "vae")]
     Vae(Box<vae::VaeEval>),
     Model(ModelEval),
 }
@@ -1854,6 +1856,7 @@ fn score_batch(
                         verdicts.extend(v);
                     }
                 }
+                #[cfg(feature = "vae")]
                 Eval::Vae(p) => {
                     for s in &samples[i..j] {
                         p.held.set(s.1, s.2);
@@ -1878,7 +1881,9 @@ fn score_batch(
                 let signal = match &a.eval {
                     Eval::Threshold(t) => Some(t.signal.clone()),
                     Eval::Spc(t) => Some(t.signal.clone()),
-                    Eval::Pca(_) | Eval::Vae(_) | Eval::Model(_) | Eval::Periodic => None,
+                    #[cfg(feature = "vae")]
+                    Eval::Vae(_) => None,
+                    Eval::Pca(_) | Eval::Model(_) | Eval::Periodic => None,
                 };
                 match v {
                     Verdict::Raise(ex, message) => {
@@ -2309,6 +2314,14 @@ impl crate::Engine {
                     fitted,
                 )
             }
+            #[cfg(not(feature = "vae"))]
+            RuleKind::Vae { .. } => {
+                return Err(invalid(
+                    "type",
+                    "this build of Gemba has no VAE support (the engine's `vae` feature is off)",
+                ));
+            }
+            #[cfg(feature = "vae")]
             RuleKind::Vae {
                 machine,
                 signals,
@@ -3056,6 +3069,7 @@ fn restore(
                 Some(id(score_signal)?),
             )
         }
+        #[cfg(feature = "vae")]
         (
             RuleKind::Vae {
                 machine,

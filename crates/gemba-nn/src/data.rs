@@ -1,7 +1,9 @@
 //! Input data: tables of sensor values (rows × features) and image sets (n × C × H × W), both
 //! f32, checked for shape and finiteness; the standard scaler; seeded random draws.
 
+#[cfg(feature = "nets")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "nets")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +209,7 @@ impl Scaler {
     }
 }
 
+#[cfg(feature = "nets")]
 /// A seeded ChaCha8 stream: the same seed gives the same draws on every platform.
 pub(crate) fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
@@ -214,6 +217,7 @@ pub(crate) fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
     r
 }
 
+#[cfg(feature = "nets")]
 /// Standard normal draws (Box–Muller).
 pub(crate) fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n + 1);
@@ -229,6 +233,7 @@ pub(crate) fn normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     out
 }
 
+#[cfg(feature = "nets")]
 /// A permutation of 0..n (Fisher–Yates).
 pub(crate) fn permutation(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();
@@ -239,6 +244,7 @@ pub(crate) fn permutation(rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
     p
 }
 
+#[cfg(feature = "nets")]
 /// Splits 0..n into (train, validation) at random: the validation part is `fraction` of the rows.
 pub(crate) fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut p = permutation(&mut rng(seed, 1), n);
@@ -247,6 +253,7 @@ pub(crate) fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usiz
     (p, val)
 }
 
+#[cfg(feature = "nets")]
 /// FNV-1a 64 over the values, for the artefact's data fingerprint.
 pub(crate) fn fingerprint(data: &[f32]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

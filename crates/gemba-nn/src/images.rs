@@ -103,9 +103,37 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
             "{format:?} images are not read; send PNG or JPEG"
         )));
     }
-    image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| NnError::Decode(format!("{format:?}: {e}")))
+    // A few compressed bytes can declare a huge image (a decompression bomb): bound the sides
+    // and the decoder's allocations before anything is decoded.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    reader.limits(limits);
+    // zune-jpeg 0.5.15, the JPEG decoder of `image`, panics on some malformed files (found by the
+    // `image_decode` fuzz target; etemesi254/zune-image#409, fixed upstream but not released).
+    // Decoding touches nothing but these bytes, so a panic is caught and answered as what it
+    // is: a file the decoder cannot read.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| {
+            NnError::Decode(format!(
+                "{format:?}: malformed data (the decoder gave up on this file)"
+            ))
+        })?;
+    decoded.map_err(|e| match e {
+        image::ImageError::Limits(_) => NnError::Decode(format!(
+            "{format:?}: larger than {MAX_DECODED_SIDE} × {MAX_DECODED_SIDE} pixels or {} MiB decoded",
+            MAX_DECODED_BYTES >> 20
+        )),
+        e => NnError::Decode(format!("{format:?}: {e}")),
+    })
 }
+
+/// The largest width or height of an image that is decoded.
+pub const MAX_DECODED_SIDE: u32 = 8192;
+/// The most memory the decoder may allocate for one image (a 12-megapixel RGB photo needs 36 MiB).
+pub const MAX_DECODED_BYTES: u64 = 128 << 20;
 
 /// Uploaded bytes as the C·H·W values a model of that input reads, converted exactly as
 /// [`read_image`] converts a training file; also the decoded image (for [`heat_map_png`]).

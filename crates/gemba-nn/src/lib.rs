@@ -7,21 +7,32 @@
 //! (`images`) and the checkpoint file a caller names. No HTTP, MQTT, store or registry; no other
 //! Gemba crate. Artefacts are JSON in the shape the model registry reads.
 
+//!
+//! The networks need the default feature `nets` (Burn). Without it the crate is only the data
+//! types, image decoding and heat maps, thresholds and metrics — what the fuzz targets link.
+
+#[cfg(feature = "nets")]
 pub(crate) mod codec;
 pub mod data;
 pub mod error;
+#[cfg(feature = "nets")]
 pub mod fit;
+#[cfg(feature = "nets")]
 pub mod gan;
 pub mod images;
 pub mod metrics;
+#[cfg(feature = "nets")]
 pub mod nets;
 pub mod threshold;
+#[cfg(feature = "nets")]
 pub mod vae;
 
 pub use data::{ImageSet, Scaler, Table};
 pub use error::{NnError, Result};
+#[cfg(feature = "nets")]
 pub use fit::{EpochReport, TrainHooks};
 pub use threshold::{Threshold, ThresholdMethod};
+#[cfg(feature = "nets")]
 pub use vae::{InputSpec, NnArtifact, ScoreKind, Vae, VaeExplanation, VaeParams, elbo_terms};
 
 /// The `kind` of a stored artefact (`"vae"`, `"gan"`, `"dcgan"`), without decoding weights.
@@ -36,6 +47,7 @@ pub fn artifact_kind(json: &str) -> Option<String> {
 /// The device models train and score on: Burn's default, which is the pure-Rust `flex` CPU
 /// backend unless the crate is built with the `cuda` or `wgpu` feature (GPUs first; the
 /// `BURN_DEVICE` environment variable can name another).
+#[cfg(feature = "nets")]
 pub fn device() -> burn::tensor::Device {
     burn::tensor::Device::default()
 }

@@ -48,6 +48,14 @@ fn broken_uploads_name_the_problem() {
     assert!(msg(b"plain text").contains("neither PNG nor JPEG"));
     assert!(msg(b"").contains("empty"));
     assert!(msg(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 16]).starts_with("Jpeg: "));
+    // Decompression bombs: a few KiB that declare more pixels than the decoder may hold.
+    let wide = image::DynamicImage::ImageLuma8(image::GrayImage::new(9000, 2));
+    let bomb = encoded(&wide, image::ImageFormat::Png);
+    assert!(bomb.len() < 4096, "{} bytes", bomb.len());
+    assert!(msg(&bomb).contains("larger than 8192"), "{}", msg(&bomb));
+    let big = image::DynamicImage::ImageRgba8(image::RgbaImage::new(6000, 6000));
+    let bomb = encoded(&big, image::ImageFormat::Png);
+    assert!(msg(&bomb).contains("MiB decoded"), "{}", msg(&bomb));
 }
 
 #[test]
@@ -73,4 +81,17 @@ fn the_heat_map_has_the_image_size_and_its_hottest_spot_where_the_error_is() {
         heat_map_png(&map[1..], h, w, &big),
         Err(NnError::Shape { .. })
     ));
+}
+
+/// A JPEG the `image_decode` fuzz target made, on which zune-jpeg 0.5.15 panics in its AVX2
+/// inverse DCT (etemesi254/zune-image#409): the upload is an error naming the problem, not a
+/// panic (on a CPU without AVX2 the scalar path may read or refuse it; either way no panic).
+#[test]
+fn a_jpeg_that_panics_the_decoder_is_a_decode_error() {
+    let bytes = include_bytes!("fixtures/zune-jpeg-0.5.15-avx2-panic.jpg");
+    match decode_image(bytes, 3, 12, 16) {
+        Err(NnError::Decode(m)) => assert!(m.starts_with("Jpeg: "), "{m}"),
+        Err(e) => panic!("expected a decode error, got {e}"),
+        Ok((chw, _)) => assert_eq!(chw.len(), 3 * 12 * 16),
+    }
 }

@@ -412,7 +412,6 @@ fn range_inside_a_compacted_chunk_finds_it() {
     assert_eq!(agg.buckets.iter().map(|b| b.count).sum::<u64>(), 10);
 }
 
-<<<<<<< HEAD
 /// Readers and compaction at once: compaction replaces many small chunks by a few large ones
 /// while a reader lists a signal's chunks and then reads them. Every read must succeed (one
 /// snapshot per read) and see every sample written before it began.
@@ -452,7 +451,8 @@ fn reads_during_compaction_never_lose_a_chunk() {
     }
     writer.join().unwrap();
     assert!(reads > 10, "only {reads} reads overlapped the compactions");
-=======
+}
+
 #[test]
 fn inspections_are_stored_filtered_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -512,5 +512,4 @@ fn inspections_are_stored_filtered_and_survive_a_reopen() {
     assert_eq!(s.inspection_heat_map(2).unwrap().unwrap(), vec![1u8; 4]);
     assert_eq!(s.inspection(9).unwrap(), None);
     assert_eq!(s.inspection_heat_map(9).unwrap(), None);
->>>>>>> inspect
 }
