@@ -93,6 +93,31 @@ pub fn read_image(path: &Path, channels: usize, height: usize, width: usize) -> 
 
 /// An image in memory (PNG or JPEG, recognised by its first bytes), decoded.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
+    decode_within(bytes, DecodeLimits::default())
+}
+
+/// How large an image the decoder may produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// The largest width or height.
+    pub max_side: u32,
+    /// The most memory the decoder may allocate.
+    pub max_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    /// 8192 pixels a side and 128 MiB: a 12-megapixel RGB photo needs 36 MiB.
+    fn default() -> Self {
+        DecodeLimits {
+            max_side: 8192,
+            max_bytes: 128 << 20,
+        }
+    }
+}
+
+/// [`decode`] within other limits (the fuzz target uses small ones: the same parsers, smaller
+/// buffers).
+pub fn decode_within(bytes: &[u8], bounds: DecodeLimits) -> Result<DynamicImage> {
     if bytes.is_empty() {
         return Err(NnError::Decode("no bytes (an empty body)".into()));
     }
@@ -106,9 +131,9 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
     // A few compressed bytes can declare a huge image (a decompression bomb): bound the sides
     // and the decoder's allocations before anything is decoded.
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODED_SIDE);
-    limits.max_image_height = Some(MAX_DECODED_SIDE);
-    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    limits.max_image_width = Some(bounds.max_side);
+    limits.max_image_height = Some(bounds.max_side);
+    limits.max_alloc = Some(bounds.max_bytes);
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     reader.limits(limits);
     // zune-jpeg 0.5.15, the JPEG decoder of `image`, panics on some malformed files (found by the
@@ -123,17 +148,13 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage> {
         })?;
     decoded.map_err(|e| match e {
         image::ImageError::Limits(_) => NnError::Decode(format!(
-            "{format:?}: larger than {MAX_DECODED_SIDE} × {MAX_DECODED_SIDE} pixels or {} MiB decoded",
-            MAX_DECODED_BYTES >> 20
+            "{format:?}: larger than {side} × {side} pixels or {} MiB decoded",
+            bounds.max_bytes >> 20,
+            side = bounds.max_side
         )),
         e => NnError::Decode(format!("{format:?}: {e}")),
     })
 }
-
-/// The largest width or height of an image that is decoded.
-pub const MAX_DECODED_SIDE: u32 = 8192;
-/// The most memory the decoder may allocate for one image (a 12-megapixel RGB photo needs 36 MiB).
-pub const MAX_DECODED_BYTES: u64 = 128 << 20;
 
 /// Uploaded bytes as the C·H·W values a model of that input reads, converted exactly as
 /// [`read_image`] converts a training file; also the decoded image (for [`heat_map_png`]).
@@ -143,8 +164,19 @@ pub fn decode_image(
     height: usize,
     width: usize,
 ) -> Result<(Vec<f32>, DynamicImage)> {
+    decode_image_within(bytes, channels, height, width, DecodeLimits::default())
+}
+
+/// [`decode_image`] within other [`DecodeLimits`].
+pub fn decode_image_within(
+    bytes: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+    bounds: DecodeLimits,
+) -> Result<(Vec<f32>, DynamicImage)> {
     check_chw(channels, height, width)?;
-    let img = decode(bytes)?;
+    let img = decode_within(bytes, bounds)?;
     let chw = to_chw(&img, channels, height, width);
     Ok((chw, img))
 }
