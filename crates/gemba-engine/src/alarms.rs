@@ -931,6 +931,20 @@ fn pca_alarm(
     )
 }
 
+/// `; top signal <path> (NN %)` for an alarm message: the largest contribution of `ex`.
+fn top_signal_note(ex: &Explanation) -> String {
+    ex.contributions
+        .first()
+        .map(|c| {
+            format!(
+                "; top signal {} ({:.0} %)",
+                c.signal,
+                100.0 * c.contribution
+            )
+        })
+        .unwrap_or_default()
+}
+
 #[derive(Debug)]
 struct PcaEval {
     machine: String,
@@ -956,17 +970,7 @@ impl PcaEval {
         let verdict = match self.alarm.step(score.index) {
             Step::Raise => {
                 let ex = self.explain(ts, &score);
-                let top = ex
-                    .contributions
-                    .first()
-                    .map(|c| {
-                        format!(
-                            "; top signal {} ({:.0} %)",
-                            c.signal,
-                            100.0 * c.contribution
-                        )
-                    })
-                    .unwrap_or_default();
+                let top = top_signal_note(&ex);
                 let message = format!(
                     "{} deviates from normal operation (PCA index {:.2}{top})",
                     self.machine, score.index

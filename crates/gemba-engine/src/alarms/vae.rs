@@ -9,7 +9,9 @@ use gemba_core::Timestamp;
 use gemba_nn::{Table, Threshold, ThresholdMethod, TrainHooks, Vae, VaeParams};
 use serde_json::json;
 
-use super::{Counted, Explanation, Held, Reading, Row, SignalContribution, Step, Verdict};
+use super::{
+    Counted, Explanation, Held, Reading, Row, SignalContribution, Step, Verdict, top_signal_note,
+};
 
 /// Fewest training windows a rule accepts.
 pub(super) const MIN_TRAIN_WINDOWS: usize = 50;
@@ -144,17 +146,7 @@ impl VaeEval {
         let verdict = match self.alarm.step(index) {
             Step::Raise => {
                 let ex = self.explain(ts, score, &scored.error);
-                let top = ex
-                    .contributions
-                    .first()
-                    .map(|c| {
-                        format!(
-                            "; top signal {} ({:.0} %)",
-                            c.signal,
-                            100.0 * c.contribution
-                        )
-                    })
-                    .unwrap_or_default();
+                let top = top_signal_note(&ex);
                 let message = format!(
                     "{} deviates from normal operation (VAE index {index:.2}{top})",
                     self.machine
