@@ -1,8 +1,10 @@
 //! Remaining useful life from a degradation indicator (e.g. a bearing's vibration RMS): the excess
 //! of the indicator over its normal level is fitted with an exponential in running time,
 //! `excess(t) = exp(c + λ·t)` (least squares on its logarithm, the usual model of run-to-failure
-//! bearing data), and extrapolated to the failure threshold. The band comes from the standard
-//! error of λ (95 %), the health index from how much of the way to the threshold the indicator is.
+//! bearing data), and extrapolated to the failure threshold. The 95 % band is a prediction band by
+//! inverse regression (the noise of a reading plus the uncertainty of the line's level and slope,
+//! widened for autocorrelation); the health index is how much of the way to the threshold the
+//! indicator is.
 
 use serde::{Deserialize, Serialize};
 
@@ -155,12 +157,27 @@ impl DegradationModel {
         // The fitted line pivots on its centre (tm, lm): where it reaches the threshold.
         let t_fail = |l: f64| tm + (target - lm) / l;
         let rul = (t_fail(lambda) - now).max(0.0);
-        let fast = (t_fail(lambda + 1.96 * se) - now).max(0.0);
-        let slow_l = lambda - 1.96 * se;
-        let slow = if slow_l > 0.0 {
-            (t_fail(slow_l) - now).max(0.0)
+        // The 95 % band is a prediction band by inverse regression (Fieller): the times at which
+        // the indicator, not only the fitted line, reaches the threshold with 2.5 % and 97.5 %
+        // probability. Its variance at u = t − tm is the noise of one reading, s², plus the
+        // line's own, s²·infl·(1/m + u²/Sxx) (intercept and slope; infl for autocorrelation):
+        //   (target − lm − λu)² = z²·s²·(1 + infl/m + infl·u²/Sxx),
+        // a quadratic in u whose roots bound the crossing time.
+        let z = 1.96;
+        let s2 = resid / (m - 2.0).max(1.0);
+        let infl = (1.0 + rho) / (1.0 - rho);
+        let d = target - lm;
+        let a = lambda * lambda - z * z * s2 * infl / sxx;
+        let b = -2.0 * lambda * d;
+        let c = d * d - z * z * s2 * (1.0 + infl / m);
+        let disc = b * b - 4.0 * a * c;
+        let (fast, slow) = if a > 0.0 && disc >= 0.0 {
+            let q = disc.sqrt();
+            let (u1, u2) = ((-b - q) / (2.0 * a), (-b + q) / (2.0 * a));
+            ((tm + u1 - now).max(0.0), (tm + u2 - now).max(0.0))
         } else {
-            f64::INFINITY
+            // The slope is too uncertain for the upper bound to reach the threshold.
+            (0.0, f64::INFINITY)
         };
         RulEstimate {
             health,
@@ -209,6 +226,58 @@ mod tests {
             (e.health - (1.0 - 3.69 / 10.0)).abs() < 0.02,
             "{}",
             e.health
+        );
+    }
+
+    /// The band is a prediction band: over 200 noisy runs of the same exponential wear (3 %
+    /// multiplicative noise on the excess), the time at which a *reading* first reaches the
+    /// threshold (as a machine fails: on what the sensor says, not on a noiseless curve) lies
+    /// inside it in at least 90 % of the runs, and the band stays finite and under an hour. The
+    /// former band, from the slope's standard error alone, covers 9 of these 200 (and 6 of 50
+    /// simulated bearings in `gemba eval rul`). With noisier readings the first crossing comes
+    /// earlier than the band expects: 163 of 200 at 5 % noise, 139 at 10 % (docs/ALARMS.md).
+    #[test]
+    fn the_band_covers_the_time_a_reading_reaches_the_threshold() {
+        let m = DegradationModel::new(2.0, 0.1, 12.0).unwrap();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut normal = || {
+            let mut uniform = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            // Box–Muller: one normal draw.
+            (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos()
+        };
+        let (mut covered, mut widths) = (0, Vec::new());
+        for _ in 0..200 {
+            // Readings every 10 s until one reaches the threshold; the model sees the first 2 h.
+            let (mut t, mut y) = (Vec::new(), Vec::new());
+            let mut ts = 0.0;
+            let crossing = loop {
+                let v = 2.0 + 0.5 * (ts / 3600.0_f64).exp() * (0.03 * normal()).exp();
+                if v >= 12.0 {
+                    break ts;
+                }
+                if ts <= 7200.0 {
+                    t.push(ts);
+                    y.push(v);
+                }
+                ts += 10.0;
+            };
+            let truth = crossing - 7200.0;
+            let e = m.estimate(&t, &y);
+            assert!(e.degrading, "{e:?}");
+            let (lo, hi) = (e.rul_low_s.unwrap(), e.rul_high_s.unwrap());
+            assert!(lo <= e.rul_s.unwrap() && e.rul_s.unwrap() <= hi, "{e:?}");
+            covered += usize::from(lo <= truth && truth <= hi);
+            widths.push(hi - lo);
+        }
+        assert!(covered >= 180, "covered {covered} of 200");
+        assert!(
+            widths.iter().all(|w| w.is_finite() && *w < 3600.0),
+            "{widths:?}"
         );
     }
 

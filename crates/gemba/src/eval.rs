@@ -543,6 +543,7 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
         "machine (failure at)", "checkpoints", "first trend", "RMSE (h)", "in band", "NASA score"
     );
     let (mut all_err, mut all_score, mut all_in, mut all_n) = (Vec::new(), 0.0, 0usize, 0usize);
+    let mut all_width: Vec<f64> = Vec::new();
     for (m, fail) in &failures {
         let Some(onset) = onsets
             .iter()
@@ -597,6 +598,7 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
                 if lo <= true_h && true_h <= hi {
                     inside += 1;
                 }
+                all_width.push(hi - lo);
             }
             t += 30 * 60_000;
         }
@@ -624,9 +626,16 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
         all_err.extend(errs);
     }
     if all_n > 0 {
+        let finite: Vec<f64> = all_width
+            .iter()
+            .copied()
+            .filter(|w| w.is_finite())
+            .collect();
         println!(
-            "\nall: {all_n} predictions with a trend, RMSE {:.2} running hours, {all_in} inside their 95 % band, NASA score {all_score:.1} (hours; late predictions cost more)",
-            (all_err.iter().sum::<f64>() / all_n as f64).sqrt()
+            "\nall: {all_n} predictions with a trend, RMSE {:.2} running hours, {all_in} inside their 95 % band (median width {:.2} h; {} open-ended), NASA score {all_score:.1} (hours; late predictions cost more)",
+            (all_err.iter().sum::<f64>() / all_n as f64).sqrt(),
+            median(&mut finite.clone()).unwrap_or(f64::NAN),
+            all_width.len() - finite.len()
         );
     } else {
         println!("\nno prediction: no bearing reached a degradation trend in the run");
