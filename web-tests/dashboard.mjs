@@ -2,27 +2,10 @@
 // download). Usage: node web-tests/dashboard.mjs http://127.0.0.1:PORT OUTDIR
 // Needs a server with live data (`gemba demo`). Prints the measured figures as JSON on the last
 // line and writes them, with screenshots, into OUTDIR. Exits non-zero naming what failed.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { launch } from './browser.mjs';
 
-const [base, outDir] = process.argv.slice(2);
-if (!base || !outDir) {
-  console.error('usage: node web-tests/dashboard.mjs http://127.0.0.1:PORT OUTDIR');
-  process.exit(2);
-}
-const executablePath = process.env.GEMBA_CHROMIUM || '/usr/bin/chromium';
-if (!existsSync(executablePath)) {
-  console.error(`Chromium is missing at ${executablePath}: install it with \`apt-get install -y chromium\` (or set GEMBA_CHROMIUM)`);
-  process.exit(3);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  console.error('playwright-core is missing: run `npm ci --prefix web-tests`');
-  process.exit(3);
-}
-mkdirSync(outDir, { recursive: true });
 
 const LIMITS = { page_load_ms: 1000, chart_render_ms: 2000, heap_growth_bytes: 8 * 1024 * 1024 };
 const figures = {};
@@ -32,12 +15,9 @@ function check(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
-});
+const { base, outDir, browser } = await launch(
+  'node web-tests/dashboard.mjs http://127.0.0.1:PORT OUTDIR',
+);
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, locale: 'en-GB' });
   const page = await context.newPage();

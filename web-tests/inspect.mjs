@@ -3,39 +3,18 @@
 // Needs a server with some inspections, at least one of them failed, of lot L-7 (crates/gemba/tests/
 // inspect.rs makes them). Prints the figures as JSON on the last line, saves screenshots in OUTDIR, exits
 // non-zero naming what failed.
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { launch } from './browser.mjs';
 
-const [base, outDir] = process.argv.slice(2);
-if (!base || !outDir) {
-  console.error('usage: node web-tests/inspect.mjs http://127.0.0.1:PORT OUTDIR');
-  process.exit(2);
-}
-const executablePath = process.env.GEMBA_CHROMIUM || '/usr/bin/chromium';
-if (!existsSync(executablePath)) {
-  console.error(`Chromium is missing at ${executablePath}: install it with \`apt-get install -y chromium\``);
-  process.exit(3);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  console.error('playwright-core is missing: run `npm ci --prefix web-tests`');
-  process.exit(3);
-}
-mkdirSync(outDir, { recursive: true });
 const figures = {};
 const errors = [];
 function check(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
-});
+const { base, outDir, browser } = await launch(
+  'node web-tests/inspect.mjs http://127.0.0.1:PORT OUTDIR',
+);
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
   const page = await context.newPage();

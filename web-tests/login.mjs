@@ -2,40 +2,20 @@
 // Usage: GEMBA_PASSWORD=<one-time password of admin> node web-tests/login.mjs http://127.0.0.1:PORT OUTDIR
 // Needs a server with authentication on whose admin still has the one-time password. Prints the
 // measured figures as JSON on the last line. Exits non-zero naming what failed.
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { launch } from './browser.mjs';
 
-const [base, outDir] = process.argv.slice(2);
 const oneTime = process.env.GEMBA_PASSWORD;
-if (!base || !outDir || !oneTime) {
-  console.error('usage: GEMBA_PASSWORD=… node web-tests/login.mjs http://127.0.0.1:PORT OUTDIR');
-  process.exit(2);
-}
-const executablePath = process.env.GEMBA_CHROMIUM || '/usr/bin/chromium';
-if (!existsSync(executablePath)) {
-  console.error(`Chromium is missing at ${executablePath}: install it with \`apt-get install -y chromium\``);
-  process.exit(3);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  console.error('playwright-core is missing: run `npm ci --prefix web-tests`');
-  process.exit(3);
-}
-mkdirSync(outDir, { recursive: true });
 const step = (msg) => console.error(`login test: ${msg}`);
 function check(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 const figures = {};
 const errors = [];
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-quic'],
-});
+const { base, outDir, browser } = await launch(
+  'GEMBA_PASSWORD=… node web-tests/login.mjs http://127.0.0.1:PORT OUTDIR',
+  { extraOk: Boolean(oneTime) },
+);
 try {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 }, locale: 'en-GB' });
   const page = await context.newPage();

@@ -1,33 +1,14 @@
 // Browser check of the Production and Maintenance pages in Debian's Chromium (playwright-core).
 // Usage: node web-tests/production.mjs http://127.0.0.1:PORT OUTDIR
 // Needs `gemba demo`. Prints the figures as JSON on the last line; screenshots go to OUTDIR.
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { launch } from './browser.mjs';
 
-const [base, outDir] = process.argv.slice(2);
-if (!base || !outDir) {
-  console.error('usage: node web-tests/production.mjs http://127.0.0.1:PORT OUTDIR');
-  process.exit(2);
-}
-const executablePath = process.env.GEMBA_CHROMIUM || '/usr/bin/chromium';
-if (!existsSync(executablePath)) {
-  console.error(`Chromium is missing at ${executablePath}: apt-get install -y chromium`);
-  process.exit(3);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  console.error('playwright-core is missing: run `npm ci --prefix web-tests`');
-  process.exit(3);
-}
-mkdirSync(outDir, { recursive: true });
 const figures = {};
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'],
-});
+const { base, outDir, browser } = await launch(
+  'node web-tests/production.mjs http://127.0.0.1:PORT OUTDIR',
+  { args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'] },
+);
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const errors = [];
