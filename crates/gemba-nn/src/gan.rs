@@ -438,27 +438,15 @@ impl TabularGan {
             }),
             weights: b64_encode(&module_bytes(self.generator.clone())?),
         };
-        serde_json::to_string(&a).map_err(|e| NnError::Artifact(e.to_string()))
+        a.to_json()
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let a: NnArtifact =
-            serde_json::from_str(text).map_err(|e| NnError::Artifact(e.to_string()))?;
-        a.check_version()?;
-        if a.kind != "gan" {
-            return Err(NnError::WrongKind {
-                expected: "gan".into(),
-                got: a.kind,
-            });
-        }
+        let a = NnArtifact::parse_kind(text, "gan")?;
         let params = GanParams::from_json(&a.config)?;
         let (d, k) = (a.feature_names.len(), a.class_names.len());
         let device = crate::device();
-        let dw = a
-            .extra
-            .get("discriminator")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| NnError::Artifact("no discriminator weights".into()))?;
+        let dw = a.discriminator_weights()?;
         Ok(Self {
             generator: load_module(
                 Mlp3::new(params.z_dim + k, params.hidden, d, &device),
@@ -763,19 +751,11 @@ impl Dcgan {
             }),
             weights: b64_encode(&module_bytes(self.generator.clone())?),
         };
-        serde_json::to_string(&a).map_err(|e| NnError::Artifact(e.to_string()))
+        a.to_json()
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let a: NnArtifact =
-            serde_json::from_str(text).map_err(|e| NnError::Artifact(e.to_string()))?;
-        a.check_version()?;
-        if a.kind != "dcgan" {
-            return Err(NnError::WrongKind {
-                expected: "dcgan".into(),
-                got: a.kind,
-            });
-        }
+        let a = NnArtifact::parse_kind(text, "dcgan")?;
         let params = GanParams::from_json(&a.config)?;
         let InputSpec::Image { channels, .. } = a.input else {
             return Err(NnError::Artifact(
@@ -783,11 +763,7 @@ impl Dcgan {
             ));
         };
         let device = crate::device();
-        let dw = a
-            .extra
-            .get("discriminator")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| NnError::Artifact("no discriminator weights".into()))?;
+        let dw = a.discriminator_weights()?;
         Ok(Self {
             generator: load_module(
                 DcGenerator::new(params.z_dim, channels, &device),

@@ -489,7 +489,7 @@ impl Vae {
     }
 
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string(&self.to_artifact()?).map_err(|e| NnError::Artifact(e.to_string()))
+        self.to_artifact()?.to_json()
     }
 
     /// Reads an artefact written by [`Vae::save`].
@@ -573,6 +573,32 @@ impl NnArtifact {
             )));
         }
         Ok(())
+    }
+
+    /// An artefact of `kind` read from JSON: the format version and the kind checked.
+    pub(crate) fn parse_kind(text: &str, kind: &str) -> Result<Self> {
+        let a: NnArtifact =
+            serde_json::from_str(text).map_err(|e| NnError::Artifact(e.to_string()))?;
+        a.check_version()?;
+        if a.kind != kind {
+            return Err(NnError::WrongKind {
+                expected: kind.into(),
+                got: a.kind,
+            });
+        }
+        Ok(a)
+    }
+
+    /// The discriminator's weights of a GAN artefact (base64).
+    pub(crate) fn discriminator_weights(&self) -> Result<&str> {
+        self.extra
+            .get("discriminator")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| NnError::Artifact("no discriminator weights".into()))
+    }
+
+    pub(crate) fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| NnError::Artifact(e.to_string()))
     }
 }
 
