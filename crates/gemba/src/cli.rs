@@ -327,14 +327,24 @@ pub enum EvalCmd {
     Elpv(crate::eval_nn::EvalElpvArgs),
 }
 
+/// The simulated plant of an evaluation (`eval alarms`, `eval rul`, `eval horizon`).
 #[derive(Debug, Args)]
-pub struct EvalRulArgs {
+pub struct SimInputs {
+    /// Plant file (default: the sample plant).
     #[arg(long)]
     pub plant: Option<PathBuf>,
+    /// Scenario file (default: the default scenario with its faults).
     #[arg(long)]
     pub scenario: Option<PathBuf>,
+    /// Seed (overrides the scenario's).
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalRulArgs {
+    #[command(flatten)]
+    pub sim: SimInputs,
     /// Simulated time.
     #[arg(long, default_value = "4d")]
     pub duration: String,
@@ -351,12 +361,8 @@ pub struct EvalRulArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalHorizonArgs {
-    #[arg(long)]
-    pub plant: Option<PathBuf>,
-    #[arg(long)]
-    pub scenario: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub sim: SimInputs,
     /// Simulated time.
     #[arg(long, default_value = "3d")]
     pub duration: String,
@@ -403,15 +409,8 @@ pub struct EvalTeArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalAlarmsArgs {
-    /// Plant file (default: the sample plant).
-    #[arg(long)]
-    pub plant: Option<PathBuf>,
-    /// Scenario file (default: the default scenario with its faults).
-    #[arg(long)]
-    pub scenario: Option<PathBuf>,
-    /// Seed (overrides the scenario's).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub sim: SimInputs,
     /// Simulated time scored after the baseline.
     #[arg(long, default_value = "3d")]
     pub duration: String,

@@ -48,6 +48,16 @@ impl Drop for TempDir {
     }
 }
 
+/// The plant and scenario of an evaluation and an engine on a scratch store for them (removed
+/// with the returned directory).
+pub(crate) fn simulated(
+    sim: &crate::cli::SimInputs,
+) -> anyhow::Result<(gemba_core::Plant, gemba_sim::Scenario, TempDir, Arc<Engine>)> {
+    let (plant, scenario) = load_inputs(sim.plant.as_deref(), sim.scenario.as_deref(), sim.seed)?;
+    let (dir, engine) = scratch_engine(sim.plant.as_deref())?;
+    Ok((plant, scenario, dir, engine))
+}
+
 /// An engine on a scratch store (removed with the returned directory) for the plant file, or the
 /// sample plant; no MQTT, normal sync.
 pub(crate) fn scratch_engine(
@@ -126,9 +136,7 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
     if duration < 3_600_000 {
         anyhow::bail!("--duration: at least 1h, to see faults");
     }
-    let (plant, scenario) =
-        load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
-    let (_dir, engine) = scratch_engine(args.plant.as_deref())?;
+    let (plant, scenario, _dir, engine) = simulated(&args.sim)?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
     let mut start = now - duration - baseline - 60_000;
@@ -501,9 +509,7 @@ pub fn te(args: crate::cli::EvalTeArgs) -> anyhow::Result<()> {
 pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
     let duration =
         parse_duration_ms(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-    let (plant, scenario) =
-        load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
-    let (_dir, engine) = scratch_engine(args.plant.as_deref())?;
+    let (plant, scenario, _dir, engine) = simulated(&args.sim)?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
     let mut start = now - duration - 60_000;

@@ -22,7 +22,7 @@ use gemba_sim::Simulator;
 use serde_json::json;
 
 use crate::cli::EvalHorizonArgs;
-use crate::simulate::{DirectSink, Sink, drive, load_inputs};
+use crate::simulate::{DirectSink, Sink, drive};
 
 /// Counts of one class: (true positives, false positives, false negatives).
 #[derive(Debug, Default, Clone, Copy)]
@@ -297,9 +297,7 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
     let duration = ms("duration", &args.duration)?;
     let horizon = ms("horizon", &args.horizon)?;
     let step = ms("step", &args.step)?;
-    let (plant, scenario) =
-        load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
-    let (_dir, engine) = crate::eval::scratch_engine(args.plant.as_deref())?;
+    let (plant, scenario, _dir, engine) = crate::eval::simulated(&args.sim)?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
     let mut start = now - duration - 60_000;
