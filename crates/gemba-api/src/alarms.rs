@@ -12,16 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{ApiResult, AppState, Params, body_or_error, parse_json};
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, gemba_engine::EngineError> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("alarm task failed: {e}")))?
-        .map_err(ApiError::from)
-}
+use crate::routes::{ApiResult, AppState, Params, blocking, body_or_error, parse_json};
 
 /// `GET /api/v1/alarm-rules`
 pub async fn rules(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {

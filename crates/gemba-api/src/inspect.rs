@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::Role;
 use crate::error::ApiError;
-use crate::routes::{ApiResult, AppState, Params, body_or_error};
+use crate::routes::{ApiResult, AppState, Params, blocking, body_or_error};
 use crate::security::{Access, AuditNote, check_asset_scope};
 
 /// Routes of this file, in the same form as [`crate::ROUTES`]. An inspection camera station is a
@@ -145,9 +145,7 @@ pub async fn inspect(
             "the request body is empty; send the image bytes",
         ));
     }
-    let rec = tokio::task::spawn_blocking(move || engine.inspect(&req, &body))
-        .await
-        .map_err(|e| ApiError::internal(format!("inspection task failed: {e}")))??;
+    let rec = blocking(move || engine.inspect(&req, &body)).await?;
     let mut r = (StatusCode::CREATED, Json(wire(&rec))).into_response();
     r.extensions_mut().insert(AuditNote {
         target: format!("inspection {}", rec.id),
@@ -180,9 +178,7 @@ pub async fn inspections(State(engine): AppState, RawQuery(q): RawQuery) -> ApiR
         verdict,
         limit: p.usize("limit", 100, 10_000)?,
     };
-    let rows = tokio::task::spawn_blocking(move || engine.inspections(&query))
-        .await
-        .map_err(|e| ApiError::internal(format!("inspection task failed: {e}")))??;
+    let rows = blocking(move || engine.inspections(&query)).await?;
     Ok(Json(json!({"inspections": rows.iter().map(wire).collect::<Vec<_>>()})).into_response())
 }
 
@@ -203,9 +199,8 @@ pub async fn inspection(
 ) -> ApiResult {
     Params::parse(q, &[])?;
     let id = inspection_id(&id)?;
-    let rec = tokio::task::spawn_blocking(move || engine.inspection(id))
-        .await
-        .map_err(|e| ApiError::internal(format!("inspection task failed: {e}")))??
+    let rec = blocking(move || engine.inspection(id))
+        .await?
         .ok_or_else(|| no_such(id))?;
     Ok(Json(wire(&rec)).into_response())
 }
@@ -218,9 +213,8 @@ pub async fn heat_map(
 ) -> ApiResult<Response> {
     Params::parse(q, &[])?;
     let id = inspection_id(&id)?;
-    let png = tokio::task::spawn_blocking(move || engine.inspection_heat_map(id))
-        .await
-        .map_err(|e| ApiError::internal(format!("inspection task failed: {e}")))??
+    let png = blocking(move || engine.inspection_heat_map(id))
+        .await?
         .ok_or_else(|| no_such(id))?;
     // A stored result never changes.
     Ok((

@@ -14,18 +14,9 @@ use gemba_engine::production::{By, ProductionConfig};
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{ApiResult, AppState, Params, body_or_error, parse_json};
+use crate::routes::{ApiResult, AppState, Params, blocking, body_or_error, parse_json};
 
 const DAY_MS: i64 = 86_400_000;
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, gemba_engine::EngineError> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("production task failed: {e}")))?
-        .map_err(ApiError::from)
-}
 
 /// `from`/`to` with defaults: the last `days` days up to now.
 fn range(p: &Params, now: i64, days: i64) -> ApiResult<(i64, i64)> {

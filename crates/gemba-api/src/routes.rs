@@ -866,14 +866,29 @@ pub async fn stream_latest(State(engine): AppState, RawQuery(q): RawQuery) -> Ap
         .into_response())
 }
 
+/// Runs `f` on the blocking pool (store calls, training, scoring), so that no async worker
+/// waits; its error becomes the HTTP answer, a panicked task a 500.
+pub(crate) async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> ApiResult<T>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    ApiError: From<E>,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
 /// `GET /api/v1/models`: every registered version and which one is active for which asset.
 pub async fn models(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
     Params::parse(q, &[])?;
-    let (versions, active) = tokio::task::spawn_blocking(move || {
+    let (versions, active) = blocking(move || {
         Ok::<_, gemba_engine::EngineError>((engine.models()?, engine.active_models()?))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("models task failed: {e}")))??;
+    .await?;
     Ok(Json(json!({ "versions": versions, "active": active })).into_response())
 }
 
@@ -904,15 +919,14 @@ pub async fn register_model(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the artefact is not UTF-8"))?
         .to_owned();
-    let version = tokio::task::spawn_blocking(move || {
+    let version = blocking(move || {
         let v = engine.register_model(&name, asset.as_deref(), &text)?;
         if activate && let Some(a) = &asset {
             engine.activate_model(&v.name, v.version, a)?;
         }
         Ok::<_, gemba_engine::EngineError>(v)
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??;
+    .await?;
     Ok((StatusCode::CREATED, Json(version)).into_response())
 }
 
@@ -930,9 +944,8 @@ pub async fn model_artifact(
     Params::parse(q, &[])?;
     let version = model_version(&version)?;
     let (n, v) = (name.clone(), version);
-    let art = tokio::task::spawn_blocking(move || engine.model_artifact(&n, v))
-        .await
-        .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??
+    let art = blocking(move || engine.model_artifact(&n, v))
+        .await?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -952,9 +965,7 @@ pub async fn activate_model(
     let p = Params::parse(q, &["asset"])?;
     let asset = p.required("asset")?.to_owned();
     let version = model_version(&version)?;
-    let active = tokio::task::spawn_blocking(move || engine.activate_model(&name, version, &asset))
-        .await
-        .map_err(|e| ApiError::internal(format!("model task failed: {e}")))??;
+    let active = blocking(move || engine.activate_model(&name, version, &asset)).await?;
     Ok(Json(active).into_response())
 }
 

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{ApiResult, AppState, Format, Params, csv_field, csv_response};
+use crate::routes::{ApiResult, AppState, Format, Params, blocking, csv_field, csv_response};
 
 /// Who may use a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,15 +366,6 @@ impl From<AuthError> for ApiError {
 /// Parses a JSON body with errors that name the field.
 fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(ApiError::from)
 }
 
 fn principal(req_principal: Option<axum::Extension<Principal>>) -> ApiResult<Principal> {
