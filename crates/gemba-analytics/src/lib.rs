@@ -9,6 +9,7 @@ pub mod mspc;
 pub mod oee;
 pub mod rul;
 pub mod spc;
+pub mod window;
 
 pub use monitor::{RuleMonitor, StreamViolation};
 pub use mspc::{PcaMonitor, PcaOptions, PcaScore};

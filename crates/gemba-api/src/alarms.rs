@@ -114,12 +114,17 @@ pub async fn parts_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> Ap
     Ok(crate::routes::csv_response("parts", table.to_csv()))
 }
 
-/// `GET /api/v1/datasets/horizon?machine=…&from=…&to=…&step=1m&horizon=30m`: one CSV row per
-/// step while the machine is not down — its gauges at that instant and the label `failure` (the
-/// mode of its first failure within the horizon, else `ok`); the training set of
-/// failure-within-horizon prediction.
+/// `GET /api/v1/datasets/horizon?machine=…&from=…&to=…&step=1m&horizon=30m[&window=10m,1h][&stats=mean,std,slope]`:
+/// one CSV row per step while the machine is not down — its gauges at that instant (and their
+/// statistics over each trailing window) and the label `failure` (the mode of its first failure
+/// within the horizon, else `ok`); the training set of failure-within-horizon prediction.
 pub async fn horizon_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::parse(q, &["machine", "from", "to", "step", "horizon"])?;
+    let p = Params::parse(
+        q,
+        &[
+            "machine", "from", "to", "step", "horizon", "window", "stats",
+        ],
+    )?;
     let to = p.ts("to")?.unwrap_or_else(|| engine.now());
     let from = p.ts("from")?.unwrap_or(to - 7 * 86_400_000);
     let dur = |k: &str, default: i64| -> ApiResult<i64> {
@@ -142,6 +147,28 @@ pub async fn horizon_dataset(State(engine): AppState, RawQuery(q): RawQuery) -> 
         to,
         step_ms: dur("step", 60_000)?,
         horizon_ms: dur("horizon", 30 * 60_000)?,
+        windows: match p.get("window") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|w| {
+                    gemba_core::time::parse_duration_ms(w.trim())
+                        .and_then(|ms| gemba_engine::datasets::check_window(ms).map(|()| ms))
+                        .map_err(|e| ApiError::param("window", w, e))
+                })
+                .collect::<ApiResult<_>>()?,
+        },
+        stats: match p.get("stats") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|s| {
+                    gemba_analytics::window::Stat::parse(s.trim()).ok_or_else(|| {
+                        ApiError::param("stats", s, "use mean, std, slope, min or max")
+                    })
+                })
+                .collect::<ApiResult<_>>()?,
+        },
     };
     let table = blocking(move || engine.horizon_dataset(&req)).await?;
     Ok(crate::routes::csv_response("horizon", table.to_csv()))

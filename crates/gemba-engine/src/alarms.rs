@@ -1035,15 +1035,131 @@ struct ModelEval {
     name: String,
     artifact: Box<gemba_ml::ModelArtifact>,
     features: Vec<String>,
+    /// Per feature: the input (signal) it is computed from, and its window statistic if any.
+    columns: Vec<(usize, Option<(gemba_analytics::window::Stat, i64)>)>,
+    /// Per input with window features: its trailing samples.
+    rolling: Vec<Option<gemba_analytics::window::Rolling>>,
     watched: Vec<usize>,
+    /// The latest value of each input signal (not of each feature).
     held: Held,
     /// On the probability of the watched classes.
     alarm: Counted,
 }
 
 impl ModelEval {
+    /// The evaluator of `features` (latest values or window statistics of the machine's signals,
+    /// see [`crate::datasets::Feature`]) and the signal names (under the machine) it takes as
+    /// inputs, in slot order; the gate's state signal comes after them.
+    fn new(
+        machine: String,
+        name: String,
+        artifact: gemba_ml::ModelArtifact,
+        watched: Vec<usize>,
+        gate: Option<f64>,
+        alarm: Counted,
+    ) -> Result<(ModelEval, Vec<String>), String> {
+        let features = artifact.feature_names.clone();
+        let mut signals: Vec<String> = Vec::new();
+        let mut longest: Vec<i64> = Vec::new();
+        let mut columns = Vec::with_capacity(features.len());
+        for f in &features {
+            let feature = crate::datasets::Feature::parse(f)?;
+            let slot = match signals.iter().position(|s| *s == feature.signal) {
+                Some(i) => i,
+                None => {
+                    signals.push(feature.signal.clone());
+                    longest.push(0);
+                    signals.len() - 1
+                }
+            };
+            if let Some((_, ms)) = feature.window {
+                longest[slot] = longest[slot].max(ms);
+            }
+            columns.push((slot, feature.window));
+        }
+        let rolling = longest
+            .iter()
+            .map(|&ms| (ms > 0).then(|| gemba_analytics::window::Rolling::new(ms)))
+            .collect();
+        Ok((
+            ModelEval {
+                machine,
+                name,
+                artifact: Box::new(artifact),
+                features,
+                columns,
+                rolling,
+                watched,
+                held: Held::new(signals.len(), gate),
+                alarm,
+            },
+            signals,
+        ))
+    }
+
+    /// Fills the inputs' latest values and windows from the store (`ids` in slot order, the
+    /// gate's state signal last): a rule made or restored on a running machine scores at once,
+    /// with its windows full, rather than after its longest window of live data.
+    fn prime(
+        &mut self,
+        store: &dyn Store,
+        ids: &[SignalId],
+        latest: impl Fn(SignalId) -> Option<Sample>,
+    ) {
+        for (slot, &id) in ids.iter().enumerate() {
+            let Some(last) = latest(id) else { continue };
+            let window = match self.rolling.get(slot) {
+                Some(Some(r)) => r.window_ms(),
+                _ => 0,
+            };
+            if window == 0 {
+                self.held.set(slot, last.value);
+                continue;
+            }
+            // Twice the window: what came before it shows that the window is covered.
+            match store.range(id, last.ts - 2 * window, last.ts + 1, 10_000_000) {
+                Ok(samples) => {
+                    for s in samples {
+                        self.push(slot, s.ts, s.value);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(rule = %self.name, error = %e, "model rule: windows not primed from the store")
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, slot: usize, ts: Timestamp, v: f64) {
+        self.held.set(slot, v);
+        if let Some(Some(r)) = self.rolling.get_mut(slot) {
+            r.push(ts, v);
+        }
+    }
+
+    /// The feature row at `ts` from the inputs' latest values and windows.
+    fn row(&mut self, ts: Timestamp) -> Row {
+        let latest = match self.held.row() {
+            Row::Ready(r) => r,
+            other => return other,
+        };
+        let mut row = Vec::with_capacity(self.columns.len());
+        for &(slot, window) in &self.columns {
+            let v = match (window, self.rolling.get_mut(slot)) {
+                (None, _) => latest.get(slot).copied(),
+                (Some((stat, ms)), Some(Some(r))) => r.stat(stat, ms, ts),
+                (Some(_), _) => None,
+            };
+            match v {
+                Some(v) => row.push(v),
+                None => return Row::Incomplete,
+            }
+        }
+        Row::Ready(row)
+    }
+
     fn evaluate(&mut self, ts: Timestamp) -> Option<(f64, Option<Verdict>)> {
-        let row = match self.held.row() {
+        let row = match self.row(ts) {
             Row::Ready(r) => r,
             Row::Gated => {
                 self.alarm.interrupt();
@@ -1873,7 +1989,7 @@ fn score_batch(
                 Eval::Periodic => {}
                 Eval::Model(m) => {
                     for s in &samples[i..j] {
-                        m.held.set(s.1, s.2);
+                        m.push(s.1, ts, s.2);
                     }
                     if let Some((p, v)) = m.evaluate(ts) {
                         out_samples.push(Sample { ts, value: p });
@@ -2579,7 +2695,23 @@ impl crate::Engine {
                     }
                 };
                 let features = artifact.feature_names.clone();
-                let regs: Vec<crate::Registered> = features
+                let gate = self.state_gate(&machine, state.as_deref())?;
+                let (eval, signals) = ModelEval::new(
+                    machine.clone(),
+                    model.clone(),
+                    artifact.clone(),
+                    watched.clone(),
+                    gate.as_ref().map(|g| g.1),
+                    Counted::new(
+                        above,
+                        clear,
+                        raise_after.unwrap_or(3),
+                        clear_after.unwrap_or(3),
+                        false,
+                    ),
+                )
+                .map_err(|e| invalid("model", format!("{model}@{version}: {e}")))?;
+                let regs: Vec<crate::Registered> = signals
                     .iter()
                     .map(|f| {
                         self.registry.get(&format!("{machine}/{f}")).ok_or_else(|| {
@@ -2593,7 +2725,7 @@ impl crate::Engine {
                 let score_name = score_signal.clone().unwrap_or_else(|| format!("p_{model}"));
                 check_segment(&score_name)
                     .map_err(|e| invalid("score_signal", format!("{score_name:?} {e}")))?;
-                if features.contains(&score_name) {
+                if signals.contains(&score_name) {
                     return Err(invalid("score_signal", "is one of the model's features"));
                 }
                 let out_path = format!("{machine}/{score_name}");
@@ -2605,26 +2737,16 @@ impl crate::Engine {
                     range: Some(gemba_core::Range { min: 0.0, max: 1.0 }),
                     ..SignalDef::auto(&out_path)
                 })?;
-                let gate = self.state_gate(&machine, state.as_deref())?;
                 let mut inputs: Vec<SignalId> = regs.iter().map(|r| r.id).collect();
                 if let Some((r, _)) = &gate {
                     inputs.push(r.id);
                 }
-                let eval = Eval::Model(ModelEval {
-                    machine: machine.clone(),
-                    name: model.clone(),
-                    features: features.clone(),
-                    watched: watched.clone(),
-                    held: Held::new(features.len(), gate.as_ref().map(|g| g.1)),
-                    alarm: Counted::new(
-                        above,
-                        clear,
-                        raise_after.unwrap_or(3),
-                        clear_after.unwrap_or(3),
-                        false,
-                    ),
-                    artifact: Box::new(artifact.clone()),
+                let mut eval = eval;
+                let latest = self.latest_by_id(&inputs);
+                eval.prime(self.store().as_ref(), &inputs, |id| {
+                    latest.get(&id).copied()
                 });
+                let eval = Eval::Model(eval);
                 let fitted = Fitted::Model {
                     version,
                     kind: kind_name(&artifact.kind).into(),
@@ -3148,32 +3270,41 @@ fn restore(
                 .ok_or_else(|| format!("model {model}@{version} is gone"))?;
             let artifact =
                 gemba_ml::ModelArtifact::load(json.as_bytes()).map_err(|e| e.to_string())?;
-            let mut inputs: Vec<SignalId> = features
+            if artifact.feature_names != *features {
+                return Err(format!(
+                    "model {model}@{version} no longer has the features the rule was fitted with"
+                ));
+            }
+            let (eval, signals) = ModelEval::new(
+                machine.clone(),
+                model.clone(),
+                artifact,
+                watched.clone(),
+                *gate_state,
+                Counted::new(
+                    *above,
+                    clear.unwrap_or((above - 0.1).max(0.0)),
+                    raise_after.unwrap_or(3),
+                    clear_after.unwrap_or(3),
+                    raised,
+                ),
+            )?;
+            let mut inputs: Vec<SignalId> = signals
                 .iter()
                 .map(|f| id(&format!("{machine}/{f}")))
                 .collect::<Result<_, _>>()?;
             if let Some(g) = gate_signal {
                 inputs.push(id(g)?);
             }
-            (
-                Eval::Model(ModelEval {
-                    machine,
-                    name: model.clone(),
-                    artifact: Box::new(artifact),
-                    features: features.clone(),
-                    watched: watched.clone(),
-                    held: Held::new(features.len(), *gate_state),
-                    alarm: Counted::new(
-                        *above,
-                        clear.unwrap_or((above - 0.1).max(0.0)),
-                        raise_after.unwrap_or(3),
-                        clear_after.unwrap_or(3),
-                        raised,
-                    ),
-                }),
-                inputs,
-                Some(id(score_signal)?),
-            )
+            let mut eval = eval;
+            let latest: HashMap<SignalId, Sample> = store
+                .latest_all()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|(i, _)| inputs.contains(i))
+                .collect();
+            eval.prime(store, &inputs, |i| latest.get(&i).copied());
+            (Eval::Model(eval), inputs, Some(id(score_signal)?))
         }
         (RuleKind::Rul { .. }, Fitted::Rul { .. }) => (Eval::Periodic, Vec::new(), None),
         _ => return Err("the stored rule does not match its fitted parameters".into()),

@@ -2,11 +2,14 @@
 //! its gauges' latest values at that instant (features, named like the signals so that a model
 //! trained on them can be scored live by a `model` alarm rule) and, as the label, the failure mode
 //! of the machine's first `custom:failure` event within the next `horizon`, else `ok`: the
-//! training set of failure-within-horizon prediction (docs/PRODUCTION.md). `parts`: one row per measured part of a machine — the value
+//! training set of failure-within-horizon prediction (docs/PRODUCTION.md). With `windows`, each
+//! gauge also gives statistics over trailing windows ([`Feature`]: `vibration_rms:slope_30m`),
+//! computed by `gemba_analytics::window` as a live `model` rule computes them. `parts`: one row per measured part of a machine — the value
 //! of its quality characteristic (the gauge with spec limits) judged against the limits gives the
 //! label (`defect` or `ok`), and the machine's other gauges at that instant (their latest sample at
 //! or before it) are the features. This is what a defect-prediction model learns from.
 
+use gemba_analytics::window::{Stat, series_stat};
 use gemba_core::{SignalKind, Timestamp};
 
 use crate::{Engine, EngineError};
@@ -169,6 +172,75 @@ impl Engine {
     }
 }
 
+/// A feature of a machine's model: a signal's latest value (`vibration_rms`) or a statistic of it
+/// over a trailing window (`vibration_rms:slope_30m`; statistics `mean`, `std`, `slope` per hour,
+/// `min`, `max`; windows in `s`, `m`, `h`). A `model` alarm rule scores a model on the signals of
+/// the machine named like its features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feature {
+    pub signal: String,
+    pub window: Option<(Stat, i64)>,
+}
+
+impl Feature {
+    pub fn parse(name: &str) -> Result<Feature, String> {
+        let Some((signal, spec)) = name.split_once(':') else {
+            return Ok(Feature {
+                signal: name.to_owned(),
+                window: None,
+            });
+        };
+        let (stat, window) = spec.split_once('_').ok_or_else(|| {
+            format!("feature {name:?}: a window feature is SIGNAL:STAT_WINDOW, e.g. vibration_rms:slope_30m")
+        })?;
+        let stat = Stat::parse(stat).ok_or_else(|| {
+            format!("feature {name:?}: unknown statistic {stat:?} (mean, std, slope, min or max)")
+        })?;
+        let ms = gemba_core::time::parse_duration_ms(window)
+            .map_err(|e| format!("feature {name:?}: window {e}"))?;
+        check_window(ms).map_err(|e| format!("feature {name:?}: {e}"))?;
+        Ok(Feature {
+            signal: signal.to_owned(),
+            window: Some((stat, ms)),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        match self.window {
+            None => self.signal.clone(),
+            Some((stat, ms)) => format!("{}:{}_{}", self.signal, stat.name(), duration_name(ms)),
+        }
+    }
+}
+
+/// The longest window a feature may have.
+pub const MAX_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
+
+/// Windows are whole seconds from 1 s to 7 days.
+pub fn check_window(ms: i64) -> Result<(), String> {
+    if ms < 1000 || ms % 1000 != 0 || ms > MAX_WINDOW_MS {
+        return Err(format!(
+            "window of {ms} ms: use whole seconds from 1s to 7d"
+        ));
+    }
+    Ok(())
+}
+
+/// `90s`, `30m`, `2h`, `1d`: the largest unit that divides the duration.
+pub fn duration_name(ms: i64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// What `horizon_dataset` cuts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HorizonRequest {
@@ -179,6 +251,32 @@ pub struct HorizonRequest {
     pub step_ms: i64,
     /// A row is labelled with a failure that follows within this time.
     pub horizon_ms: i64,
+    /// Trailing windows: each gauge also gives each of `stats` over each window.
+    pub windows: Vec<i64>,
+    /// Default (empty): mean, std and slope.
+    pub stats: Vec<Stat>,
+}
+
+impl HorizonRequest {
+    /// The features of each gauge: its latest value, then its statistics per window.
+    pub fn features_of(&self, signal: &str) -> Vec<Feature> {
+        let stats = if self.stats.is_empty() {
+            vec![Stat::Mean, Stat::Std, Stat::Slope]
+        } else {
+            self.stats.clone()
+        };
+        std::iter::once(Feature {
+            signal: signal.to_owned(),
+            window: None,
+        })
+        .chain(self.windows.iter().flat_map(|&w| {
+            stats.iter().map(move |&st| Feature {
+                signal: signal.to_owned(),
+                window: Some((st, w)),
+            })
+        }))
+        .collect()
+    }
 }
 
 impl Engine {
@@ -204,6 +302,9 @@ impl Engine {
         }
         if (req.to - req.from) / req.step_ms > 2_000_000 {
             return bad("more than 2,000,000 rows: use a longer step or a shorter range".into());
+        }
+        for &w in &req.windows {
+            check_window(w).map_err(EngineError::InvalidQuery)?;
         }
         let machine = req.machine.trim_end_matches('/');
         if self.registry().node(machine).is_none() {
@@ -255,24 +356,44 @@ impl Engine {
                 "no custom:failure events of {machine} in the range: without failures there is nothing to learn (label failures with events of type custom:failure and an attribute mode)"
             ));
         }
-        let lookback = 3_600_000;
+        let lookback = req
+            .windows
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(3_600_000);
         let series: Vec<Vec<gemba_core::Sample>> = features
             .iter()
             .map(|r| {
                 self.store()
-                    .range(r.id, req.from - lookback, req.to, 50_000_000)
+                    .range(r.id, req.from - lookback, req.to + 1, 50_000_000)
             })
             .collect::<Result<_, _>>()?;
         let states = match state {
             Some((id, _)) => self
                 .store()
-                .range(id, req.from - lookback, req.to, 50_000_000)?,
+                .range(id, req.from - lookback, req.to + 1, 50_000_000)?,
             None => Vec::new(),
         };
+        let names: Vec<String> = features
+            .iter()
+            .map(|r| r.def.path.rsplit('/').next().unwrap_or("").to_owned())
+            .collect();
+        // Per gauge: (index of its series, window) for each of its columns.
+        let columns: Vec<(usize, Option<(Stat, i64)>)> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| req.features_of(n).into_iter().map(move |f| (i, f.window)))
+            .collect();
+        let pairs: Vec<Vec<(i64, f64)>> = series
+            .iter()
+            .map(|s| s.iter().map(|x| (x.ts, x.value)).collect())
+            .collect();
         let mut table = Table {
-            features: features
+            features: names
                 .iter()
-                .map(|r| r.def.path.rsplit('/').next().unwrap_or("").to_owned())
+                .flat_map(|n| req.features_of(n).into_iter().map(|f| f.name()))
                 .collect(),
             rows: Vec::new(),
             labels: Vec::new(),
@@ -290,9 +411,13 @@ impl Engine {
                 next_failure += 1;
             }
             let down = matches!((state, st), (Some((_, d)), Some(v)) if v == d);
-            let row = held
-                .iter_mut()
-                .map(|h| h.at(t))
+            let latest: Vec<Option<f64>> = held.iter_mut().map(|h| h.at(t)).collect();
+            let row = columns
+                .iter()
+                .map(|&(i, w)| match w {
+                    None => latest[i],
+                    Some((stat, ms)) => series_stat(stat, &pairs[i], ms, t, latest[i]),
+                })
                 .collect::<Option<Vec<f64>>>();
             if let (false, Some(row)) = (down, row) {
                 let label = match failures.get(next_failure) {

@@ -636,6 +636,17 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("logistics task failed: {e}")))
     }
 
+    /// The latest samples of these signals (those that have data).
+    pub(crate) fn latest_by_id(
+        &self,
+        ids: &[gemba_store::SignalId],
+    ) -> std::collections::HashMap<gemba_store::SignalId, Sample> {
+        let cache = self.latest.read();
+        ids.iter()
+            .filter_map(|id| Some((*id, *cache.get(id)?)))
+            .collect()
+    }
+
     /// Latest values of the signals at or below `prefix`.
     pub fn latest(&self, prefix: &str) -> Vec<LatestValue> {
         let regs = self.registry.signals_under(prefix);

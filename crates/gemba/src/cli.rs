@@ -376,6 +376,10 @@ pub struct EvalHorizonArgs {
     /// (0: no GAN rows).
     #[arg(long, default_value_t = 200)]
     pub gan_epochs: usize,
+    /// Trailing windows (comma-separated) of the window features (mean, std, slope of each
+    /// gauge) of the `+win` models; empty for none.
+    #[arg(long, default_value = "30m")]
+    pub window: String,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,10 @@
 //! training period generates rows of every failure mode rarer than the most frequent one, up to its
 //! count. Logistic regression is scored without them, with them, and "chosen": with them only on
 //! the machines where they improved F1 on the last 20 % of the training period (validation).
+//!
+//! Window features (`--window`, default 30m): the same two models are also trained on each
+//! gauge's mean, standard deviation and slope over the trailing windows besides its latest value
+//! (rows `lr+win`, `svm+win`).
 
 use std::sync::atomic::AtomicBool;
 
@@ -265,6 +269,22 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The columns of `t` that are latest values (no window statistics).
+fn latest_only(t: &Table) -> Table {
+    let keep: Vec<usize> = (0..t.features.len())
+        .filter(|&i| !t.features[i].contains(':'))
+        .collect();
+    Table {
+        features: keep.iter().map(|&i| t.features[i].clone()).collect(),
+        rows: t
+            .rows
+            .iter()
+            .map(|r| keep.iter().map(|&i| r[i]).collect())
+            .collect(),
+        ..t.clone()
+    }
+}
+
 /// The best single-signal threshold on the training rows: (feature, above?, level).
 fn baseline(t: &Table, train: &[usize]) -> (usize, bool, f64) {
     let mut best = (0usize, true, f64::INFINITY, -1.0);
@@ -322,6 +342,19 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         args.horizon,
         args.step
     );
+    let windows: Vec<i64> = args
+        .window
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            ms("window", w).and_then(|v| {
+                gemba_engine::datasets::check_window(v)
+                    .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+                Ok(v)
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
     let models = [
         ("logistic", ModelKind::Logistic, json!({"c": 1.0})),
         (
@@ -332,7 +365,11 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
     ];
     let lr_params = &models[0].2;
     // Pooled over machines, per model, the GAN variants and the baseline.
-    let gan_names = ["lr+gan", "lr chosen"];
+    let gan_names: &[&'static str] = if windows.is_empty() {
+        &["lr+gan", "lr chosen"]
+    } else {
+        &["lr+gan", "lr chosen", "lr+win", "svm+win"]
+    };
     let mut pooled: Vec<Pooled> = models
         .iter()
         .map(|(n, _, _)| Pooled::new(n))
@@ -351,14 +388,18 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             to: end - horizon,
             step_ms: step,
             horizon_ms: horizon,
+            windows: windows.clone(),
+            stats: Vec::new(),
         };
-        let table = match engine.horizon_dataset(&req) {
+        let full = match engine.horizon_dataset(&req) {
             Ok(t) => t,
             Err(e) => {
                 println!("{m:<34} skipped: {e}");
                 continue;
             }
         };
+        // The latest values only (what the models without windows see).
+        let table = latest_only(&full);
         let (train, test) = split(&table, cut);
         let mut classes: Vec<String> = train.iter().map(|&i| table.labels[i].clone()).collect();
         classes.sort();
@@ -406,6 +447,16 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             rows: &train,
             extra: &fake,
         };
+        let windowed = Rows {
+            t: &full,
+            rows: &train,
+            extra: &[],
+        };
+        let with_windows = models
+            .iter()
+            .zip(["lr+win", "svm+win"])
+            .filter(|_| !windows.is_empty())
+            .map(|((_, kind, params), name)| (name, *kind, params, &windowed));
         let runs = models
             .iter()
             .map(|(name, kind, params)| (*name, *kind, params, &real))
@@ -417,7 +468,8 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                     lr_params,
                     if use_gan { &augmented } else { &real },
                 ),
-            ]);
+            ])
+            .chain(with_windows);
         for (k, (name, kind, params, rows)) in runs.enumerate() {
             let pred = fit_predict(kind, params, rows, &test, &classes)
                 .with_context(|| format!("training {name} for {m}"))?;

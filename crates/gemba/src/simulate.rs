@@ -943,6 +943,31 @@ fn demo_run(
             t0.elapsed().as_secs_f64(),
             sinks[0].summary()
         );
+        for s in &mut sinks {
+            s.flush()?;
+        }
+        let horizon_missing = sim.machines().iter().any(|m| {
+            engine
+                .alarms()
+                .rule(&crate::rules::demo_rule_name(m, "horizon"))
+                .is_none()
+        });
+        let begin = now - demo.history_ms;
+        if horizon_missing && sim.now() - begin >= 4 * 3_600_000 && !stop.load(Ordering::Relaxed) {
+            let t1 = Instant::now();
+            let made = crate::rules::demo_horizon_rules(&engine, &sim.machines(), begin, sim.now());
+            eprintln!(
+                "demo: failure-in-30-min models {} trained on {} rows ({} before a failure) in {:.1} s; {} alarm rules",
+                made.models.join(", "),
+                made.rows,
+                made.failure_rows,
+                t1.elapsed().as_secs_f64(),
+                made.rules
+            );
+            for n in &made.notes {
+                eprintln!("demo:   {n}");
+            }
+        }
     }
     if stop.load(Ordering::Relaxed) {
         return Ok(());

@@ -551,7 +551,8 @@ fn bad_moves_are_rejected_with_the_field_and_leave_inventory_alone() {
     assert!(v.to_string().contains("by"), "{v}");
 }
 
-/// `gemba demo`: the simulator's lots flow through the lines without one being refused, and the
+/// `gemba demo`: the simulator's lots flow through the lines without one being refused, the
+/// failure-in-30-min models trained on the history score every machine live, and the
 /// energy figures of the demo are there: kWh per good part per line and CO2e per finished lot at
 /// the demo's example factor (0.4 kg/kWh).
 #[test]
@@ -563,6 +564,12 @@ fn the_demo_flows_lots_and_reports_kwh_per_good_part_and_co2e_per_lot() {
     let text = wait_live(&log, std::time::Duration::from_secs(300));
     assert!(
         text.contains(" 0 rejected)") && !text.contains("simulator data rejected"),
+        "{text}"
+    );
+    // Failure-in-30-min prediction trained on the history, one rule per machine, scored live.
+    assert!(
+        text.contains("demo: failure-in-30-min models horizon@1")
+            && text.contains("; 8 alarm rules"),
         "{text}"
     );
     let agent = ureq::Agent::config_builder()
@@ -595,6 +602,38 @@ fn the_demo_flows_lots_and_reports_kwh_per_good_part_and_co2e_per_lot() {
         assert_eq!(r["consumed_by"], f["lot"]);
         assert!(r["product"].as_str().unwrap().starts_with("raw-"), "{r}");
     }
+    // The machines' failure probabilities are scored live (the windows primed from the history);
+    // a rule scores only while its machine runs, and one may be down after a failure.
+    let scored = eventually(std::time::Duration::from_secs(60), || {
+        let latest = get("/api/v1/latest");
+        let latest = latest.as_array().unwrap();
+        let value = |path: String| {
+            latest
+                .iter()
+                .find(|l| l["signal"] == path.as_str())
+                .map(|l| (l["value"].as_f64().unwrap(), l["state"].clone()))
+        };
+        let running: Vec<String> = latest
+            .iter()
+            .filter(|l| {
+                l["signal"].as_str().unwrap().ends_with("/state") && l["state"] == "running"
+            })
+            .map(|l| {
+                l["signal"]
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches("/state")
+                    .to_owned()
+            })
+            .collect();
+        let p: Vec<f64> = running
+            .iter()
+            .filter_map(|m| value(format!("{m}/p_failure_30m")).map(|v| v.0))
+            .collect();
+        (running.len() >= 3 && p.len() == running.len()).then_some(p)
+    });
+    let scored = scored.expect("every running machine (at least 3) with a live p_failure_30m");
+    assert!(scored.iter().all(|p| (0.0..=1.0).contains(p)), "{scored:?}");
     // Every line holds the raw lot of its current job: WIP.
     let wip = get("/api/v1/logistics/inventory?kind=wip");
     assert_eq!(wip["rows"].as_array().unwrap().len(), 2, "{wip}");

@@ -295,3 +295,167 @@ fn horizon_dataset_labels_the_minutes_before_a_failure() {
     let (s, e) = q("&horizon=10m&step=0s");
     assert_eq!(s, 400, "{e}");
 }
+
+/// Window features: the horizon set with `window=10m` gives each gauge's mean and slope over the
+/// last 10 minutes (known answers on a rising temperature and a speed sent once; no row before
+/// the data covers a window), a logistic regression trained on it feeds a `model` rule, and the
+/// rule's live probabilities equal the model's on the rows of the same set cut afterwards from the
+/// same data: training and live scoring compute the features the same way.
+#[test]
+fn window_features_are_the_same_in_training_and_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    let t0 = (now_ms() - 4 * 3_600_000) / 60_000 * 60_000;
+    // As in the test above: temperature every 10 s rising 0.1 a sample (36 an hour), a power
+    // failure at 90 min, down until 110 min.
+    let temps: Vec<f64> = (0..720).map(|i| 300.0 + f64::from(i) / 10.0).collect();
+    let body = json!({
+        "series": [{"signal": TEMP, "t0": t0, "dt": 10_000, "values": temps}],
+        "points": [
+            {"signal": "s1/a1/l1/m1/state", "ts": t0, "value": "running"},
+            {"signal": "s1/a1/l1/m1/state", "ts": t0 + 90 * 60_000, "value": "down"},
+            {"signal": "s1/a1/l1/m1/state", "ts": t0 + 110 * 60_000, "value": "running"},
+            {"signal": "s1/a1/l1/m1/speed", "ts": t0, "value": 1500.0}
+        ],
+        "events": [{"ts": t0 + 90 * 60_000, "asset": M1, "type": "custom", "name": "failure", "attrs": {"mode": "power"}}]
+    });
+    let (s, r) = post(&srv, "/api/v1/ingest", body);
+    assert_eq!(s, 200, "{r}");
+    let q = |to: i64, extra: &str| {
+        srv.get_text(&format!(
+            "/api/v1/datasets/horizon?machine={M1}&from={t0}&to={to}&step=1m&horizon=10m{extra}"
+        ))
+    };
+    let (s, csv) = q(t0 + 120 * 60_000, "&window=10m&stats=mean,slope");
+    assert_eq!(s, 200, "{csv}");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("ts,speed,speed:mean_10m,speed:slope_10m,temp,temp:mean_10m,temp:slope_10m,failure")
+    );
+    let mut checked = 0;
+    let mut first = i64::MAX;
+    for l in lines {
+        let f: Vec<f64> = l.split(',').take(7).map(|x| x.parse().unwrap()).collect();
+        let m = (f[0] as i64 - t0) / 60_000;
+        first = first.min(m);
+        // Speed was sent once: constant, no trend.
+        assert_eq!((f[1], f[2], f[3]), (1500.0, 1500.0, 0.0), "minute {m}: {l}");
+        if (10..=89).contains(&m) {
+            // The 60 samples 6m-59 ..= 6m.
+            let mean = 300.0 + (6.0 * m as f64 - 29.5) / 10.0;
+            assert!((f[5] - mean).abs() < 1e-9, "minute {m}: mean {}", f[5]);
+            assert!((f[6] - 36.0).abs() < 1e-6, "minute {m}: slope {}", f[6]);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 80);
+    assert_eq!(first, 10, "the first 10 minutes do not cover a window");
+    for (extra, field) in [
+        ("&window=10x", "window"),
+        ("&window=500ms", "window"),
+        ("&window=10m&stats=median", "stats"),
+    ] {
+        let (s, e) = q(t0 + 120 * 60_000, extra);
+        assert_eq!(s, 400, "{extra}: {e}");
+        assert!(e.contains(field), "{extra}: {e}");
+    }
+
+    // A model trained on the windowed set, scored live by a rule.
+    let data = dir.path().join("horizon.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let server = format!("http://127.0.0.1:{}", srv.http);
+    let model_file = dir.path().join("horizon.json");
+    let (ok, text) = run_gemba(&[
+        "train",
+        "--model",
+        "logistic",
+        "--data",
+        data.to_str().unwrap(),
+        "--target",
+        "failure",
+        "--drop",
+        "ts",
+        "--class-weight",
+        "balanced",
+        "--out",
+        model_file.to_str().unwrap(),
+        "--register",
+        "horizon",
+        "--asset",
+        M1,
+        "--server",
+        &server,
+    ]);
+    assert!(ok, "{text}");
+    let (s, rule) = post(
+        &srv,
+        "/api/v1/alarm-rules",
+        json!({"name": "m1-horizon", "type": "model", "machine": M1, "model": "horizon"}),
+    );
+    assert_eq!(s, 201, "{rule}");
+    // 40 more minutes, the temperature falling now, speed and state (the rule scores while the
+    // machine runs) sent once more.
+    let live0 = t0 + 120 * 60_000;
+    let temps: Vec<f64> = (0..240)
+        .map(|i| 372.0 - f64::from(i) / 20.0 + f64::from(i % 3))
+        .collect();
+    let body = json!({
+        "series": [{"signal": TEMP, "t0": live0, "dt": 10_000, "values": temps}],
+        "points": [
+            {"signal": "s1/a1/l1/m1/speed", "ts": live0, "value": 1450.0},
+            {"signal": "s1/a1/l1/m1/state", "ts": live0, "value": "running"}
+        ]
+    });
+    let (s, r) = post(&srv, "/api/v1/ingest", body);
+    assert_eq!(s, 200, "{r}");
+    let scores = eventually(Duration::from_secs(30), || {
+        let p = srv.samples("s1/a1/l1/m1/p_horizon");
+        (p.last().map(|l| l.0) == Some(live0 + 239 * 10_000)).then_some(p)
+    })
+    .unwrap_or_else(|| {
+        let p = srv.samples("s1/a1/l1/m1/p_horizon");
+        panic!(
+            "the rule did not score every live temperature sample: {} scores, rules {:?} latest {:?}, last {:?} (want {}); logs:\n{}",
+            p.len(),
+            srv.get_json("/api/v1/alarm-rules"),
+            srv.get_json("/api/v1/latest"),
+            p.last(),
+            live0 + 239 * 10_000,
+            srv.logs()
+        )
+    });
+    // The set cut now, its rows of the live period: the rule primed its windows from the stored
+    // history when it was made, so they are full from the first live sample.
+    let (s, csv) = q(live0 + 39 * 60_000, "&window=10m&stats=mean,slope");
+    assert_eq!(s, 200, "{csv}");
+    let artifact =
+        gemba_ml::ModelArtifact::load(std::fs::read(&model_file).unwrap().as_slice()).unwrap();
+    let power = artifact
+        .class_names
+        .iter()
+        .position(|c| c == "power")
+        .unwrap();
+    let mut compared = 0;
+    for l in csv.lines().skip(1) {
+        let f: Vec<f64> = l.split(',').take(7).map(|x| x.parse().unwrap()).collect();
+        let ts = f[0] as i64;
+        if ts < live0 {
+            continue;
+        }
+        let row = gemba_ml::Matrix::new(1, 6, f[1..7].to_vec()).unwrap();
+        let want = artifact.predict_proba(&row).unwrap().row(0)[power];
+        let live = scores
+            .iter()
+            .find(|s| s.0 == ts)
+            .unwrap_or_else(|| panic!("no live score at {ts}"))
+            .1;
+        assert!(
+            (live - want).abs() < 1e-9,
+            "at minute {}: live {live}, offline {want} ({l})",
+            (ts - t0) / 60_000
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 40);
+}
