@@ -1,5 +1,13 @@
 //! Generative adversarial networks: min_G max_D E[log D(x)] + E[log(1 − D(G(z)))], trained with
-//! the non-saturating generator loss −log D(G(z)).
+//! the non-saturating generator loss −log D(G(z)); or, for the tabular GAN with `loss = "wgan-gp"`,
+//! the Wasserstein GAN with gradient penalty (Gulrajani et al. 2017): the critic minimises
+//! E[D(G(z))] − E[D(x)] + λ E[(‖∇ₓ D(x̂)‖₂ − 1)²] on random interpolates x̂ of real and generated
+//! rows, the generator minimises −E[D(G(z))], the critic takes `n_critic` steps per generator step.
+//! Burn's autodiff has no second-order derivatives, so the penalty's input gradient is written out:
+//! for the critic's MLP with LeakyReLU, ∇ₓ D = W₁ (m₁ ⊙ W₂ (m₂ ⊙ W₃)) per row, with the LeakyReLU
+//! slopes m as constants (their derivative is zero almost everywhere); that expression is linear in
+//! each weight matrix, so ordinary backpropagation gives the penalty's gradient with respect to the
+//! weights exactly.
 //!
 //! - [`TabularGan`]: a conditional GAN for rows (sensor windows) of a given machine state: the
 //!   class enters G and D as a one-hot vector; used to generate rare states (failures) to
@@ -39,6 +47,12 @@ pub struct GanParams {
     pub beta1: f64,
     pub seed: u64,
     pub standardize: bool,
+    /// `gan` (the non-saturating loss) or `wgan-gp` (tabular GAN only).
+    pub loss: String,
+    /// λ of the gradient penalty (`wgan-gp`).
+    pub gp_lambda: f64,
+    /// Critic steps per generator step (`wgan-gp`).
+    pub n_critic: usize,
 }
 
 impl Default for GanParams {
@@ -52,6 +66,9 @@ impl Default for GanParams {
             beta1: 0.5,
             seed: 0,
             standardize: true,
+            loss: "gan".into(),
+            gp_lambda: 10.0,
+            n_critic: 5,
         }
     }
 }
@@ -79,7 +96,26 @@ impl GanParams {
                 format!("{} is not in [0, 1)", self.beta1),
             ));
         }
+        if !matches!(self.loss.as_str(), "gan" | "wgan-gp") {
+            return Err(bad_param(
+                "loss",
+                format!("{:?} is not gan or wgan-gp", self.loss),
+            ));
+        }
+        if !(self.gp_lambda > 0.0 && self.gp_lambda.is_finite()) {
+            return Err(bad_param(
+                "gp_lambda",
+                format!("{} must be > 0", self.gp_lambda),
+            ));
+        }
+        if self.n_critic == 0 {
+            return Err(bad_param("n_critic", "must be ≥ 1"));
+        }
         Ok(())
+    }
+
+    fn wgan(&self) -> bool {
+        self.loss == "wgan-gp"
     }
 }
 
@@ -122,6 +158,41 @@ impl Mlp3 {
         let x = leaky_relu(self.l2.forward(x), 0.2);
         self.l3.forward(x)
     }
+
+    /// The gradient of the (single) output with respect to the input, one row per input row,
+    /// as a tensor expression in the weights (see the module documentation).
+    fn input_gradient(&self, x: Tensor<2>) -> Tensor<2> {
+        let slope = |h: Tensor<2>| {
+            let pos = h.greater_elem(0.0).float().detach();
+            pos.clone() + (pos.neg() + 1.0) * 0.2
+        };
+        let h1 = self.l1.forward(x);
+        let m1 = slope(h1.clone());
+        let h2 = self.l2.forward(leaky_relu(h1, 0.2));
+        let m2 = slope(h2);
+        // Weights are [in, out]: the gradient flows back through their transposes.
+        let w3 = self.l3.weight.val().transpose(); // [1, h]
+        let g2 = m2 * w3; // [b, h]
+        let g1 = m1 * g2.matmul(self.l2.weight.val().transpose()); // [b, h]
+        g1.matmul(self.l1.weight.val().transpose()) // [b, in]
+    }
+}
+
+/// Critic loss E[D(fake)] − E[D(real)] and generator loss −E[D(fake)] of a Wasserstein GAN.
+fn w_d_loss(real: Tensor<2>, fake: Tensor<2>) -> Tensor<1> {
+    fake.mean() - real.mean()
+}
+fn w_g_loss(fake: Tensor<2>) -> Tensor<1> {
+    fake.mean().neg()
+}
+
+/// λ E[(‖∇ₓ D(x̂)‖₂ − 1)²] over the first `d` columns (the row; the class one-hot is the condition).
+fn gradient_penalty(dnet: &Mlp3, xhat: Tensor<2>, d: usize, lambda: f64) -> Tensor<1> {
+    let g = dnet.input_gradient(xhat);
+    let b = g.dims()[0];
+    let g = g.slice([0..b, 0..d]);
+    let norm = (g.clone() * g).sum_dim(1).add_scalar(1e-12).sqrt();
+    (norm - 1.0).powi_scalar(2).mean() * lambda
 }
 
 /// D loss −log D(x) − log(1 − D(G(z))) and G loss −log D(G(z)) from logits.
@@ -202,7 +273,10 @@ impl TabularGan {
             module_bytes(dn.clone())?;
             (g, dn)
         };
-        let adam = AdamConfig::new().with_beta_1(params.beta1 as f32);
+        // β₂ 0.9 for the Wasserstein loss, as in the WGAN-GP paper.
+        let adam = AdamConfig::new()
+            .with_beta_1(params.beta1 as f32)
+            .with_beta_2(if params.wgan() { 0.9 } else { 0.999 });
         let (mut og, mut od) = (adam.init(), adam.init());
         let run = {
             let cfg = serde_json::to_string(&(params, &classes)).unwrap_or_default();
@@ -234,11 +308,12 @@ impl TabularGan {
             start = c.epoch;
         }
         let lr = params.learning_rate;
+        let wgan = params.wgan();
         for epoch in start..params.epochs {
             let t0 = Instant::now();
             let mut r = rng(params.seed, 1000 + epoch as u64);
             let perm = permutation(&mut r, n);
-            let (mut sd, mut sg, mut nb) = (0f64, 0f64, 0usize);
+            let (mut sd, mut sg, mut nb, mut ng) = (0f64, 0f64, 0usize, 0usize);
             let mut acc = 0f64;
             for batch in perm.chunks(params.batch_size) {
                 let b = batch.len();
@@ -258,32 +333,65 @@ impl TabularGan {
                     let z = t2(normals(r, b * params.z_dim), [b, params.z_dim], &device);
                     (Tensor::cat(vec![z, oh.clone()], 1), oh)
                 };
-                // Discriminator step (generated rows detached).
-                let (gin, oh) = draw(&mut r);
+                // Discriminator step (generated rows detached). The Wasserstein critic sees a
+                // generated row of each real row's class: with the classes drawn uniformly its
+                // estimate would also measure the difference of the class frequencies, which the
+                // generator, given its class, cannot change.
+                let (gin, oh) = if wgan {
+                    let real_oh = real_in.clone().slice([0..b, d..d + k]);
+                    let z = t2(
+                        normals(&mut r, b * params.z_dim),
+                        [b, params.z_dim],
+                        &device,
+                    );
+                    (Tensor::cat(vec![z, real_oh.clone()], 1), real_oh)
+                } else {
+                    draw(&mut r)
+                };
                 let fake = g.forward(gin).detach();
+                let fake_in = Tensor::cat(vec![fake.clone(), oh.clone()], 1);
                 let lr_real = dnet.forward(real_in.clone());
-                let lr_fake = dnet.forward(Tensor::cat(vec![fake, oh], 1));
+                let lr_fake = dnet.forward(fake_in);
                 let real_ok = scalar(lr_real.clone().greater_elem(0.0).float().mean());
                 let fake_ok = scalar(lr_fake.clone().lower_equal_elem(0.0).float().mean());
                 acc = 0.5 * (real_ok + fake_ok);
-                let ld = d_loss(lr_real, lr_fake);
+                let ld = if wgan {
+                    // Interpolates of each real row and the generated row of its class.
+                    let real_rows = real_in.clone().slice([0..b, 0..d]);
+                    let eps: Vec<f32> = (0..b).map(|_| r.r#gen::<f32>()).collect();
+                    let eps = t2(eps, [b, 1], &device);
+                    let xhat = real_rows * eps.clone() + fake * (eps.neg() + 1.0);
+                    let xhat = Tensor::cat(vec![xhat, oh], 1);
+                    w_d_loss(lr_real, lr_fake) + gradient_penalty(&dnet, xhat, d, params.gp_lambda)
+                } else {
+                    d_loss(lr_real, lr_fake)
+                };
                 sd += scalar(ld.clone());
                 let grads = GradientsParams::from_grads(ld.backward(), &dnet);
                 dnet = od.step(lr, dnet, grads);
-                // Generator step.
+                nb += 1;
+                // Generator step (with wgan-gp: after every n_critic critic steps).
+                if wgan && nb % params.n_critic != 0 {
+                    continue;
+                }
                 let (gin, oh) = draw(&mut r);
                 let fake = g.forward(gin);
-                let lg = g_loss(dnet.forward(Tensor::cat(vec![fake, oh], 1)));
+                let critic = dnet.forward(Tensor::cat(vec![fake, oh], 1));
+                let lg = if wgan {
+                    w_g_loss(critic)
+                } else {
+                    g_loss(critic)
+                };
                 sg += scalar(lg.clone());
+                ng += 1;
                 let grads = GradientsParams::from_grads(lg.backward(), &g);
                 g = og.step(lr, g, grads);
-                nb += 1;
             }
             let report = EpochReport {
                 epoch: epoch + 1,
                 epochs: params.epochs,
                 loss: sd / nb as f64,
-                part_a: sg / nb as f64,
+                part_a: sg / ng.max(1) as f64,
                 part_b: acc,
                 val_loss: None,
                 best_epoch: epoch + 1,
@@ -582,6 +690,12 @@ impl Dcgan {
     /// Trains on 16 × 16 images (values in [0, 1]; scaled to [−1, 1] for tanh).
     pub fn fit(params: &GanParams, data: &ImageSet, mut hooks: TrainHooks<'_>) -> Result<Self> {
         params.check()?;
+        if params.wgan() {
+            return Err(bad_param(
+                "loss",
+                "wgan-gp is implemented for the tabular GAN only; the DCGAN trains with loss gan",
+            ));
+        }
         if data.height != DC_SIZE || data.width != DC_SIZE {
             return Err(NnError::Shape {
                 expected: format!("{DC_SIZE}×{DC_SIZE} images"),
@@ -776,5 +890,77 @@ impl Dcgan {
             created_at: a.created_at,
             device,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+
+    use super::*;
+
+    fn net(device: &Device) -> Mlp3 {
+        let _l = INIT_LOCK.lock();
+        device.seed(3);
+        let n = Mlp3::new(5, 16, 1, device);
+        module_bytes(n.clone()).unwrap();
+        n
+    }
+
+    /// The written-out input gradient of the critic equals central differences of its output.
+    #[test]
+    fn the_critic_input_gradient_matches_finite_differences() {
+        let device = crate::device();
+        let n = net(&device);
+        let x = normals(&mut rng(1, 2), 4 * 5);
+        let g = to_vec(n.input_gradient(t2(x.clone(), [4, 5], &device))).unwrap();
+        let f = |x: &[f32]| to_vec(n.forward(t2(x.to_vec(), [4, 5], &device))).unwrap();
+        let h = 1e-3f32;
+        for i in 0..20 {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let num = (f(&xp)[i / 5] - f(&xm)[i / 5]) / (2.0 * h);
+            assert!(
+                (num - g[i]).abs() < 1e-2 * (1.0 + g[i].abs()),
+                "input {i}: finite difference {num}, written-out gradient {}",
+                g[i]
+            );
+        }
+    }
+
+    /// The penalty's gradient with respect to the first layer's weights (what Burn's first-order
+    /// autodiff computes through the written-out input gradient) predicts the change of the
+    /// penalty when the weights move along it: GP(W + εG) − GP(W − εG) ≈ 2ε‖G‖².
+    #[test]
+    fn the_gradient_penalty_has_the_right_weight_gradient() {
+        let ad = crate::device().autodiff();
+        let n = net(&ad);
+        let x = t2(normals(&mut rng(4, 5), 8 * 5), [8, 5], &ad);
+        let gp = gradient_penalty(&n, x.clone(), 5, 10.0);
+        let grads = gp.backward();
+        let gw = n.l1.weight.val().grad(&grads).expect("a gradient for l1");
+        let gw_v = to_vec(gw.clone()).unwrap();
+        let norm2: f32 = gw_v.iter().map(|v| v * v).sum();
+        assert!(norm2 > 0.0, "no gradient reached the first layer");
+        let plain = crate::device();
+        let at = |eps: f32| -> f32 {
+            let mut m = load_module(
+                Mlp3::new(5, 16, 1, &plain),
+                module_bytes(n.valid()).unwrap(),
+            )
+            .unwrap();
+            let w = m.l1.weight.val() + t2(gw_v.clone(), [5, 16], &plain) * eps;
+            m.l1.weight = Param::from_tensor(w);
+            let xv = to_vec(x.clone().inner()).unwrap();
+            to_vec(gradient_penalty(&m, t2(xv, [8, 5], &plain), 5, 10.0)).unwrap()[0]
+        };
+        let eps = 1e-3 / norm2.sqrt();
+        let change = at(eps) - at(-eps);
+        let predicted = 2.0 * eps * norm2;
+        assert!(
+            (change - predicted).abs() < 0.05 * predicted.abs(),
+            "penalty changed by {change}, the gradient predicts {predicted}"
+        );
     }
 }

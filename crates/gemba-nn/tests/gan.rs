@@ -101,6 +101,87 @@ fn conditional_gan_generates_each_class_and_round_trips() {
     assert!(gemba_nn::Vae::from_json(&gan.to_json().expect("json")).is_err());
 }
 
+/// The Wasserstein loss with gradient penalty: the critic's estimate stays finite, generated rows
+/// of the rare class sit at its mean, the option round-trips, and bad settings are named.
+#[test]
+fn wgan_gp_generates_each_class() {
+    let (t, y) = two_classes(240, 40);
+    let p = GanParams {
+        z_dim: 4,
+        hidden: 32,
+        epochs: 300,
+        batch_size: 64,
+        learning_rate: 2e-3,
+        beta1: 0.0,
+        seed: 5,
+        loss: "wgan-gp".into(),
+        n_critic: 5,
+        ..GanParams::default()
+    };
+    let gan = TabularGan::fit(
+        &p,
+        &t,
+        &y,
+        vec!["ok".into(), "fault".into()],
+        TrainHooks::default(),
+    )
+    .expect("fit");
+    assert_eq!(gan.history.len(), 300);
+    assert!(
+        gan.history
+            .iter()
+            .all(|h| h.loss.is_finite() && h.part_a.is_finite())
+    );
+    for (class, centre) in [(1usize, [5.0f32, -5.0, 5.0]), (0, [0.0, 0.0, 0.0])] {
+        let rows = gan.sample(class, 200, 1).expect("sample");
+        let mean: Vec<f32> = (0..3)
+            .map(|j| rows.iter().skip(j).step_by(3).sum::<f32>() / 200.0)
+            .collect();
+        assert!(
+            mean.iter().zip(centre).all(|(m, c)| (m - c).abs() < 1.0),
+            "class {class}: mean {mean:?}, real {centre:?}"
+        );
+    }
+    let back = TabularGan::from_json(&gan.to_json().expect("json")).expect("load");
+    assert_eq!(back.params.loss, "wgan-gp");
+    for (bad, field) in [
+        (
+            GanParams {
+                loss: "hinge".into(),
+                ..p.clone()
+            },
+            "loss",
+        ),
+        (
+            GanParams {
+                gp_lambda: 0.0,
+                ..p.clone()
+            },
+            "gp_lambda",
+        ),
+        (
+            GanParams {
+                n_critic: 0,
+                ..p.clone()
+            },
+            "n_critic",
+        ),
+    ] {
+        let err = TabularGan::fit(
+            &bad,
+            &t,
+            &y,
+            vec!["ok".into(), "fault".into()],
+            TrainHooks::default(),
+        )
+        .expect_err(field);
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    let images = ImageSet::new(3, 16, 16, vec![0.5; 4 * 3 * 16 * 16]).expect("images");
+    let err = Dcgan::fit(&p, &images, TrainHooks::default()).expect_err("dcgan wgan");
+    assert!(err.to_string().contains("tabular GAN only"), "{err}");
+}
+
 #[test]
 fn dcgan_has_the_seed_shapes_and_round_trips() {
     let n = 8;
