@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageFormat, RgbImage};
+use image::{DynamicImage, GrayImage, ImageFormat, RgbImage};
 
 use crate::data::ImageSet;
 use crate::error::{NnError, Result, bad_param};
@@ -286,4 +286,37 @@ pub fn read_folder(
 ) -> Result<(ImageSet, Vec<PathBuf>)> {
     let files = list_images(dir)?;
     Ok((read_images(&files, channels, height, width)?, files))
+}
+
+/// Image `i` of `set` (values in [0, 1], channel-major) as a PNG: grey for one channel, RGB for
+/// three (what `gemba generate` writes for a DCGAN or an image VAE).
+pub fn to_png(set: &ImageSet, i: usize) -> Result<Vec<u8>> {
+    if i >= set.n {
+        return Err(NnError::Shape {
+            expected: format!("an image index below {}", set.n),
+            got: i.to_string(),
+        });
+    }
+    let (h, w) = (set.height, set.width);
+    let px = set.image(i);
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let img = match set.channels {
+        1 => DynamicImage::ImageLuma8(GrayImage::from_fn(w as u32, h as u32, |x, y| {
+            image::Luma([byte(px[y as usize * w + x as usize])])
+        })),
+        3 => DynamicImage::ImageRgb8(RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            let at = y as usize * w + x as usize;
+            image::Rgb(std::array::from_fn(|c| byte(px[c * h * w + at])))
+        })),
+        c => {
+            return Err(bad_param(
+                "channels",
+                format!("{c}: PNGs are written for 1 or 3 channels"),
+            ));
+        }
+    };
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+        .map_err(|e| NnError::Backend(format!("PNG encoding: {e}")))?;
+    Ok(png)
 }

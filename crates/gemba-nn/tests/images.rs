@@ -95,3 +95,29 @@ fn a_jpeg_that_panics_the_decoder_is_a_decode_error() {
         Ok((chw, _)) => assert_eq!(chw.len(), 3 * 12 * 16),
     }
 }
+
+/// Generated images written as PNG read back to the same values (to 1/255), grey and RGB.
+#[test]
+fn generated_images_round_trip_through_png() {
+    for channels in [1usize, 3] {
+        let (h, w) = (5usize, 7usize);
+        let data: Vec<f32> = (0..2 * channels * h * w)
+            .map(|i| ((i * 37) % 256) as f32 / 255.0)
+            .collect();
+        let set = gemba_nn::ImageSet::new(channels, h, w, data.clone()).expect("set");
+        for i in 0..2 {
+            let png = gemba_nn::images::to_png(&set, i).expect("png");
+            let (chw, _) = decode_image(&png, channels, h, w).expect("decode");
+            let want = set.image(i);
+            assert!(
+                chw.iter()
+                    .zip(want)
+                    .all(|(a, b)| (a - b).abs() < 0.5 / 255.0 + 1e-6),
+                "{channels} channels, image {i}"
+            );
+        }
+        assert!(gemba_nn::images::to_png(&set, 2).is_err());
+    }
+    let two = gemba_nn::ImageSet::new(2, 2, 2, vec![0.5; 8]).expect("set");
+    assert!(gemba_nn::images::to_png(&two, 0).is_err());
+}

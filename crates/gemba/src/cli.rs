@@ -33,6 +33,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Predict (and explain) rows of a CSV file with a saved model.
     Predict(PredictArgs),
+    /// New samples from a generative model: rows of a conditional GAN or a tabular VAE (CSV),
+    /// images of a DCGAN or an image VAE (PNG files).
+    Generate(GenerateArgs),
     /// List and activate the models registered on a server.
     #[command(subcommand)]
     Models(ModelsCmd),
@@ -573,6 +576,27 @@ pub struct PredictArgs {
     /// A column with the true classes: print the model's metrics on this data too.
     #[arg(long)]
     pub target: Option<String>,
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// A gan, dcgan or vae artefact file, or NAME@VERSION of a model registered on the server.
+    #[arg(long)]
+    pub model: String,
+    /// How many rows or images (for a conditional GAN without --class: per class).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub count: usize,
+    /// Only this class of a conditional GAN.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// The same seed gives the same samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CSV file for rows (default: standard output); a folder for images (required for them).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "GEMBA_SERVER")]
     pub server: String,
 }

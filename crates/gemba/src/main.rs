@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),
+        Command::Generate(args) => train_nn::generate(args),
         Command::Models(cmd) => train::models(cmd),
         Command::Inspect(args) => inspect::run(args),
         Command::Lots(args) => logistics::lots(args),

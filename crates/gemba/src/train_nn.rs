@@ -323,7 +323,7 @@ pub fn predict(args: &PredictArgs, text: &str) -> anyhow::Result<()> {
     let kind = gemba_nn::artifact_kind(text).unwrap_or_default();
     if kind != "vae" {
         bail!(
-            "gemba predict scores with a vae; {kind} artefacts generate data (library: TabularGan::sample, Dcgan::sample)"
+            "gemba predict scores with a vae; {kind} artefacts generate data: gemba generate --model FILE"
         );
     }
     let vae = Vae::from_json(text)?;
@@ -386,5 +386,125 @@ pub fn predict(args: &PredictArgs, text: &str) -> anyhow::Result<()> {
         ids.len(),
         vae.threshold.value
     );
+    Ok(())
+}
+
+/// `gemba generate`: rows of a conditional GAN (per class, with a `class` column) or of a tabular
+/// VAE as CSV, or images of a DCGAN or an image VAE as PNG files in a folder.
+pub fn generate(args: crate::cli::GenerateArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    if args.count == 0 || args.count > 1_000_000 {
+        bail!("--count {}: use 1 to 1,000,000", args.count);
+    }
+    let text = crate::train::model_text(&args.model, &args.server)?;
+    let kind = gemba_nn::artifact_kind(&text).unwrap_or_default();
+    if args.class.is_some() && kind != "gan" {
+        bail!(
+            "--class is for a conditional gan; {} is a {kind}",
+            args.model
+        );
+    }
+    let csv_out = |header: Vec<String>| -> anyhow::Result<csv::Writer<Box<dyn Write>>> {
+        let sink: Box<dyn Write> = match &args.out {
+            Some(p) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            )),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        let mut w = csv::Writer::from_writer(sink);
+        w.write_record(&header)?;
+        Ok(w)
+    };
+    let images_out = |set: &gemba_nn::ImageSet| -> anyhow::Result<()> {
+        let dir = args
+            .out
+            .as_ref()
+            .context("images need --out DIR (a folder for the PNG files)")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for i in 0..set.n {
+            let path = dir.join(format!("generated-{:05}.png", i + 1));
+            std::fs::write(&path, gemba_nn::images::to_png(set, i)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        eprintln!(
+            "wrote {} images of {}×{}×{} to {}",
+            set.n,
+            set.height,
+            set.width,
+            set.channels,
+            dir.display()
+        );
+        Ok(())
+    };
+    let where_to = || {
+        args.out
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "standard output".into())
+    };
+    match kind.as_str() {
+        "gan" => {
+            let gan = TabularGan::from_json(&text)?;
+            let classes: Vec<usize> = match &args.class {
+                Some(c) => vec![gan.class_id(c)?],
+                None => (0..gan.classes.len()).collect(),
+            };
+            let mut header = gan.features.clone();
+            header.push("class".into());
+            let mut w = csv_out(header)?;
+            let d = gan.features.len();
+            for &k in &classes {
+                let rows = gan.sample(k, args.count, args.seed.wrapping_add(k as u64))?;
+                for row in rows.chunks(d) {
+                    let mut rec: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+                    rec.push(gan.classes[k].clone());
+                    w.write_record(&rec)?;
+                }
+            }
+            w.flush()?;
+            eprintln!(
+                "wrote {} rows ({} per class of {}) to {}",
+                args.count * classes.len(),
+                args.count,
+                classes
+                    .iter()
+                    .map(|&k| gan.classes[k].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                where_to()
+            );
+        }
+        "dcgan" => images_out(&Dcgan::from_json(&text)?.sample(args.count, args.seed)?)?,
+        "vae" => {
+            let vae = Vae::from_json(&text)?;
+            let rows = vae.sample(args.count, args.seed)?;
+            match &vae.input {
+                gemba_nn::InputSpec::Image {
+                    channels,
+                    height,
+                    width,
+                } => images_out(&gemba_nn::ImageSet::new(
+                    *channels,
+                    *height,
+                    *width,
+                    rows.into_iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+                )?)?,
+                gemba_nn::InputSpec::Table { features } => {
+                    let mut w = csv_out(features.clone())?;
+                    for row in rows.chunks(features.len()) {
+                        w.write_record(row.iter().map(|v| v.to_string()))?;
+                    }
+                    w.flush()?;
+                    eprintln!("wrote {} rows to {}", args.count, where_to());
+                }
+            }
+        }
+        other => bail!(
+            "gemba generate needs a gan, dcgan or vae artefact; {} is {:?} (classifiers predict: gemba predict)",
+            args.model,
+            other
+        ),
+    }
     Ok(())
 }

@@ -251,6 +251,43 @@ fn image_folders_train_a_conv_vae_and_a_dcgan() {
     ]);
     assert!(ok, "{text}");
     assert!(text.contains("trained dcgan"), "{text}");
+
+    // New images: PNG files of the models' sizes.
+    let gen_dir = dir.path().join("generated");
+    let (ok, text) = run_gemba(&[
+        "generate",
+        "--model",
+        dir.path().join("g.json").to_str().unwrap(),
+        "-n",
+        "4",
+        "--out",
+        gen_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let img = image::open(gen_dir.join("generated-00004.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (16, 16));
+    assert!(matches!(img, image::DynamicImage::ImageRgb8(_)));
+    let vae_dir = dir.path().join("vae-generated");
+    let (ok, text) = run_gemba(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "-n",
+        "3",
+        "--out",
+        vae_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(std::fs::read_dir(&vae_dir).unwrap().count(), 3);
+    let img = image::open(vae_dir.join("generated-00001.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (8, 8));
+    assert!(matches!(img, image::DynamicImage::ImageLuma8(_)));
+    let (ok, text) = run_gemba(&[
+        "generate",
+        "--model",
+        dir.path().join("g.json").to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("--out DIR"), "{text}");
 }
 
 #[test]
@@ -287,7 +324,54 @@ fn conditional_gan_trains_from_csv() {
         "--data",
         data.to_str().unwrap(),
     ]);
-    assert!(!ok && text.contains("generate data"), "{text}");
+    assert!(!ok && text.contains("gemba generate"), "{text}");
+
+    // New rows: 50 of each class in a CSV, the same again with the same seed.
+    let generate = |file: &std::path::Path, seed: &str| {
+        let (ok, text) = run_gemba(&[
+            "generate",
+            "--model",
+            out.to_str().unwrap(),
+            "-n",
+            "50",
+            "--seed",
+            seed,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{text}");
+        std::fs::read_to_string(file).unwrap()
+    };
+    let a = generate(&dir.path().join("a.csv"), "1");
+    let header = a.lines().next().unwrap();
+    assert!(
+        header.ends_with(",class") && !header.contains("state"),
+        "{header}"
+    );
+    assert_eq!(a.lines().filter(|l| l.ends_with(",fault")).count(), 50);
+    assert_eq!(a.lines().filter(|l| l.ends_with(",ok")).count(), 50);
+    assert_eq!(a, generate(&dir.path().join("b.csv"), "1"));
+    assert_ne!(a, generate(&dir.path().join("c.csv"), "2"));
+    let (ok, text) = run_gemba(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "--class",
+        "fault",
+        "-n",
+        "5",
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(text.lines().filter(|l| l.ends_with(",fault")).count(), 5);
+    for (args, needle) in [
+        (vec!["--class", "nope"], "\"fault\""),
+        (vec!["-n", "0"], "--count 0"),
+    ] {
+        let mut all = vec!["generate", "--model", out.to_str().unwrap()];
+        all.extend(args);
+        let (ok, text) = run_gemba(&all);
+        assert!(!ok && text.contains(needle), "{text}");
+    }
 }
 
 #[test]
