@@ -377,6 +377,9 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         .chain(std::iter::once(Pooled::new("threshold")))
         .collect();
     let mut gan_notes: Vec<String> = Vec::new();
+    // The latest-value tables of the machines scored, for the pooled model.
+    let mut kept: Vec<Table> = Vec::new();
+    let mut machines_kept: Vec<String> = Vec::new();
     println!(
         "{:<34} {:<10} {:>6} {:>6} {:>6} {:>6} {:>9} {:>11}  baseline signal",
         "machine", "model", "rows", "fail", "P", "R", "F1 any", "warned"
@@ -509,7 +512,71 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             if above { ">" } else { "<" }
         );
         pooled.last_mut().context("baseline row")?.add(s);
+        kept.push(table);
+        machines_kept.push(m.clone());
     }
+    // One model per machine type: logistic regression trained on the training rows of every
+    // machine with the same signals, scored on each machine's test rows ("lr pooled").
+    let mut by_type = Pooled::new("lr pooled");
+    let mut done = vec![false; kept.len()];
+    for a in 0..kept.len() {
+        if done[a] {
+            continue;
+        }
+        let members: Vec<usize> = (a..kept.len())
+            .filter(|&b| kept[b].features == kept[a].features)
+            .collect();
+        let mut all = Table {
+            rows: Vec::new(),
+            labels: Vec::new(),
+            ts: Vec::new(),
+            ..kept[a].clone()
+        };
+        let mut parts: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+        for &b in &members {
+            done[b] = true;
+            let off = all.rows.len();
+            let (tr, te) = split(&kept[b], cut);
+            parts.push((
+                tr.iter().map(|i| i + off).collect(),
+                te.iter().map(|i| i + off).collect(),
+            ));
+            all.rows.extend(kept[b].rows.iter().cloned());
+            all.labels.extend(kept[b].labels.iter().cloned());
+            all.ts.extend(kept[b].ts.iter().copied());
+        }
+        let train: Vec<usize> = parts.iter().flat_map(|p| p.0.iter().copied()).collect();
+        let mut classes: Vec<String> = train.iter().map(|&i| all.labels[i].clone()).collect();
+        classes.sort();
+        classes.dedup();
+        let modes: Vec<String> = classes.iter().filter(|c| *c != "ok").cloned().collect();
+        let rows = Rows {
+            t: &all,
+            rows: &train,
+            extra: &[],
+        };
+        for (k, (_, test)) in parts.iter().enumerate() {
+            if test.is_empty() {
+                continue;
+            }
+            let pred = fit_predict(ModelKind::Logistic, lr_params, &rows, test, &classes)
+                .context("training the pooled logistic regression")?;
+            let sc = score(&all, test, &pred, &modes, horizon);
+            let (p, r, f) = sc.any.prf();
+            println!(
+                "{:<34} {:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f:>9.2} {:>5}/{:<5}  ({} machines of its type)",
+                machines_kept[members[k]],
+                "lr pooled",
+                test.len(),
+                test.iter().filter(|&&i| all.labels[i] != "ok").count(),
+                sc.warned,
+                sc.failures,
+                members.len()
+            );
+            by_type.add(sc);
+        }
+    }
+    pooled.push(by_type);
     println!(
         "\nAll machines (rows of the test period; a failure is warned of when a row in the horizon before it predicted one):"
     );
