@@ -412,6 +412,24 @@ pub fn te_gan(args: EvalTeGanArgs) -> anyhow::Result<()> {
             &d,
         )?)
     };
+    // A conditional GAN with `loss` on `rows`: the model, its table and the training seconds.
+    let fit_gan =
+        |rows: &[(Vec<f64>, usize)], loss: &str| -> anyhow::Result<(TabularGan, Table, f64)> {
+            let table = Table::from_rows(
+                names.clone(),
+                &rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            )?;
+            let labels: Vec<usize> = rows.iter().map(|r| r.1).collect();
+            let t0 = Instant::now();
+            let gan = TabularGan::fit(
+                &te_gan_params(&args, loss),
+                &table,
+                &labels,
+                class_names.clone(),
+                TrainHooks::default(),
+            )?;
+            Ok((gan, table, t0.elapsed().as_secs_f64()))
+        };
     let f1_of = |m: &gemba_ml::ModelArtifact, k: usize| -> anyhow::Result<(f64, f64)> {
         let pred = m.predict(&test)?;
         let pc = metrics::per_class(&ty, &pred, classes.len());
@@ -450,21 +468,7 @@ pub fn te_gan(args: EvalTeGanArgs) -> anyhow::Result<()> {
             .collect();
         let base = svm(&reduced)?;
         let (f1_base, acc_base) = f1_of(&base, k)?;
-        let table = Table::from_rows(
-            names.clone(),
-            &reduced.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-        )?;
-        let labels: Vec<usize> = reduced.iter().map(|r| r.1).collect();
-        let p = te_gan_params(&args, &args.loss);
-        let t0 = Instant::now();
-        let gan = TabularGan::fit(
-            &p,
-            &table,
-            &labels,
-            class_names.clone(),
-            TrainHooks::default(),
-        )?;
-        let gan_s = t0.elapsed().as_secs_f64();
+        let (gan, table, gan_s) = fit_gan(&reduced, &args.loss)?;
         let n_gen = rare_all.len() - n_keep;
         let fake = gan.sample(k, n_gen, args.seed + 1)?;
         let mut aug = reduced.clone();
@@ -493,12 +497,6 @@ pub fn te_gan(args: EvalTeGanArgs) -> anyhow::Result<()> {
     }
     // Train on synthetic, test on real.
     let (_, acc_real) = f1_of(&full, 0)?;
-    let table = Table::from_rows(
-        names.clone(),
-        &train_rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-    )?;
-    let labels: Vec<usize> = train_rows.iter().map(|r| r.1).collect();
-    let sc = gemba_nn::Scaler::fit(&table);
     println!(
         "\nTrain on synthetic, test on real: a conditional GAN on all {} training samples, an SVM on as many generated samples per class as the real set has, accuracy on the real test set.\n",
         train_rows.len()
@@ -508,16 +506,8 @@ pub fn te_gan(args: EvalTeGanArgs) -> anyhow::Result<()> {
     );
     println!("|---|---:|---:|---:|---:|");
     for loss in tstr {
-        let p = te_gan_params(&args, loss);
-        let t0 = Instant::now();
-        let gan = TabularGan::fit(
-            &p,
-            &table,
-            &labels,
-            class_names.clone(),
-            TrainHooks::default(),
-        )?;
-        let gan_s = t0.elapsed().as_secs_f64();
+        let (gan, table, gan_s) = fit_gan(&train_rows, loss)?;
+        let sc = gemba_nn::Scaler::fit(&table);
         let mut synthetic: Vec<(Vec<f64>, usize)> = Vec::new();
         let mut mmd_sum = 0.0;
         for k in 0..classes.len() {

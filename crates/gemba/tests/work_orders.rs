@@ -226,16 +226,10 @@ fn life_cycle_alarms_errors_and_restart() {
     );
 }
 
-/// The failure-within-horizon training set on a hand-made history with a known answer: rows every
-/// minute, labelled with the failure's mode in the 10 minutes before it, none while the machine
-/// is down, and clear errors for a horizon longer than the range and for a range without failures.
-#[test]
-fn horizon_dataset_labels_the_minutes_before_a_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_in(dir.path(), "");
-    let t0 = (now_ms() - 3 * 3_600_000) / 60_000 * 60_000;
-    // Two hours of temperature every 10 s; the machine runs, fails (power) at 90 min, is down
-    // until 110 min, then runs again.
+/// Two hours of M1 from `t0`: temperature every 10 s rising 0.1 a sample (36 K an hour), speed
+/// 1500 sent once; the machine runs, fails (power) at 90 min, is down until 110 min, then runs
+/// again.
+fn failure_history(srv: &Server, t0: i64) {
     let temps: Vec<f64> = (0..720).map(|i| 300.0 + f64::from(i) / 10.0).collect();
     let body = json!({
         "series": [{"signal": TEMP, "t0": t0, "dt": 10_000, "values": temps}],
@@ -247,8 +241,19 @@ fn horizon_dataset_labels_the_minutes_before_a_failure() {
         ],
         "events": [{"ts": t0 + 90 * 60_000, "asset": M1, "type": "custom", "name": "failure", "attrs": {"mode": "power"}}]
     });
-    let (s, r) = post(&srv, "/api/v1/ingest", body);
+    let (s, r) = post(srv, "/api/v1/ingest", body);
     assert_eq!(s, 200, "{r}");
+}
+
+/// The failure-within-horizon training set on a hand-made history with a known answer: rows every
+/// minute, labelled with the failure's mode in the 10 minutes before it, none while the machine
+/// is down, and clear errors for a horizon longer than the range and for a range without failures.
+#[test]
+fn horizon_dataset_labels_the_minutes_before_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    let t0 = (now_ms() - 3 * 3_600_000) / 60_000 * 60_000;
+    failure_history(&srv, t0);
     let q = |extra: &str| {
         srv.get_text(&format!(
             "/api/v1/datasets/horizon?machine={M1}&from={t0}&to={}&step=1m{extra}",
@@ -306,21 +311,7 @@ fn window_features_are_the_same_in_training_and_live() {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start_in(dir.path(), "");
     let t0 = (now_ms() - 4 * 3_600_000) / 60_000 * 60_000;
-    // As in the test above: temperature every 10 s rising 0.1 a sample (36 an hour), a power
-    // failure at 90 min, down until 110 min.
-    let temps: Vec<f64> = (0..720).map(|i| 300.0 + f64::from(i) / 10.0).collect();
-    let body = json!({
-        "series": [{"signal": TEMP, "t0": t0, "dt": 10_000, "values": temps}],
-        "points": [
-            {"signal": "s1/a1/l1/m1/state", "ts": t0, "value": "running"},
-            {"signal": "s1/a1/l1/m1/state", "ts": t0 + 90 * 60_000, "value": "down"},
-            {"signal": "s1/a1/l1/m1/state", "ts": t0 + 110 * 60_000, "value": "running"},
-            {"signal": "s1/a1/l1/m1/speed", "ts": t0, "value": 1500.0}
-        ],
-        "events": [{"ts": t0 + 90 * 60_000, "asset": M1, "type": "custom", "name": "failure", "attrs": {"mode": "power"}}]
-    });
-    let (s, r) = post(&srv, "/api/v1/ingest", body);
-    assert_eq!(s, 200, "{r}");
+    failure_history(&srv, t0);
     let q = |to: i64, extra: &str| {
         srv.get_text(&format!(
             "/api/v1/datasets/horizon?machine={M1}&from={t0}&to={to}&step=1m&horizon=10m{extra}"
