@@ -153,13 +153,11 @@ impl Rolling {
             return None;
         }
         self.evict(now);
-        let all = self.buf.make_contiguous();
-        let start = all.partition_point(|s| s.0 <= now - window_ms);
-        let end = all.partition_point(|s| s.0 <= now);
+        let held = self.last.filter(|l| l.0 <= now).map(|l| l.1);
         window_stat_held(
             stat,
-            &all[start..end.max(start)],
-            self.last.filter(|l| l.0 <= now).map(|l| l.1),
+            in_window(self.buf.make_contiguous(), window_ms, now),
+            held,
         )
     }
 

@@ -3066,8 +3066,10 @@ impl crate::Engine {
         alarms: &Alarms,
     ) -> Vec<Active> {
         let mut out = Vec::new();
+        // The latest sample of every signal, read once for all the model rules to prime from.
+        let mut latest: Option<HashMap<SignalId, Sample>> = None;
         for rule in alarms.rules() {
-            match restore(registry, store, alarms, rule.clone()) {
+            match restore(registry, store, alarms, rule.clone(), &mut latest) {
                 Ok(a) => out.push(a),
                 Err(e) => {
                     tracing::error!(rule = %rule.spec.name, error = %e, "alarm rule not restored")
@@ -3083,6 +3085,7 @@ fn restore(
     store: &dyn Store,
     alarms: &Alarms,
     rule: AlarmRule,
+    latest: &mut Option<HashMap<SignalId, Sample>>,
 ) -> Result<Active, String> {
     let id = |p: &str| {
         registry
@@ -3297,13 +3300,17 @@ fn restore(
                 inputs.push(id(g)?);
             }
             let mut eval = eval;
-            let latest: HashMap<SignalId, Sample> = store
-                .latest_all()
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter(|(i, _)| inputs.contains(i))
-                .collect();
-            eval.prime(store, &inputs, |i| latest.get(&i).copied());
+            if latest.is_none() {
+                *latest = Some(
+                    store
+                        .latest_all()
+                        .map_err(|e| e.to_string())?
+                        .into_iter()
+                        .collect(),
+                );
+            }
+            let latest = latest.as_ref();
+            eval.prime(store, &inputs, |i| latest.and_then(|l| l.get(&i)).copied());
             (Eval::Model(eval), inputs, Some(id(score_signal)?))
         }
         (RuleKind::Rul { .. }, Fitted::Rul { .. }) => (Eval::Periodic, Vec::new(), None),
