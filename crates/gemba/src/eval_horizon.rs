@@ -14,6 +14,12 @@
 //! Window features (`--window`, default 30m): the same two models are also trained on each
 //! gauge's mean, standard deviation and slope over the trailing windows besides its latest value
 //! (rows `lr+win`, `svm+win`).
+//!
+//! Two reference rows that no model can be: `tool ends` warns in the horizon before every end of
+//! a tool's life (a planned replacement or a tool-wear failure: the simulator decides which at that
+//! moment, as AI4I's data do), knowing each tool's hidden life and wear rate; `+ bearing` also
+//! warns in the horizon before every bearing failure. They show how much of the failures the
+//! simulator's hidden state determines in advance.
 
 use std::sync::atomic::AtomicBool;
 
@@ -375,7 +381,9 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         .map(|(n, _, _)| Pooled::new(n))
         .chain(gan_names.iter().map(|n| Pooled::new(n)))
         .chain(std::iter::once(Pooled::new("threshold")))
+        .chain([Pooled::new("tool ends"), Pooled::new("+ bearing")])
         .collect();
+    let n_pooled = pooled.len();
     let mut gan_notes: Vec<String> = Vec::new();
     // The latest-value tables of the machines scored, for the pooled model.
     let mut kept: Vec<Table> = Vec::new();
@@ -511,7 +519,61 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             table.features[f],
             if above { ">" } else { "<" }
         );
-        pooled.last_mut().context("baseline row")?.add(s);
+        pooled[n_pooled - 3].add(s);
+        // Ceilings: predictors that know when each tool will reach its life (and, the second,
+        // when each degrading bearing will fail), but not what the simulator draws at that
+        // moment (whether the tool breaks or is replaced) nor the next operating point.
+        let ends = |kind: &str, mode: Option<&str>| -> anyhow::Result<Vec<Timestamp>> {
+            Ok(engine
+                .store()
+                .events(&gemba_store::EventQuery {
+                    from: start,
+                    to: end + horizon,
+                    asset_prefix: Some(m.clone()),
+                    kind: Some(kind.into()),
+                    limit: 1_000_000,
+                })?
+                .into_iter()
+                .filter(|e| e.event.asset == *m)
+                .filter(|e| {
+                    mode.is_none_or(|w| {
+                        e.event.attrs.get("mode").and_then(|v| v.as_str()) == Some(w)
+                    })
+                })
+                .map(|e| e.event.ts)
+                .collect())
+        };
+        let mut tool_ends = ends("custom:tool_change", None)?;
+        tool_ends.extend(ends("custom:failure", Some("tool_wear"))?);
+        let bearing_ends = ends("custom:failure", Some("bearing"))?;
+        let soon = |t: Timestamp, e: &[Timestamp]| e.iter().any(|&x| x > t && x - t <= horizon);
+        for (k, with_bearing) in [(n_pooled - 2, false), (n_pooled - 1, true)] {
+            let pred: Vec<String> = test
+                .iter()
+                .map(|&i| {
+                    let t = table.ts[i];
+                    if soon(t, &tool_ends) {
+                        "tool_wear".to_owned()
+                    } else if with_bearing && soon(t, &bearing_ends) {
+                        "bearing".to_owned()
+                    } else {
+                        "ok".to_owned()
+                    }
+                })
+                .collect();
+            let s = score(&table, &test, &pred, &modes, horizon);
+            let (p, r, f1) = s.any.prf();
+            println!(
+                "{m:<34} {:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f1:>9.2} {:>5}/{:<5}  ({} tool ends)",
+                pooled[k].name,
+                test.len(),
+                fails,
+                s.warned,
+                s.failures,
+                tool_ends.len()
+            );
+            pooled[k].add(s);
+        }
         kept.push(table);
         machines_kept.push(m.clone());
     }
@@ -594,6 +656,10 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             median(&mut e.leads)
         );
     }
+    println!(
+        "(tool ends: warns in the horizon before every end of a tool's life, replacement or failure, \
+         which no sensor shows in advance; + bearing: also before every bearing failure)"
+    );
     println!(
         "\nGAN rows of the rare failure modes (validation: the last 20 % of the training period):"
     );
