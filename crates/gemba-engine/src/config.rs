@@ -48,6 +48,8 @@ pub struct RetentionConfig {
     pub alarms_days: Option<u32>,
     /// Finished (done or cancelled) work orders, counted from when they finished.
     pub work_orders_days: Option<u32>,
+    /// Visual inspection results and their heat maps (`POST /api/v1/inspect`), by inspection time.
+    pub inspections_days: Option<u32>,
     /// Seconds between pruning passes.
     pub interval_s: u64,
 }
@@ -59,6 +61,7 @@ impl Default for RetentionConfig {
             events_days: None,
             alarms_days: None,
             work_orders_days: None,
+            inspections_days: None,
             interval_s: 3600,
         }
     }
@@ -461,6 +464,10 @@ impl Config {
             (
                 "retention.work_orders_days",
                 self.retention.work_orders_days,
+            ),
+            (
+                "retention.inspections_days",
+                self.retention.inspections_days,
             ),
         ] {
             if days == Some(0) {

@@ -86,6 +86,7 @@ pub struct RetentionReport {
     pub events: usize,
     pub alarms: usize,
     pub work_orders: usize,
+    pub inspections: usize,
 }
 
 /// What happened to one ingested batch.
@@ -745,8 +746,8 @@ impl Engine {
         blocking(move || store.maintain(now)).await
     }
 
-    /// One retention pass at the clock's now: deletes the events, closed alarms and finished work
-    /// orders older than their `[retention]` days (raw samples expire in [`Engine::maintain`]).
+    /// One retention pass at the clock's now: deletes the events, closed alarms, finished work
+    /// orders and inspection results older than their `[retention]` days (raw samples expire in [`Engine::maintain`]).
     /// Blocking: call it from a blocking thread ([`Engine::spawn_retention`] does).
     pub fn prune(&self) -> Result<RetentionReport, EngineError> {
         let now = self.clock.now_ms();
@@ -763,6 +764,9 @@ impl Engine {
         }
         if let Some(days) = r.work_orders_days {
             report.work_orders = self.maintenance.prune_done(cutoff(days))?;
+        }
+        if let Some(days) = r.inspections_days {
+            report.inspections = self.store.delete_inspections_before(cutoff(days))?;
         }
         if report != RetentionReport::default() {
             tracing::info!(?report, "retention: expired data deleted");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use gemba_core::time::ManualClock;
 use gemba_engine::maintenance::{NewWorkOrder, WorkOrderAction, WorkOrderQuery};
 use gemba_engine::{BatchMode, Config, Engine, RetentionReport, Source};
-use gemba_store::EventQuery;
+use gemba_store::{EventQuery, InspectionQuery, InspectionRecord};
 
 const DAY: i64 = 86_400_000;
 /// 2026-01-01T00:00:00Z
@@ -93,7 +93,10 @@ async fn all_events(engine: &Engine) -> Vec<(i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_deletes_what_is_older_than_its_days_and_keeps_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), "events_days = 30\nwork_orders_days = 90\n");
+    let cfg = config(
+        dir.path(),
+        "events_days = 30\nwork_orders_days = 90\ninspections_days = 60\n",
+    );
     let clock = Arc::new(ManualClock::new(NOW - 200 * DAY));
     let engine = Engine::open(cfg.clone(), clock.clone()).unwrap();
 
@@ -146,6 +149,28 @@ async fn prune_deletes_what_is_older_than_its_days_and_keeps_the_rest() {
         })
         .unwrap();
 
+    // Inspection results (with heat maps) 100, 61 and 59 days old.
+    let mut inspections = Vec::new();
+    for age in [100, 61, 59] {
+        let r = InspectionRecord {
+            id: 0,
+            ts: NOW - age * DAY,
+            model: "cells".into(),
+            version: 1,
+            score: 0.5,
+            threshold: 1.0,
+            verdict: "pass".into(),
+            part: Some(format!("P{age}")),
+            lot: None,
+            machine: Some("s/a/l/m".into()),
+            width: 8,
+            height: 8,
+            heat_max: 0.5,
+            by: "ivan".into(),
+        };
+        inspections.push(engine.store().put_inspection(&r, b"png").unwrap());
+    }
+
     clock.set(NOW);
     let e = engine.clone();
     let report = tokio::task::spawn_blocking(move || e.prune())
@@ -157,8 +182,38 @@ async fn prune_deletes_what_is_older_than_its_days_and_keeps_the_rest() {
         RetentionReport {
             events: 4,
             alarms: 0,
-            work_orders: 1
+            work_orders: 1,
+            inspections: 2
         }
+    );
+    let left: Vec<i64> = engine
+        .store()
+        .inspections(&InspectionQuery {
+            from: 0,
+            to: NOW + DAY,
+            part: None,
+            lot: None,
+            machine: None,
+            verdict: None,
+            limit: 10,
+        })
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![inspections[2]],
+        "only the 59-day-old result is kept"
+    );
+    assert_eq!(
+        engine.store().inspection_heat_map(inspections[0]).unwrap(),
+        None,
+        "the heat map goes with its result"
+    );
+    assert_eq!(
+        engine.store().inspection_heat_map(inspections[2]).unwrap(),
+        Some(b"png".to_vec())
     );
     let kept = all_events(&engine).await;
     assert_eq!(kept.len(), 8);
@@ -278,6 +333,7 @@ fn retention_config_is_checked() {
     let err = |text: &str| Config::from_toml_str(text).unwrap_err().to_string();
     assert!(err("[retention]\nevents_days = 0\n").contains("retention.events_days"));
     assert!(err("[retention]\ninterval_s = 0\n").contains("retention.interval_s"));
+    assert!(err("[retention]\ninspections_days = 0\n").contains("retention.inspections_days"));
     assert!(err("[retention]\nsamples = 3\n").contains("samples"));
     let both = err("[retention]\nsamples_days = 3\n[storage]\ndefault_retention_days = 3\n");
     assert!(both.contains("give only one"), "{both}");

@@ -323,6 +323,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (`[retention] events_days`).
     fn delete_events_before(&self, cutoff: Timestamp, keep_types: &[&str]) -> Result<usize>;
 
+    /// Deletes the inspection results (with their heat maps) with `ts < cutoff`; returns how many
+    /// were deleted. Retention (`[retention] inspections_days`).
+    fn delete_inspections_before(&self, cutoff: Timestamp) -> Result<usize>;
+
     /// The whole logistics index: every lot (by creation event id) and every move (by event id).
     /// The engine replays it at start to rebuild its inventory state.
     fn logistics(&self) -> Result<(Vec<LotRecord>, Vec<MoveRecord>)>;

@@ -1074,6 +1074,10 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    fn delete_inspections_before(&self, cutoff: Timestamp) -> Result<usize> {
+        inspections::delete_before(&self.writer.lock(), cutoff)
+    }
+
     fn maintain(&self, now: Timestamp) -> Result<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
         let (to_compact, dirty, retention): (Vec<SignalId>, Vec<SignalId>, Vec<(SignalId, u32)>) =

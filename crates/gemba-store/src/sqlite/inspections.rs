@@ -49,6 +49,13 @@ pub(crate) fn insert(conn: &Connection, r: &InspectionRecord, heat_map: &[u8]) -
     Ok(conn.last_insert_rowid())
 }
 
+/// Deletes the results with `ts < cutoff` (retention); returns how many.
+pub(crate) fn delete_before(conn: &Connection, cutoff: i64) -> Result<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM inspections WHERE ts < ?1")?
+        .execute(params![cutoff])?)
+}
+
 fn row(r: &Row<'_>) -> rusqlite::Result<InspectionRecord> {
     Ok(InspectionRecord {
         id: r.get(0)?,
