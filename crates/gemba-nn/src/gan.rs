@@ -23,7 +23,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, softplus, tanh};
+use burn::tensor::activation::{relu, softplus, tanh};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +117,14 @@ impl GanParams {
     fn wgan(&self) -> bool {
         self.loss == "wgan-gp"
     }
+}
+
+/// LeakyReLU as `a·x + (1 − a)·relu(x)`: the function and gradient of Burn's `leaky_relu`
+/// (slope `a` below zero and at zero), without its masked select. On the flex backend that
+/// select (`mask_where`, a data-dependent branch per element, forward and backward) took 18 % of
+/// the tabular GAN's training time; `relu` and its backward are branch-free element-wise loops.
+fn leaky_relu<const D: usize>(x: Tensor<D>, a: f64) -> Tensor<D> {
+    relu(x.clone()).mul_scalar(1.0 - a) + x.mul_scalar(a)
 }
 
 fn t2(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
