@@ -328,6 +328,10 @@ pub enum EvalCmd {
     /// The conv VAE on ELPV solar-cell images (a path you give; never committed): AUROC of
     /// defective vs functional cells.
     Elpv(crate::eval_nn::EvalElpvArgs),
+    /// DCGANs on ELPV solar-cell images (a path you give; never committed): one per class,
+    /// train-on-synthetic-test-on-real accuracy of a small classifier, MMD, and the
+    /// discriminator as an anomaly score.
+    ElpvGan(crate::eval_nn::EvalElpvGanArgs),
 }
 
 /// The simulated plant of an evaluation (`eval alarms`, `eval rul`, `eval horizon`).

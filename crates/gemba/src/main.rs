@@ -66,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(EvalCmd::TeVae(args)) => eval_nn::te_vae(args),
         Command::Eval(EvalCmd::TeGan(args)) => eval_nn::te_gan(args),
         Command::Eval(EvalCmd::Elpv(args)) => eval_nn::elpv(args),
+        Command::Eval(EvalCmd::ElpvGan(args)) => eval_nn::elpv_gan(args),
         Command::Config(ConfigCmd::Check { file }) => {
             let cfg = gemba_engine::Config::load_file_only(&file)?;
             if let Some(plant) = &cfg.plant.file {

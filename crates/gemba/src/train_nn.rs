@@ -128,7 +128,7 @@ pub(crate) fn read_table(
     Ok((Table::new(names, data)?, labels))
 }
 
-fn progress(epochs: usize, what: &str) -> ProgressBar {
+pub(crate) fn progress(epochs: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(epochs as u64);
     bar.set_style(
         ProgressStyle::with_template(

@@ -416,3 +416,72 @@ fn bad_input_for_the_deep_models_is_a_clear_error() {
     ]);
     assert!(!ok && text.contains("zdim"), "{text}");
 }
+
+/// An ELPV-like folder: `labels.csv` (path, defect probability, type) and 32 × 32 grey cells;
+/// functional cells are plain, defective ones crossed by a dark band.
+fn write_cells(dir: &std::path::Path, functional: u32, defective: u32, unsure: u32) {
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    let mut labels = String::new();
+    for i in 0..functional + defective + unsure {
+        let (p, band) = if i < functional {
+            ("0.0", false)
+        } else if i < functional + defective {
+            ("1.0", true)
+        } else {
+            ("0.3333333333333333", true)
+        };
+        let img = image::GrayImage::from_fn(32, 32, |x, y| {
+            let dark = band && (12..20).contains(&y);
+            image::Luma([if dark {
+                20
+            } else {
+                190 + ((x * 7 + y * 3 + i) % 20) as u8
+            }])
+        });
+        let name = format!("images/cell{i:04}.png");
+        img.save(dir.join(&name)).unwrap();
+        labels.push_str(&format!("{name}  {p}  mono\n"));
+    }
+    std::fs::write(dir.join("labels.csv"), labels).unwrap();
+}
+
+#[test]
+fn elpv_gan_evaluation_runs_on_a_labelled_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cells(dir.path(), 16, 8, 2);
+    let d = dir.path().to_str().unwrap();
+    let (ok, text) = run_gemba(&["eval", "elpv-gan", "--dir", d, "--epochs", "2"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("8 defective (p ≥ 2/3) and 16 functional cells")
+            && text.contains("2 with p = 1/3 left out")
+            && text.contains("Train / test: defective 6 / 2, functional 12 / 4"),
+        "{text}"
+    );
+    // The classes differ by a band across the cell: the pixel classifier trained on the real
+    // cells gets all 6 held-out cells right.
+    assert!(
+        text.contains("| real cells (TRTR) | 18 | 100.0 % | 100.0 % | 1.000 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| generated cells (TSTR) | 18 |")
+            && text.contains("| real + generated | 36 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| defective |") && text.contains("AUROC"),
+        "{text}"
+    );
+
+    // Without defective cells there is nothing to compare.
+    let only = tempfile::tempdir().unwrap();
+    write_cells(only.path(), 6, 0, 0);
+    let (ok, text) = run_gemba(&["eval", "elpv-gan", "--dir", only.path().to_str().unwrap()]);
+    assert!(
+        !ok && text.contains("6 functional and 0 defective cells: both are needed"),
+        "{text}"
+    );
+    let (ok, text) = run_gemba(&["eval", "elpv-gan", "--dir", d, "--test-fraction", "1"]);
+    assert!(!ok && text.contains("--test-fraction"), "{text}");
+}
