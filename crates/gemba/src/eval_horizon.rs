@@ -520,9 +520,10 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             if above { ">" } else { "<" }
         );
         pooled[n_pooled - 3].add(s);
-        // Ceilings: predictors that know when each tool will reach its life (and, the second,
-        // when each degrading bearing will fail), but not what the simulator draws at that
-        // moment (whether the tool breaks or is replaced) nor the next operating point.
+        // References (not ceilings, not models): predictors that know when each tool will reach
+        // its life (and, the second, when each degrading bearing will fail), but not what the
+        // simulator draws at that moment (whether the tool breaks or is replaced) nor the next
+        // operating point.
         let ends = |kind: &str, mode: Option<&str>| -> anyhow::Result<Vec<Timestamp>> {
             Ok(engine
                 .store()
