@@ -397,6 +397,11 @@ fn shipped_scenarios_run_on_their_plants() {
             8,
         ),
         (
+            include_str!("../../../examples/scenarios/bearings.toml"),
+            plant(),
+            8,
+        ),
+        (
             include_str!("../../../examples/scenarios/large-plant.toml"),
             large,
             50,
