@@ -38,8 +38,15 @@ try {
   figures.fail_label_zh = await page.textContent('[data-testid=inspection][data-verdict=fail] strong');
   check(figures.fail_label_zh === '不合格', `the fail verdict in zh-CN is ${figures.fail_label_zh}`);
   // The genealogy of lot L-7 (made by crates/gemba/tests/inspect.rs) lists its inspections.
-  await page.goto(`${base}/#/logistics`, { waitUntil: 'load' });
+  // Back to English first, and only then to the logistics page: a language change draws the page
+  // again once the dictionary has loaded, which would replace a lot number typed in before.
   await page.selectOption('[data-testid=lang]', 'en');
+  await page.waitForFunction(() => {
+    const h = document.querySelector('[data-testid=inspections] h2');
+    return h && h.textContent !== '最新视觉检测';
+  }, null, { timeout: 15000 });
+  await page.goto(`${base}/#/logistics`, { waitUntil: 'load' });
+  await page.waitForSelector('[data-testid=genealogy-go]', { timeout: 15000 });
   await page.fill('[data-testid=genealogy-lot]', 'L-7');
   await page.click('[data-testid=genealogy-go]');
   await page.waitForSelector('[data-testid=genealogy-inspections] tbody tr', { timeout: 15000 });

@@ -57,7 +57,7 @@ try {
 
   step('signing out in Chinese shows the Chinese sign-in');
   await page.selectOption('[data-testid=lang]', 'zh-CN');
-  await page.waitForTimeout(300);
+  await page.waitForFunction(() => document.querySelector('nav a[data-page=overview]')?.textContent === '工厂总览', null, { timeout: 15000 });
   await page.click('[data-testid=logout]');
   await page.waitForSelector('[data-testid=login-form]', { timeout: 10000 });
   const title = await page.textContent('[data-testid=login-form] h2');

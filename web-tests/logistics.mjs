@@ -59,6 +59,9 @@ try {
 
   step('简体中文');
   await page.selectOption('[data-testid=lang]', 'zh-CN');
+  // The page is drawn again once the dictionary has loaded: wait for that, not for the old table.
+  await page.waitForFunction(() => document.querySelector('h1')?.textContent === '能源', null, { timeout: 15000 })
+    .catch(() => {});
   await page.waitForSelector('[data-testid=energy-table]');
   const title = await page.textContent('h1');
   check(title === '能源', `the energy page title in zh-CN is ${title}`);
