@@ -15,12 +15,32 @@ use serde_json::Value;
 /// a rate limit they could reach.
 pub const AUTH_OFF: &str = "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n";
 
+/// A port free now, below Linux's ephemeral range (32768–60999): a port the kernel hands out for
+/// `:0` can be taken by the next outgoing connection of a parallel test before the server binds
+/// it (seen in CI: "Address already in use" for an MQTT port). Ports are drawn at random from
+/// 20000–32767 and never handed out twice by this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    let mut x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed)
+        ^ u64::from(std::process::id()).wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ u64::try_from(now_ms()).unwrap_or(0);
+    x |= 1;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + u16::try_from(x % 12_768).unwrap();
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32767");
 }
 
 pub fn bin() -> PathBuf {
