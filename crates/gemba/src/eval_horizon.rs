@@ -415,7 +415,9 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         .chain(std::iter::once(Pooled::new("threshold")))
         .chain([Pooled::new("tool ends"), Pooled::new("+ bearing")])
         .collect();
-    let n_pooled = pooled.len();
+    // The rows of the baseline and the two references, the last three.
+    let (threshold_row, tool_ends_row, bearing_row) =
+        (pooled.len() - 3, pooled.len() - 2, pooled.len() - 1);
     let mut gan_notes: Vec<String> = Vec::new();
     // The latest-value tables of the machines scored, for the pooled model.
     let mut kept: Vec<Table> = Vec::new();
@@ -551,12 +553,13 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             table.features[f],
             if above { ">" } else { "<" }
         );
-        pooled[n_pooled - 3].add(s);
+        pooled[threshold_row].add(s);
         // References (not ceilings, not models): predictors that know when each tool will reach
         // its life (and, the second, when each degrading bearing will fail), but not what the
         // simulator draws at that moment (whether the tool breaks or is replaced) nor the next
         // operating point.
-        let ends = |kind: &str, mode: Option<&str>| -> anyhow::Result<Vec<Timestamp>> {
+        // (time, failure mode or "" for a tool change) of the machine's events.
+        let ends = |kind: &str| -> anyhow::Result<Vec<(Timestamp, String)>> {
             Ok(engine
                 .store()
                 .events(&gemba_store::EventQuery {
@@ -568,19 +571,23 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                 })?
                 .into_iter()
                 .filter(|e| e.event.asset == *m)
-                .filter(|e| {
-                    mode.is_none_or(|w| {
-                        e.event.attrs.get("mode").and_then(|v| v.as_str()) == Some(w)
-                    })
+                .map(|e| {
+                    let mode = e.event.attrs.get("mode").and_then(|v| v.as_str());
+                    (e.event.ts, mode.unwrap_or_default().to_owned())
                 })
-                .map(|e| e.event.ts)
                 .collect())
         };
-        let mut tool_ends = ends("custom:tool_change", None)?;
-        tool_ends.extend(ends("custom:failure", Some("tool_wear"))?);
-        let bearing_ends = ends("custom:failure", Some("bearing"))?;
+        let failures = ends("custom:failure")?;
+        let of_mode =
+            |mode: &'static str| failures.iter().filter(move |f| f.1 == mode).map(|f| f.0);
+        let mut tool_ends: Vec<Timestamp> = ends("custom:tool_change")?
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        tool_ends.extend(of_mode("tool_wear"));
+        let bearing_ends: Vec<Timestamp> = of_mode("bearing").collect();
         let soon = |t: Timestamp, e: &[Timestamp]| e.iter().any(|&x| x > t && x - t <= horizon);
-        for (k, with_bearing) in [(n_pooled - 2, false), (n_pooled - 1, true)] {
+        for (k, with_bearing) in [(tool_ends_row, false), (bearing_row, true)] {
             let pred: Vec<String> = test
                 .iter()
                 .map(|&i| {

@@ -241,6 +241,15 @@ fn elpv_cells(dir: &std::path::Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBu
     Ok((functional, defective, skipped))
 }
 
+/// AUROC of anomaly scores: `normal` scores against `anomalous` ones (higher = more anomalous).
+fn auroc(normal: &[f64], anomalous: &[f64]) -> f64 {
+    let y: Vec<bool> = std::iter::repeat_n(false, normal.len())
+        .chain(std::iter::repeat_n(true, anomalous.len()))
+        .collect();
+    let s: Vec<f64> = normal.iter().chain(anomalous).copied().collect();
+    gemba_nn::metrics::roc_auc(&s, &y)
+}
+
 /// A seeded shuffle of 0..n (deterministic across platforms).
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -314,13 +323,6 @@ pub fn elpv(args: EvalElpvArgs) -> anyhow::Result<()> {
     };
     let (ok_e, ok_r) = score(&ok_set)?;
     let (bad_e, bad_r) = score(&bad_set)?;
-    let y: Vec<bool> = std::iter::repeat_n(false, ok_e.len())
-        .chain(std::iter::repeat_n(true, bad_e.len()))
-        .collect();
-    let auc = |a: &[f64], b: &[f64]| {
-        let s: Vec<f64> = a.iter().chain(b).copied().collect();
-        gemba_nn::metrics::roc_auc(&s, &y)
-    };
     println!(
         "ELPV: conv VAE on {} functional cells at {sz}×{sz} (read in {read_s:.1} s), trained in {fit_s:.1} s ({} epochs, best {}); test: {} held-out functional vs {} defective (p ≥ 2/3); {skipped} cells with p = 1/3 left out.",
         train.len(),
@@ -331,8 +333,8 @@ pub fn elpv(args: EvalElpvArgs) -> anyhow::Result<()> {
     );
     println!(
         "AUROC defective vs functional: −ELBO {:.4}, squared reconstruction error {:.4}",
-        auc(&ok_e, &bad_e),
-        auc(&ok_r, &bad_r)
+        auroc(&ok_e, &bad_e),
+        auroc(&ok_r, &bad_r)
     );
     let flagged = |v: &[f64]| pct(v.iter().map(|&s| s > vae.threshold.value));
     println!(
@@ -725,23 +727,18 @@ pub fn elpv_gan(args: EvalElpvGanArgs) -> anyhow::Result<()> {
     println!("|---|---:|---:|");
     let d = SIZE * SIZE;
     for k in 0..2 {
-        let sigma = None;
         println!(
             "| {} | {:.4} | {:.4} |",
             class_names[k],
-            gemba_nn::metrics::mmd2(test_sets[k].data(), fakes[k].data(), d, sigma),
-            gemba_nn::metrics::mmd2(test_sets[k].data(), train_sets[k].data(), d, sigma)
+            gemba_nn::metrics::mmd2(test_sets[k].data(), fakes[k].data(), d, None),
+            gemba_nn::metrics::mmd2(test_sets[k].data(), train_sets[k].data(), d, None)
         );
     }
     let ok = gans[1].discriminator_score(&test_sets[1])?;
     let bad = gans[1].discriminator_score(&test_sets[0])?;
-    let y: Vec<bool> = std::iter::repeat_n(false, ok.len())
-        .chain(std::iter::repeat_n(true, bad.len()))
-        .collect();
-    let s: Vec<f64> = ok.iter().chain(&bad).copied().collect();
     println!(
         "\nThe functional cells' discriminator as an anomaly score (−logit D): AUROC defective vs functional (held out) {:.4}",
-        gemba_nn::metrics::roc_auc(&s, &y)
+        auroc(&ok, &bad)
     );
     Ok(())
 }
