@@ -387,6 +387,11 @@ pub struct EvalHorizonArgs {
     /// gauge) of the `+win` models; empty for none.
     #[arg(long, default_value = "30m")]
     pub window: String,
+    /// Also write every machine's data set (latest values and window features, `ts` and the
+    /// `failure` label) to DIR/MACHINE.csv, and the train/test cut to DIR/split.txt, to compare
+    /// other tools on the same rows.
+    #[arg(long, value_name = "DIR")]
+    pub dump: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -355,6 +355,23 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
     let duration = ms("duration", &args.duration)?;
     let horizon = ms("horizon", &args.horizon)?;
     let step = ms("step", &args.step)?;
+    // Options are checked before the simulation, which takes minutes.
+    let windows: Vec<i64> = args
+        .window
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            ms("window", w).and_then(|v| {
+                gemba_engine::datasets::check_window(v)
+                    .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+                Ok(v)
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if let Some(dir) = &args.dump {
+        std::fs::create_dir_all(dir).with_context(|| format!("--dump {}", dir.display()))?;
+    }
     let (plant, scenario, _dir, engine) = crate::eval::simulated(&args.sim)?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
@@ -380,19 +397,14 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         args.horizon,
         args.step
     );
-    let windows: Vec<i64> = args
-        .window
-        .split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            ms("window", w).and_then(|v| {
-                gemba_engine::datasets::check_window(v)
-                    .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
-                Ok(v)
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    if let Some(dir) = &args.dump {
+        let path = dir.join("split.txt");
+        std::fs::write(
+            &path,
+            format!("train: ts < {cut}\ntest: ts >= {cut}\nhorizon_ms: {horizon}\n"),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
     let models = [
         ("logistic", ModelKind::Logistic, json!({"c": 1.0})),
         (
@@ -443,6 +455,11 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
+        if let Some(dir) = &args.dump {
+            let path = dir.join(format!("{}.csv", m.replace('/', "_")));
+            std::fs::write(&path, full.to_csv())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         // The latest values only (what the models without windows see).
         let table = latest_only(&full);
         let (train, test) = split(&table, cut);

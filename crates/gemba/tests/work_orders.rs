@@ -479,3 +479,87 @@ fn live_matches_offline(
     }
     compared
 }
+
+/// `gemba eval horizon` on a short simulation: every model row and the baseline are scored, and
+/// `--dump` writes the very rows they were scored on (the test rows counted per machine match the
+/// rows after the cut in each CSV). Bad options are named.
+#[test]
+fn eval_horizon_scores_the_models_and_dumps_the_rows_it_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sets");
+    let d = dump.to_str().unwrap();
+    let (ok, text) = run_gemba(&[
+        "eval",
+        "horizon",
+        "--duration",
+        "8h",
+        "--gan-epochs",
+        "0",
+        "--window",
+        "",
+        "--dump",
+        d,
+    ]);
+    assert!(ok, "{text}");
+    for row in [
+        "logistic",
+        "svm",
+        "threshold",
+        "tool ends",
+        "+ bearing",
+        "lr pooled",
+    ] {
+        assert!(
+            text.lines()
+                .skip_while(|l| !l.starts_with("All machines"))
+                .any(|l| l.starts_with(row)),
+            "no `{row}` row in the summary:\n{text}"
+        );
+    }
+    let split = std::fs::read_to_string(dump.join("split.txt")).unwrap();
+    let cut: i64 = split
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("train: ts < "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(split.contains("horizon_ms: 1800000"), "{split}");
+    let mut machines = 0;
+    for line in text.lines().filter(|l| l.contains(" logistic ")) {
+        // "MACHINE logistic ROWS FAIL P R F1 WARNED": ROWS and FAIL are the test period's.
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (rows, fail): (usize, usize) = (cols[2].parse().unwrap(), cols[3].parse().unwrap());
+        let csv = std::fs::read_to_string(dump.join(format!("{}.csv", cols[0].replace('/', "_"))))
+            .unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header.first(), Some(&"ts"));
+        assert_eq!(header.last(), Some(&"failure"));
+        assert!(header.contains(&"tool_wear"), "{header:?}");
+        let test: Vec<Vec<&str>> = lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|c| c[0].parse::<i64>().unwrap() >= cut)
+            .collect();
+        assert_eq!(test.len(), rows, "{line}");
+        let failing = test.iter().filter(|c| c.last() != Some(&"ok")).count();
+        assert_eq!(failing, fail, "{line}");
+        assert!(test.iter().all(|c| c.len() == header.len()));
+        machines += 1;
+    }
+    assert!(machines >= 2, "too few machines scored:\n{text}");
+
+    let (ok, text) = run_gemba(&["eval", "horizon", "--window", "500ms"]);
+    assert!(!ok && text.contains("--window"), "{text}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (ok, text) = run_gemba(&[
+        "eval",
+        "horizon",
+        "--duration",
+        "1h",
+        "--dump",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!ok && text.contains("--dump"), "{text}");
+}
