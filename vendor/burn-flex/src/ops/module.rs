@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv2d_gemm, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -66,13 +66,48 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
-        match x.dtype() {
-            DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
-            DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
-            DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
-            DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
-            dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
-        }
+        // Gemba patch: im2col + gemm on NCHW data (ops/conv2d_gemm.rs).
+        conv2d_gemm::conv2d(x, weight, bias, &options)
+    }
+
+    // Gemba patch: the weight gradients of conv2d and conv_transpose2d as Σ_b y_b · im2col(x_b)ᵀ
+    // (ops/conv2d_gemm.rs) instead of Burn's default, a convolution of the batch-swapped tensors.
+    // The input gradients keep Burn's defaults, which call conv_transpose2d and conv2d below.
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
+        let s = weight.layout().shape();
+        conv2d_gemm::conv2d_weight_grad(x, [s[0], s[1], s[2], s[3]], output_grad, &options)
+    }
+
+    fn conv2d_bias_backward(
+        _x: FloatTensor<Flex>,
+        _bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        conv2d_gemm::bias_grad(output_grad)
+    }
+
+    fn conv_transpose2d_bias_backward(
+        _x: FloatTensor<Flex>,
+        _bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        conv2d_gemm::bias_grad(output_grad)
+    }
+
+    fn conv_transpose2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvTransposeOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let s = weight.layout().shape();
+        conv2d_gemm::conv_transpose2d_weight_grad(x, [s[0], s[1], s[2], s[3]], output_grad, &options)
     }
 
     fn deform_conv2d(
@@ -282,13 +317,8 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Flex> {
-        match x.dtype() {
-            DType::F32 => conv_transpose::conv_transpose2d_f32(x, weight, bias, &options),
-            DType::F64 => conv_transpose::conv_transpose2d_f64(x, weight, bias, &options),
-            DType::F16 => conv_transpose::conv_transpose2d_f16(x, weight, bias, &options),
-            DType::BF16 => conv_transpose::conv_transpose2d_bf16(x, weight, bias, &options),
-            dtype => panic!("conv_transpose2d: unsupported dtype {:?}", dtype),
-        }
+        // Gemba patch: gemm + col2im on NCHW data (ops/conv2d_gemm.rs).
+        conv2d_gemm::conv_transpose2d(x, weight, bias, &options)
     }
 
     fn conv_transpose3d(
