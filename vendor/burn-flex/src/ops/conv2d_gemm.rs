@@ -586,7 +586,7 @@ fn elems<T: Element + bytemuck::Pod>(t: &FlexTensor) -> &[T] {
     &t.storage::<T>()[start..end]
 }
 
-fn tensor<T: Element + bytemuck::Pod>(data: Vec<T>, shape: [usize; 4], dtype: DType) -> FlexTensor {
+fn tensor<T: Element + bytemuck::Pod>(data: Vec<T>, shape: &[usize], dtype: DType) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(Shape::from(shape.to_vec())),
@@ -594,25 +594,25 @@ fn tensor<T: Element + bytemuck::Pod>(data: Vec<T>, shape: [usize; 4], dtype: DT
     )
 }
 
-/// Runs `f` on f32 or f64 data; half types are computed in f32 and rounded back once.
+/// Runs `f` on f32 or f64 data and makes a tensor of `shape` of its result; half types are
+/// computed in f32 and rounded back once.
 fn by_dtype(
     inputs: Vec<FlexTensor>,
-    f32_fn: impl FnOnce(&[&[f32]]) -> (Vec<f32>, [usize; 4]),
-    f64_fn: impl FnOnce(&[&[f64]]) -> (Vec<f64>, [usize; 4]),
+    shape: &[usize],
+    f32_fn: impl FnOnce(&[&[f32]]) -> Vec<f32>,
+    f64_fn: impl FnOnce(&[&[f64]]) -> Vec<f64>,
 ) -> FlexTensor {
     let dtype = inputs[0].dtype();
     match dtype {
         DType::F64 => {
             let ts: Vec<FlexTensor> = inputs.into_iter().map(contiguous).collect();
             let xs: Vec<&[f64]> = ts.iter().map(elems::<f64>).collect();
-            let (data, shape) = f64_fn(&xs);
-            tensor(data, shape, DType::F64)
+            tensor(f64_fn(&xs), shape, DType::F64)
         }
         DType::F32 => {
             let ts: Vec<FlexTensor> = inputs.into_iter().map(contiguous).collect();
             let xs: Vec<&[f32]> = ts.iter().map(elems::<f32>).collect();
-            let (data, shape) = f32_fn(&xs);
-            tensor(data, shape, DType::F32)
+            tensor(f32_fn(&xs), shape, DType::F32)
         }
         DType::F16 | DType::BF16 => {
             let ts: Vec<FlexTensor> = inputs
@@ -623,8 +623,7 @@ fn by_dtype(
                 })
                 .collect();
             let xs: Vec<&[f32]> = ts.iter().map(elems::<f32>).collect();
-            let (data, shape) = f32_fn(&xs);
-            let out = tensor(data, shape, DType::F32);
+            let out = tensor(f32_fn(&xs), shape, DType::F32);
             match dtype {
                 DType::F16 => cast_from_f32(out, burn_std::f16::from_f32),
                 _ => cast_from_f32(out, burn_std::bf16::from_f32),
@@ -691,18 +690,9 @@ pub(crate) fn conv2d(
     inputs.extend(bias);
     by_dtype(
         inputs,
-        |t| {
-            (
-                forward(t[0], xd[0], &g, groups, t[1], wd[0], has_bias.then(|| t[2])),
-                shape,
-            )
-        },
-        |t| {
-            (
-                forward(t[0], xd[0], &g, groups, t[1], wd[0], has_bias.then(|| t[2])),
-                shape,
-            )
-        },
+        &shape,
+        |t| forward(t[0], xd[0], &g, groups, t[1], wd[0], has_bias.then(|| t[2])),
+        |t| forward(t[0], xd[0], &g, groups, t[1], wd[0], has_bias.then(|| t[2])),
     )
 }
 
@@ -720,18 +710,9 @@ pub(crate) fn conv2d_weight_grad(
     let groups = o.groups;
     by_dtype(
         vec![x, output_grad],
-        |t| {
-            (
-                backward_weight(t[0], t[1], xd[0], &g, groups, yd[1]),
-                weight_shape,
-            )
-        },
-        |t| {
-            (
-                backward_weight(t[0], t[1], xd[0], &g, groups, yd[1]),
-                weight_shape,
-            )
-        },
+        &weight_shape,
+        |t| backward_weight(t[0], t[1], xd[0], &g, groups, yd[1]),
+        |t| backward_weight(t[0], t[1], xd[0], &g, groups, yd[1]),
     )
 }
 
@@ -762,18 +743,9 @@ pub(crate) fn conv_transpose2d(
     inputs.extend(bias);
     by_dtype(
         inputs,
-        |t| {
-            (
-                backward_data(t[0], xd[0], &g, groups, t[1], xd[1], has_bias.then(|| t[2])),
-                shape,
-            )
-        },
-        |t| {
-            (
-                backward_data(t[0], xd[0], &g, groups, t[1], xd[1], has_bias.then(|| t[2])),
-                shape,
-            )
-        },
+        &shape,
+        |t| backward_data(t[0], xd[0], &g, groups, t[1], xd[1], has_bias.then(|| t[2])),
+        |t| backward_data(t[0], xd[0], &g, groups, t[1], xd[1], has_bias.then(|| t[2])),
     )
 }
 
@@ -796,18 +768,9 @@ pub(crate) fn conv_transpose2d_weight_grad(
     let groups = o.groups;
     by_dtype(
         vec![x, output_grad],
-        |t| {
-            (
-                backward_weight(t[1], t[0], xd[0], &g, groups, xd[1]),
-                weight_shape,
-            )
-        },
-        |t| {
-            (
-                backward_weight(t[1], t[0], xd[0], &g, groups, xd[1]),
-                weight_shape,
-            )
-        },
+        &weight_shape,
+        |t| backward_weight(t[1], t[0], xd[0], &g, groups, xd[1]),
+        |t| backward_weight(t[1], t[0], xd[0], &g, groups, xd[1]),
     )
 }
 
@@ -825,40 +788,10 @@ pub(crate) fn bias_grad(output_grad: FlexTensor) -> FlexTensor {
         }
         out
     }
-    let dtype = output_grad.dtype();
-    let shape = Shape::from(vec![c]);
-    match dtype {
-        DType::F64 => {
-            let t = contiguous(output_grad);
-            FlexTensor::new(
-                Bytes::from_elems(sum(elems::<f64>(&t), c, n)),
-                Layout::contiguous(shape),
-                dtype,
-            )
-        }
-        DType::F32 => {
-            let t = contiguous(output_grad);
-            FlexTensor::new(
-                Bytes::from_elems(sum(elems::<f32>(&t), c, n)),
-                Layout::contiguous(shape),
-                dtype,
-            )
-        }
-        DType::F16 | DType::BF16 => {
-            let t = match dtype {
-                DType::F16 => cast_to_f32(output_grad, burn_std::f16::to_f32),
-                _ => cast_to_f32(output_grad, burn_std::bf16::to_f32),
-            };
-            let out = FlexTensor::new(
-                Bytes::from_elems(sum(elems::<f32>(&t), c, n)),
-                Layout::contiguous(shape),
-                DType::F32,
-            );
-            match dtype {
-                DType::F16 => cast_from_f32(out, burn_std::f16::from_f32),
-                _ => cast_from_f32(out, burn_std::bf16::from_f32),
-            }
-        }
-        other => panic!("conv2d: unsupported dtype {other:?}"),
-    }
+    by_dtype(
+        vec![output_grad],
+        &[c],
+        |t| sum(t[0], c, n),
+        |t| sum(t[0], c, n),
+    )
 }
