@@ -1,7 +1,8 @@
 //! The convolutions under the VAE and the DCGAN (vendor/burn-flex's im2col/col2im + gemm patch)
 //! against a direct six-loop convolution in f64: outputs and the gradients of input, weight
 //! and bias, for strides, padding (also asymmetric), output padding, dilation, groups, batches
-//! that split into several gemm tiles, and inputs that are not contiguous in memory.
+//! that split into several gemm tiles, inputs that are not contiguous in memory, and small
+//! images with many channels that are computed tap by tap.
 
 use burn::prelude::*;
 use burn::tensor::module::{conv_transpose2d, conv2d};
@@ -327,6 +328,51 @@ fn conv2d_matches_the_direct_convolution() {
             co: 5,
             ..BASE
         },
+        // The DCGAN's second discriminator layer, fewer channels: 28 % of the kernel's
+        // (tap, position) pairs on padding, below the tap-by-tap threshold.
+        Case {
+            ci: 16,
+            co: 16,
+            k: [5, 5],
+            stride: [2, 2],
+            pad: [(2, 2), (2, 2)],
+            hw: [8, 8],
+            ..BASE
+        },
+        // From here on at least 40 % of the pairs fall on padding, with at least 16 channels
+        // on both sides: computed tap by tap (vendor/burn-flex/src/ops/conv2d_tapwise.rs).
+        // 5 × 5 "same" on 4 × 4 (51 % padding); 70 images make three tiles, the last short.
+        Case {
+            b: 70,
+            ci: 16,
+            co: 16,
+            k: [5, 5],
+            pad: [(2, 2), (2, 2)],
+            hw: [4, 4],
+            ..BASE
+        },
+        // Groups and a rectangular kernel and image.
+        Case {
+            ci: 32,
+            co: 32,
+            groups: 2,
+            k: [5, 3],
+            pad: [(2, 2), (1, 1)],
+            hw: [4, 3],
+            ..BASE
+        },
+        // Dilation, asymmetric padding, a horizontal stride, a non-contiguous input.
+        Case {
+            ci: 16,
+            co: 17,
+            k: [3, 3],
+            dil: [2, 2],
+            stride: [1, 2],
+            pad: [(2, 1), (0, 2)],
+            hw: [4, 5],
+            strided_x: true,
+            ..BASE
+        },
     ];
     for c in cases {
         check(c);
@@ -406,6 +452,43 @@ fn conv_transpose2d_matches_the_direct_convolution() {
             strided_x: true,
             stride: [2, 2],
             pad_out: [1, 0],
+            ..t
+        },
+        // Tap by tap (see conv2d_matches_the_direct_convolution). The DCGAN's first layer,
+        // fewer channels: 5 × 5, stride 1, on 4 × 4 (51 % padding), 70 images in three tiles.
+        Case {
+            b: 70,
+            ci: 32,
+            co: 16,
+            k: [5, 5],
+            pad: [(2, 2), (2, 2)],
+            hw: [4, 4],
+            ..t
+        },
+        // The DCGAN's second layer, fewer channels: stride 2, output padding 1 (28 %
+        // padding: im2col).
+        Case {
+            ci: 32,
+            co: 16,
+            k: [5, 5],
+            stride: [2, 2],
+            pad: [(2, 2), (2, 2)],
+            pad_out: [1, 1],
+            hw: [4, 4],
+            ..t
+        },
+        // Groups, dilation, a rectangular kernel, different strides and output paddings.
+        Case {
+            ci: 32,
+            co: 32,
+            groups: 2,
+            k: [5, 3],
+            stride: [1, 2],
+            pad: [(2, 2), (1, 1)],
+            pad_out: [0, 1],
+            dil: [1, 2],
+            hw: [3, 4],
+            strided_x: true,
             ..t
         },
     ];

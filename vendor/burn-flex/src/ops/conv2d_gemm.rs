@@ -26,6 +26,7 @@ use burn_backend::ops::{ConvOptions, ConvTransposeOptions};
 use burn_backend::{DType, Element};
 use burn_std::{Bytes, Shape};
 
+use crate::ops::conv2d_tapwise;
 use crate::ops::module::{cast_from_f32, cast_to_f32};
 use crate::{FlexTensor, Layout};
 
@@ -48,14 +49,14 @@ pub(crate) struct Geom {
 
 impl Geom {
     /// Rows of a column matrix: one per (channel, kernel row, kernel column).
-    fn k(&self) -> usize {
+    pub(super) fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
     /// Kernel positions per image.
-    fn n(&self) -> usize {
+    pub(super) fn n(&self) -> usize {
         self.oh * self.ow
     }
-    fn plane(&self) -> usize {
+    pub(super) fn plane(&self) -> usize {
         self.h * self.w
     }
     /// Images per gemm: one when an image has `ONE_IMAGE_COLS` kernel positions or more (its
@@ -79,7 +80,7 @@ impl Geom {
 }
 
 /// The kernel positions `o` in `0..count` with `0 <= o * stride + offset - pad < size`.
-fn valid(count: usize, offset: usize, pad: usize, stride: usize, size: usize) -> (usize, usize) {
+pub(super) fn valid(count: usize, offset: usize, pad: usize, stride: usize, size: usize) -> (usize, usize) {
     let lo = if pad > offset {
         (pad - offset).div_ceil(stride)
     } else {
@@ -309,7 +310,7 @@ impl<T: num_traits::Float + core::ops::AddAssign> Im2col<T> {
 /// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, every matrix given by its
 /// (column, row) strides.
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: num_traits::Float + 'static>(
+pub(super) fn gemm<T: num_traits::Float + 'static>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     (dst_cs, dst_rs): (isize, isize),
@@ -358,6 +359,34 @@ fn gemm<T: num_traits::Float + 'static>(
     }
 }
 
+/// Adds `bias[ch]` to every `plane`-long plane of channel `ch` of every image of `data`.
+fn add_bias<T: num_traits::Float>(data: &mut [T], bias: Option<&[T]>, plane: usize) {
+    let Some(bias) = bias else { return };
+    if plane == 0 || bias.is_empty() {
+        return;
+    }
+    for img in data.chunks_mut(bias.len() * plane) {
+        for (p, &b) in img.chunks_mut(plane).zip(bias) {
+            p.iter_mut().for_each(|v| *v = *v + b);
+        }
+    }
+}
+
+/// Whether `g` goes tap by tap (`conv2d_tapwise::suits`). With the `std` feature, the
+/// environment variable `GEMBA_CONV_TAPWISE=0` (read once) keeps every convolution on im2col,
+/// so that the two paths can be timed against each other in one build.
+fn tapwise(g: &Geom, mg: usize) -> bool {
+    #[cfg(feature = "std")]
+    {
+        extern crate std;
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *OFF.get_or_init(|| std::env::var("GEMBA_CONV_TAPWISE").is_ok_and(|v| v == "0")) {
+            return false;
+        }
+    }
+    conv2d_tapwise::suits(g, mg)
+}
+
 /// `out[b, m, oh, ow] = W · im2col(x[b]) (+ bias)`, per group.
 /// `x`: `batch × (groups·c) × h × w`; `w`: `m × (c·kh·kw)` (`m` = all groups' rows).
 pub(crate) fn forward<T: num_traits::Float + core::ops::AddAssign + 'static>(
@@ -370,6 +399,11 @@ pub(crate) fn forward<T: num_traits::Float + core::ops::AddAssign + 'static>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let (k, n, mg) = (g.k(), g.n(), m / groups);
+    if tapwise(g, mg) {
+        let mut out = conv2d_tapwise::forward(x, batch, g, groups, w, m);
+        add_bias(&mut out, bias, n);
+        return out;
+    }
     let x_img = groups * g.c * g.plane();
     let mut out = vec![T::zero(); batch * m * n];
     let t = g.tile(batch, core::mem::size_of::<T>());
@@ -417,13 +451,7 @@ pub(crate) fn forward<T: num_traits::Float + core::ops::AddAssign + 'static>(
             }
         }
     }
-    if let Some(bias) = bias {
-        for img in out.chunks_mut(m * n) {
-            for (plane, &b) in img.chunks_mut(n).zip(bias) {
-                plane.iter_mut().for_each(|v| *v = *v + b);
-            }
-        }
-    }
+    add_bias(&mut out, bias, n);
     out
 }
 
@@ -440,6 +468,11 @@ pub(crate) fn backward_data<T: num_traits::Float + core::ops::AddAssign + 'stati
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let (k, n, mg) = (g.k(), g.n(), m / groups);
+    if tapwise(g, mg) {
+        let mut x = conv2d_tapwise::backward_data(y, batch, g, groups, w, m);
+        add_bias(&mut x, bias, g.plane());
+        return x;
+    }
     let x_img = groups * g.c * g.plane();
     let mut x = vec![T::zero(); batch * x_img];
     let t = g.tile(batch, core::mem::size_of::<T>());
@@ -488,13 +521,7 @@ pub(crate) fn backward_data<T: num_traits::Float + core::ops::AddAssign + 'stati
             }
         }
     }
-    if let Some(bias) = bias {
-        for img in x.chunks_mut(groups * g.c * g.plane()) {
-            for (plane, &b) in img.chunks_mut(g.plane()).zip(bias) {
-                plane.iter_mut().for_each(|v| *v = *v + b);
-            }
-        }
-    }
+    add_bias(&mut x, bias, g.plane());
     x
 }
 
@@ -508,6 +535,9 @@ pub(crate) fn backward_weight<T: num_traits::Float + core::ops::AddAssign + 'sta
     m: usize,
 ) -> Vec<T> {
     let (k, n, mg) = (g.k(), g.n(), m / groups);
+    if tapwise(g, mg) {
+        return conv2d_tapwise::backward_weight(x, y, batch, g, groups, m);
+    }
     let x_img = groups * g.c * g.plane();
     let mut dw = vec![T::zero(); m * k];
     let t = g.tile(batch, core::mem::size_of::<T>());
