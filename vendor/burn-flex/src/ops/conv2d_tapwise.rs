@@ -39,19 +39,28 @@ struct Rect {
 }
 
 impl Rect {
-    fn len(&self) -> usize {
-        self.ylen * self.xlen
+    /// The offsets of the rectangle's elements in its plane, row by row. Rows are short (the
+    /// images here have < 128 positions; the DCGAN's rows are 1–4 long), so `gather` and
+    /// `scatter_add` go through this table instead of one `memcpy` call per row, which took
+    /// 4.5 % of the DCGAN's training time.
+    fn offsets(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.ylen * self.xlen);
+        for yy in 0..self.ylen {
+            let s = self.start + yy * self.row_step;
+            out.extend((0..self.xlen).map(|xx| s + xx * self.col_step));
+        }
+        out
     }
 }
 
 /// One kernel tap that reads inside the image somewhere: its index `ki · kw + kj`, the kernel
-/// positions where it does (`pos`, in the `oh × ow` plane) and the pixels it reads there
-/// (`pix`, in the `h × w` plane), in the same order.
-#[derive(Clone, Copy, Debug)]
+/// positions where it does (`pos`, offsets in the `oh × ow` plane) and the pixels it reads
+/// there (`pix`, offsets in the `h × w` plane), in the same order.
+#[derive(Clone, Debug)]
 struct Tap {
     t: usize,
-    pos: Rect,
-    pix: Rect,
+    pos: Vec<usize>,
+    pix: Vec<usize>,
 }
 
 fn taps(g: &Geom) -> Vec<Tap> {
@@ -74,14 +83,16 @@ fn taps(g: &Geom) -> Vec<Tap> {
                     col_step: 1,
                     ylen,
                     xlen,
-                },
+                }
+                .offsets(),
                 pix: Rect {
                     start: iy0 * g.w + ix0,
                     row_step: g.stride[0] * g.w,
                     col_step: g.stride[1],
                     ylen,
                     xlen,
-                },
+                }
+                .offsets(),
             });
         }
     }
@@ -122,39 +133,30 @@ fn tile(g: &Geom, batch: usize) -> usize {
     (TARGET_COLS / g.n().max(1)).clamp(1, batch.max(1))
 }
 
-/// Copies `r` of planes `ch` of images `imgs` (each image `img` elements, each plane `plane`)
-/// into `dst`, one row of `imgs.len() · r.len()` elements per plane.
+/// Copies the elements at `offs` of planes `ch` of images `imgs` (each image `img` elements,
+/// each plane `plane`) into `dst`, one row of `imgs.len() · offs.len()` elements per plane.
 fn gather<T: Copy>(
     src: &[T],
     img: usize,
     plane: usize,
     ch: Range<usize>,
     imgs: Range<usize>,
-    r: &Rect,
+    offs: &[usize],
     dst: &mut [T],
 ) {
-    let nt = imgs.len() * r.len();
+    let nt = imgs.len() * offs.len();
     for (c, row) in ch.zip(dst.chunks_exact_mut(nt)) {
-        let mut q = 0;
-        for b in imgs.clone() {
+        for (b, d) in imgs.clone().zip(row.chunks_exact_mut(offs.len())) {
             let p = &src[b * img + c * plane..][..plane];
-            for yy in 0..r.ylen {
-                let s = r.start + yy * r.row_step;
-                let d = &mut row[q..q + r.xlen];
-                if r.col_step == 1 {
-                    d.copy_from_slice(&p[s..s + r.xlen]);
-                } else {
-                    for (d, v) in d.iter_mut().zip(p[s..].iter().step_by(r.col_step)) {
-                        *d = *v;
-                    }
-                }
-                q += r.xlen;
+            for (d, &o) in d.iter_mut().zip(offs) {
+                *d = p[o];
             }
         }
     }
 }
 
-/// The reverse of `gather`: adds `src` onto `r` of planes `ch` of images `imgs` of `dst`.
+/// The reverse of `gather`: adds `src` onto the elements at `offs` of planes `ch` of images
+/// `imgs` of `dst`.
 fn scatter_add<T: Copy + core::ops::AddAssign>(
     src: &[T],
     dst: &mut [T],
@@ -162,39 +164,33 @@ fn scatter_add<T: Copy + core::ops::AddAssign>(
     plane: usize,
     ch: Range<usize>,
     imgs: Range<usize>,
-    r: &Rect,
+    offs: &[usize],
 ) {
-    let nt = imgs.len() * r.len();
+    let nt = imgs.len() * offs.len();
     for (c, row) in ch.zip(src.chunks_exact(nt)) {
-        let mut q = 0;
-        for b in imgs.clone() {
+        for (b, v) in imgs.clone().zip(row.chunks_exact(offs.len())) {
             let p = &mut dst[b * img + c * plane..][..plane];
-            for yy in 0..r.ylen {
-                let s = r.start + yy * r.row_step;
-                let v = &row[q..q + r.xlen];
-                if r.col_step == 1 {
-                    for (d, v) in p[s..s + r.xlen].iter_mut().zip(v) {
-                        *d += *v;
-                    }
-                } else {
-                    for (d, v) in p[s..].iter_mut().step_by(r.col_step).zip(v) {
-                        *d += *v;
-                    }
-                }
-                q += r.xlen;
+            for (v, &o) in v.iter().zip(offs) {
+                p[o] += *v;
             }
         }
     }
 }
 
 /// Group `gi`'s weight (`mg` rows of `k = c · kk` in `w`) by tap: `kk` blocks of `mg × c`.
-fn by_tap<T: Copy>(w: &[T], gi: usize, mg: usize, c: usize, kk: usize) -> Vec<T> {
+fn by_tap<T: num_traits::Zero + Copy>(w: &[T], gi: usize, mg: usize, c: usize, kk: usize) -> Vec<T> {
     let k = c * kk;
     let wg = &w[gi * mg * k..(gi + 1) * mg * k];
-    let mut out = Vec::with_capacity(mg * k);
-    for t in 0..kk {
-        for o in 0..mg {
-            out.extend((0..c).map(|ci| wg[o * k + ci * kk + t]));
+    // One output row at a time (`c · kk` elements, in L1) for every tap: tap-major outer
+    // loops read the whole weight `kk` times (2.4 % of the DCGAN's training time, for its
+    // 3 MiB t1), and writing `kk` streams `mg · c` elements apart thrashes L1's sets.
+    let mut out = vec![T::zero(); mg * k];
+    for (o, row) in wg.chunks_exact(k).enumerate() {
+        for t in 0..kk {
+            let dst = &mut out[(t * mg + o) * c..][..c];
+            for (d, &v) in dst.iter_mut().zip(row[t..].iter().step_by(kk)) {
+                *d = v;
+            }
         }
     }
     out
@@ -328,10 +324,12 @@ pub(crate) fn backward_weight<T: num_traits::Float + core::ops::AddAssign + 'sta
             }
         }
         let dst = &mut dw[gi * mg * k..(gi + 1) * mg * k];
-        for t in 0..kk {
-            for o in 0..mg {
-                for ci in 0..c {
-                    dst[o * k + ci * kk + t] = dwt[(t * mg + o) * c + ci];
+        // As in `by_tap`, one row at a time.
+        for (o, row) in dst.chunks_exact_mut(k).enumerate() {
+            for t in 0..kk {
+                let src = &dwt[(t * mg + o) * c..][..c];
+                for (d, &v) in row[t..].iter_mut().step_by(kk).zip(src) {
+                    *d = v;
                 }
             }
         }
