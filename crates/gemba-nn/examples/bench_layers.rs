@@ -8,6 +8,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
 use burn::prelude::*;
 
+/// The allocator of the `gemba` binary (crates/gemba/src/main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// (name, transposed, c_in, c_out, k, stride, pad, pad_out, h_in, input needs grad)
 type Layer = (
     &'static str,

@@ -6,6 +6,11 @@
 
 use std::time::Instant;
 
+/// The allocator of the `gemba` binary (crates/gemba/src/main.rs), so that the benchmark times
+/// what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gemba_nn::gan::{Dcgan, GanParams, TabularGan};
 use gemba_nn::{ImageSet, Table, ThresholdMethod, TrainHooks, Vae, VaeParams};
 

@@ -2,7 +2,7 @@
 //! against a direct six-loop convolution in f64: outputs and the gradients of input, weight
 //! and bias, for strides, padding (also asymmetric), output padding, dilation, groups, batches
 //! that split into several gemm tiles, inputs that are not contiguous in memory, and small
-//! images with many channels that are computed tap by tap.
+//! images with many channels, which are computed tap by tap in batch-minor layout.
 
 use burn::prelude::*;
 use burn::tensor::module::{conv_transpose2d, conv2d};
@@ -328,8 +328,17 @@ fn conv2d_matches_the_direct_convolution() {
             co: 5,
             ..BASE
         },
-        // The DCGAN's second discriminator layer, fewer channels: 28 % of the kernel's
-        // (tap, position) pairs on padding, below the tap-by-tap threshold.
+        // 16 channels on both sides but 144 kernel positions per image: still im2col.
+        Case {
+            ci: 16,
+            co: 16,
+            hw: [12, 12],
+            ..BASE
+        },
+        // From here on at least 16 channels on both sides and fewer than 128 kernel positions:
+        // computed tap by tap in batch-minor layout (vendor/burn-flex/src/ops/conv2d_tapwise.rs).
+        // The DCGAN's second discriminator layer, fewer channels: a horizontal stride, so one
+        // gemm per tap and kernel position.
         Case {
             ci: 16,
             co: 16,
@@ -339,9 +348,8 @@ fn conv2d_matches_the_direct_convolution() {
             hw: [8, 8],
             ..BASE
         },
-        // From here on at least 40 % of the pairs fall on padding, with at least 16 channels
-        // on both sides: computed tap by tap (vendor/burn-flex/src/ops/conv2d_tapwise.rs).
-        // 5 × 5 "same" on 4 × 4 (51 % padding); 70 images make three tiles, the last short.
+        // 5 × 5 "same" on 4 × 4 (half of the (tap, position) pairs on padding), 70 images:
+        // one gemm per tap and row of 2–4 positions × 70 images.
         Case {
             b: 70,
             ci: 16,
@@ -455,7 +463,7 @@ fn conv_transpose2d_matches_the_direct_convolution() {
             ..t
         },
         // Tap by tap (see conv2d_matches_the_direct_convolution). The DCGAN's first layer,
-        // fewer channels: 5 × 5, stride 1, on 4 × 4 (51 % padding), 70 images in three tiles.
+        // fewer channels: 5 × 5, stride 1, on 4 × 4, 70 images.
         Case {
             b: 70,
             ci: 32,
@@ -465,8 +473,7 @@ fn conv_transpose2d_matches_the_direct_convolution() {
             hw: [4, 4],
             ..t
         },
-        // The DCGAN's second layer, fewer channels: stride 2, output padding 1 (28 %
-        // padding: im2col).
+        // The DCGAN's second layer, fewer channels: stride 2, output padding 1.
         Case {
             ci: 32,
             co: 16,

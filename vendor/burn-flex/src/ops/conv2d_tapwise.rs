@@ -1,31 +1,30 @@
-//! Gemba patch (see GEMBA-PATCH.md, section 3): convolutions whose kernel mostly reads padding,
-//! computed as one gemm per kernel tap over only the positions where that tap lands inside the
-//! image.
+//! Gemba patch (see GEMBA-PATCH.md, section 3): convolutions of small images with many
+//! channels, computed in batch-minor layout as one gemm per kernel tap (and row), over only the
+//! positions where that tap lands inside the image.
 //!
 //! A 5 × 5 kernel with padding 2 on a 4 × 4 image (the DCGAN's first transposed convolution)
 //! reads zeros for half of its (tap, position) pairs, so half of im2col's columns, and half of
-//! the multiply-adds of `conv2d_gemm`'s three kernels, are spent on padding. Here the kernel is
-//! split into its `kh · kw` taps; each tap is a plain matrix product between the weight's
-//! `m × c` slice for that tap and the pixels (or positions) the tap reaches, gathered for a tile
-//! of images into a dense block:
+//! the multiply-adds of `conv2d_gemm`'s three kernels, are spent on padding; on 8 × 8 with
+//! stride 2 (its second layers) 28 %. Here the kernel is split into its `kh · kw` taps, and each
+//! tap is a plain matrix product between the weight's `m × c` slice for that tap and the pixels
+//! (or positions) the tap reaches:
 //!
-//! - `forward`:         `y[.., rect] += W_t · x_t`          for every tap `t`
-//! - `backward_data`:   `x_t += W_tᵀ · y[.., rect]`
-//! - `backward_weight`: `W_t += y[.., rect] · x_tᵀ`
+//! - `forward`:         `y[.., rect] += W_t · x[.., rect_t]`   for every tap `t`
+//! - `backward_data`:   `x[.., rect_t] += W_tᵀ · y[.., rect]`
+//! - `backward_weight`: `W_t += y[.., rect] · x[.., rect_t]ᵀ`
 //!
 //! where `rect` is the rectangle of kernel positions at which tap `t` reads inside the image and
-//! `x_t` the pixels it reads there. The multiply-adds are exactly the useful ones; the price is a
-//! gather and a scatter per tap, which `suits` weighs against the padding saved.
+//! `rect_t` the pixels it reads there. The whole batch is first transposed to batch-minor layout
+//! (`[channel][pixel][image]`), where a row of such a rectangle (or, with a horizontal stride,
+//! one element of it) is `xlen · batch` (or `batch`) adjacent columns for every channel: each is
+//! one gemm reading its operands and accumulating into the result in place, with no im2col,
+//! col2im, gather or scatter. The multiply-adds are exactly the useful ones; the price is two
+//! transposes of the batch per call.
 
 use alloc::vec;
 use alloc::vec::Vec;
-use core::ops::Range;
 
 use super::conv2d_gemm::{Geom, gemm, valid};
-
-/// Columns per tap gemm: images are tiled so that a tap's block has at most this many.
-/// 512 measured best of 256–4,096 on the DCGAN's first layer (within 10 %).
-const TARGET_COLS: usize = 512;
 
 /// A rectangle in one plane: `ylen` rows of `xlen` elements, the first at `start`, rows
 /// `row_step` apart and elements `col_step` apart.
@@ -38,29 +37,14 @@ struct Rect {
     xlen: usize,
 }
 
-impl Rect {
-    /// The offsets of the rectangle's elements in its plane, row by row. Rows are short (the
-    /// images here have < 128 positions; the DCGAN's rows are 1–4 long), so `gather` and
-    /// `scatter_add` go through this table instead of one `memcpy` call per row, which took
-    /// 4.5 % of the DCGAN's training time.
-    fn offsets(&self) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.ylen * self.xlen);
-        for yy in 0..self.ylen {
-            let s = self.start + yy * self.row_step;
-            out.extend((0..self.xlen).map(|xx| s + xx * self.col_step));
-        }
-        out
-    }
-}
-
 /// One kernel tap that reads inside the image somewhere: its index `ki · kw + kj`, the kernel
-/// positions where it does (`pos`, offsets in the `oh × ow` plane) and the pixels it reads
-/// there (`pix`, offsets in the `h × w` plane), in the same order.
-#[derive(Clone, Debug)]
+/// positions where it does (`pos`, in the `oh × ow` plane) and the pixels it reads there
+/// (`pix`, in the `h × w` plane), in the same order.
+#[derive(Clone, Copy, Debug)]
 struct Tap {
     t: usize,
-    pos: Vec<usize>,
-    pix: Vec<usize>,
+    pos: Rect,
+    pix: Rect,
 }
 
 fn taps(g: &Geom) -> Vec<Tap> {
@@ -83,98 +67,29 @@ fn taps(g: &Geom) -> Vec<Tap> {
                     col_step: 1,
                     ylen,
                     xlen,
-                }
-                .offsets(),
+                },
                 pix: Rect {
                     start: iy0 * g.w + ix0,
                     row_step: g.stride[0] * g.w,
                     col_step: g.stride[1],
                     ylen,
                     xlen,
-                }
-                .offsets(),
+                },
             });
         }
     }
     out
 }
 
-/// Whether to compute `g` (with `mg` channels per group on the small side) tap by tap: small
-/// images (where `conv2d_gemm` tiles several into one gemm), at least 16 channels on both
-/// sides (each tap's gemm has one side as its depth), and at least 40 % of im2col's
-/// (tap, position) pairs on padding. Measured on the DCGAN: its first layer (51 % padding,
-/// 128 and 256 channels) is 1.2–1.7 × faster tap by tap; its second generator and
-/// discriminator layers (28 %, 64 and 128 channels) were 1.3–1.5 × slower, so they stay on
-/// im2col.
+/// Whether to compute `g` (with `mg` channels per group on the small side) tap by tap: fewer
+/// than 128 kernel positions per image (where `conv2d_gemm` puts several images side by side
+/// into one gemm) and at least 16 channels on both sides (each tap's gemm has one side as its
+/// depth). Measured (docs/NN.md): the DCGAN's three such layers 1.35–2.2 × faster than im2col,
+/// the conv VAE's two (3 × 3 on 7 × 7 and 14 × 14, little padding) the same within the noise,
+/// and the conv VAE's 14 × 14 → 28 × 28 layer (196 positions) 1.25 × slower.
 pub(crate) fn suits(g: &Geom, mg: usize) -> bool {
     let n = g.n();
-    if g.c < 16 || mg < 16 || n == 0 || n >= 128 {
-        return false;
-    }
-    let rows: usize = (0..g.kh)
-        .map(|ki| {
-            let (lo, hi) = valid(g.oh, ki * g.dil[0], g.pad[0], g.stride[0], g.h);
-            hi - lo
-        })
-        .sum();
-    let cols: usize = (0..g.kw)
-        .map(|kj| {
-            let (lo, hi) = valid(g.ow, kj * g.dil[1], g.pad[1], g.stride[1], g.w);
-            hi - lo
-        })
-        .sum();
-    let used = rows * cols;
-    let all = n * g.kh * g.kw;
-    used * 5 <= all * 3
-}
-
-/// Images per tile.
-fn tile(g: &Geom, batch: usize) -> usize {
-    (TARGET_COLS / g.n().max(1)).clamp(1, batch.max(1))
-}
-
-/// Copies the elements at `offs` of planes `ch` of images `imgs` (each image `img` elements,
-/// each plane `plane`) into `dst`, one row of `imgs.len() · offs.len()` elements per plane.
-fn gather<T: Copy>(
-    src: &[T],
-    img: usize,
-    plane: usize,
-    ch: Range<usize>,
-    imgs: Range<usize>,
-    offs: &[usize],
-    dst: &mut [T],
-) {
-    let nt = imgs.len() * offs.len();
-    for (c, row) in ch.zip(dst.chunks_exact_mut(nt)) {
-        for (b, d) in imgs.clone().zip(row.chunks_exact_mut(offs.len())) {
-            let p = &src[b * img + c * plane..][..plane];
-            for (d, &o) in d.iter_mut().zip(offs) {
-                *d = p[o];
-            }
-        }
-    }
-}
-
-/// The reverse of `gather`: adds `src` onto the elements at `offs` of planes `ch` of images
-/// `imgs` of `dst`.
-fn scatter_add<T: Copy + core::ops::AddAssign>(
-    src: &[T],
-    dst: &mut [T],
-    img: usize,
-    plane: usize,
-    ch: Range<usize>,
-    imgs: Range<usize>,
-    offs: &[usize],
-) {
-    let nt = imgs.len() * offs.len();
-    for (c, row) in ch.zip(src.chunks_exact(nt)) {
-        for (b, v) in imgs.clone().zip(row.chunks_exact(offs.len())) {
-            let p = &mut dst[b * img + c * plane..][..plane];
-            for (v, &o) in v.iter().zip(offs) {
-                p[o] += *v;
-            }
-        }
-    }
+    g.c >= 16 && mg >= 16 && n > 0 && n < 128
 }
 
 /// Group `gi`'s weight (`mg` rows of `k = c · kk` in `w`) by tap: `kk` blocks of `mg × c`.
@@ -196,6 +111,58 @@ fn by_tap<T: num_traits::Zero + Copy>(w: &[T], gi: usize, mg: usize, c: usize, k
     out
 }
 
+/// The reverse of `by_tap`: `kk` blocks of `mg × c` into `dst`, `mg` rows of `c · kk`.
+fn from_tap<T: Copy>(dwt: &[T], dst: &mut [T], mg: usize, c: usize, kk: usize) {
+    // As in `by_tap`, one row at a time.
+    for (o, row) in dst.chunks_exact_mut(c * kk).enumerate().take(mg) {
+        for t in 0..kk {
+            let src = &dwt[(t * mg + o) * c..][..c];
+            for (d, &v) in row[t..].iter_mut().step_by(kk).zip(src) {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// `src` (`rows × cols`, row-major) transposed, in 32 × 32 blocks.
+fn transpose<T: num_traits::Zero + Copy>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const B: usize = 32;
+    let mut dst = vec![T::zero(); rows * cols];
+    for r0 in (0..rows).step_by(B) {
+        let r1 = (r0 + B).min(rows);
+        for c0 in (0..cols).step_by(B) {
+            for c in c0..(c0 + B).min(cols) {
+                let d = &mut dst[c * rows + r0..c * rows + r1];
+                for (d, r) in d.iter_mut().zip(r0..r1) {
+                    *d = src[r * cols + c];
+                }
+            }
+        }
+    }
+    dst
+}
+
+/// The pieces of one tap that are plain matrices in batch-minor layout: `(pos, pix, cols)`,
+/// the offsets of the first position and the first pixel in elements of a batch-minor tensor
+/// (`× batch`) and the number of adjacent columns. With a horizontal stride of 1 a piece is a
+/// row of the tap's rectangles (`xlen · batch` columns), else one position (`batch` columns).
+fn tap_pieces(tap: &Tap, batch: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    let (pos, pix) = (&tap.pos, &tap.pix);
+    let (per_row, cols) = if pix.col_step == 1 {
+        (1, pix.xlen * batch)
+    } else {
+        (pix.xlen, batch)
+    };
+    (0..pos.ylen * per_row).map(move |i| {
+        let (yy, xx) = if per_row == 1 { (i, 0) } else { (i / per_row, i % per_row) };
+        (
+            (pos.start + yy * pos.row_step + xx) * batch,
+            (pix.start + yy * pix.row_step + xx * pix.col_step) * batch,
+            cols,
+        )
+    })
+}
+
 /// `conv2d_gemm::forward` tap by tap: `out[b, m, oh, ow]`.
 pub(crate) fn forward<T: num_traits::Float + core::ops::AddAssign + 'static>(
     x: &[T],
@@ -206,40 +173,31 @@ pub(crate) fn forward<T: num_traits::Float + core::ops::AddAssign + 'static>(
     m: usize,
 ) -> Vec<T> {
     let (c, n, mg, kk) = (g.c, g.n(), m / groups, g.kh * g.kw);
-    let x_img = groups * c * g.plane();
-    let mut out = vec![T::zero(); batch * m * n];
-    let taps = taps(g);
-    let t = tile(g, batch);
-    let mut xt = vec![T::zero(); c * t * n];
-    let mut tmp = vec![T::zero(); mg * t * n];
+    let (plane, b) = (g.plane(), batch);
+    let xr = transpose(x, b, groups * c * plane);
+    let mut outr = vec![T::zero(); m * n * b];
     for gi in 0..groups {
         let wt = by_tap(w, gi, mg, c, kk);
-        for b0 in (0..batch).step_by(t) {
-            let imgs = b0..(b0 + t).min(batch);
-            for tap in &taps {
-                let nt = imgs.len() * tap.pos.len();
-                let xt = &mut xt[..c * nt];
-                let tmp = &mut tmp[..mg * nt];
-                gather(x, x_img, g.plane(), gi * c..(gi + 1) * c, imgs.clone(), &tap.pix, xt);
-                // tmp (mg × nt) = W_t (mg × c) · x_t (c × nt)
+        for tap in taps(g) {
+            for (pos, pix, cols) in tap_pieces(&tap, b) {
+                // out_r[m, row, ..] += W_t (mg × c) · x_r[c, row, ..] (c × cols)
                 gemm(
-                    (mg, nt, c),
-                    tmp,
-                    (1, nt as isize),
-                    false,
+                    (mg, cols, c),
+                    &mut outr[gi * mg * n * b + pos..],
+                    (1, (n * b) as isize),
+                    true,
                     &wt[tap.t * mg * c..][..mg * c],
                     (1, c as isize),
-                    xt,
-                    (1, nt as isize),
+                    &xr[gi * c * plane * b + pix..],
+                    (1, (plane * b) as isize),
                 );
-                scatter_add(tmp, &mut out, m * n, n, gi * mg..(gi + 1) * mg, imgs.clone(), &tap.pos);
             }
         }
     }
-    out
+    transpose(&outr, m * n, b)
 }
 
-/// `conv2d_gemm::backward_data` tap by tap: `x[b, groups · c, h, w]`.
+/// `conv2d_gemm::backward_data` tap by tap: `x[b, groups · c, h, w]` (as `forward`).
 pub(crate) fn backward_data<T: num_traits::Float + core::ops::AddAssign + 'static>(
     y: &[T],
     batch: usize,
@@ -249,40 +207,32 @@ pub(crate) fn backward_data<T: num_traits::Float + core::ops::AddAssign + 'stati
     m: usize,
 ) -> Vec<T> {
     let (c, n, mg, kk) = (g.c, g.n(), m / groups, g.kh * g.kw);
-    let x_img = groups * c * g.plane();
-    let mut x = vec![T::zero(); batch * x_img];
-    let taps = taps(g);
-    let t = tile(g, batch);
-    let mut yt = vec![T::zero(); mg * t * n];
-    let mut tmp = vec![T::zero(); c * t * n];
+    let (plane, b) = (g.plane(), batch);
+    let yr = transpose(y, b, m * n);
+    let mut xr = vec![T::zero(); groups * c * plane * b];
     for gi in 0..groups {
         let wt = by_tap(w, gi, mg, c, kk);
-        for b0 in (0..batch).step_by(t) {
-            let imgs = b0..(b0 + t).min(batch);
-            for tap in &taps {
-                let nt = imgs.len() * tap.pos.len();
-                let yt = &mut yt[..mg * nt];
-                let tmp = &mut tmp[..c * nt];
-                gather(y, m * n, n, gi * mg..(gi + 1) * mg, imgs.clone(), &tap.pos, yt);
-                // tmp (c × nt) = W_tᵀ (c × mg) · y_t (mg × nt)
+        for tap in taps(g) {
+            for (pos, pix, cols) in tap_pieces(&tap, b) {
+                // x_r[c, row, ..] += W_tᵀ (c × mg) · y_r[m, row, ..] (mg × cols)
                 gemm(
-                    (c, nt, mg),
-                    tmp,
-                    (1, nt as isize),
-                    false,
+                    (c, cols, mg),
+                    &mut xr[gi * c * plane * b + pix..],
+                    (1, (plane * b) as isize),
+                    true,
                     &wt[tap.t * mg * c..][..mg * c],
                     (c as isize, 1),
-                    yt,
-                    (1, nt as isize),
+                    &yr[gi * mg * n * b + pos..],
+                    (1, (n * b) as isize),
                 );
-                scatter_add(tmp, &mut x, x_img, g.plane(), gi * c..(gi + 1) * c, imgs.clone(), &tap.pix);
             }
         }
     }
-    x
+    transpose(&xr, groups * c * plane, b)
 }
 
-/// `conv2d_gemm::backward_weight` tap by tap: the `m × (c · kh · kw)` weight gradient.
+/// `conv2d_gemm::backward_weight` tap by tap: the `m × (c · kh · kw)` weight gradient (as
+/// `forward`).
 pub(crate) fn backward_weight<T: num_traits::Float + core::ops::AddAssign + 'static>(
     x: &[T],
     y: &[T],
@@ -292,47 +242,29 @@ pub(crate) fn backward_weight<T: num_traits::Float + core::ops::AddAssign + 'sta
     m: usize,
 ) -> Vec<T> {
     let (c, n, mg, kk) = (g.c, g.n(), m / groups, g.kh * g.kw);
-    let k = c * kk;
-    let x_img = groups * c * g.plane();
+    let (plane, b, k) = (g.plane(), batch, c * kk);
+    let xr = transpose(x, b, groups * c * plane);
+    let yr = transpose(y, b, m * n);
     let mut dw = vec![T::zero(); m * k];
-    let taps = taps(g);
-    let t = tile(g, batch);
-    let mut xt = vec![T::zero(); c * t * n];
-    let mut yt = vec![T::zero(); mg * t * n];
     for gi in 0..groups {
-        // By tap (`kk` blocks of `mg × c`), accumulated over the tiles.
+        // By tap (`kk` blocks of `mg × c`).
         let mut dwt = vec![T::zero(); kk * mg * c];
-        for b0 in (0..batch).step_by(t) {
-            let imgs = b0..(b0 + t).min(batch);
-            for tap in &taps {
-                let nt = imgs.len() * tap.pos.len();
-                let xt = &mut xt[..c * nt];
-                let yt = &mut yt[..mg * nt];
-                gather(x, x_img, g.plane(), gi * c..(gi + 1) * c, imgs.clone(), &tap.pix, xt);
-                gather(y, m * n, n, gi * mg..(gi + 1) * mg, imgs.clone(), &tap.pos, yt);
-                // dW_t (mg × c) += y_t (mg × nt) · x_tᵀ (nt × c)
+        for tap in taps(g) {
+            for (pos, pix, cols) in tap_pieces(&tap, b) {
+                // dW_t (mg × c) += y_r[m, row, ..] (mg × cols) · x_r[c, row, ..]ᵀ (cols × c)
                 gemm(
-                    (mg, c, nt),
+                    (mg, c, cols),
                     &mut dwt[tap.t * mg * c..][..mg * c],
                     (1, c as isize),
                     true,
-                    yt,
-                    (1, nt as isize),
-                    xt,
-                    (nt as isize, 1),
+                    &yr[gi * mg * n * b + pos..],
+                    (1, (n * b) as isize),
+                    &xr[gi * c * plane * b + pix..],
+                    ((plane * b) as isize, 1),
                 );
             }
         }
-        let dst = &mut dw[gi * mg * k..(gi + 1) * mg * k];
-        // As in `by_tap`, one row at a time.
-        for (o, row) in dst.chunks_exact_mut(k).enumerate() {
-            for t in 0..kk {
-                let src = &dwt[(t * mg + o) * c..][..c];
-                for (d, &v) in row[t..].iter_mut().step_by(kk).zip(src) {
-                    *d = v;
-                }
-            }
-        }
+        from_tap(&dwt, &mut dw[gi * mg * k..(gi + 1) * mg * k], mg, c, kk);
     }
     dw
 }
