@@ -25,7 +25,7 @@ use clap::Parser;
 
 /// mimalloc keeps freed memory for reuse where glibc's malloc returns every block above its
 /// mmap threshold to the kernel and gets it back as fresh zeroed pages: a conv VAE epoch spent
-/// about 17 % of its time in page faults, and runs 20–25 % faster with mimalloc (docs/NN.md).
+/// about 17 % of its time in page faults, and runs about 20 % faster with mimalloc (docs/NN.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
