@@ -7,6 +7,11 @@
 //! false (runs of warnings less than 5 minutes apart), and the same against the baseline
 //! "fixed threshold on one signal" (the signal, direction and level with the best training F1).
 //!
+//! Per failure type, each detector also runs at the type's own operating point: a model warns of
+//! a type when its probability exceeds the level with the best training F1 for the type, and the
+//! baseline is the type's own best one-signal threshold. Both are scored on rows, failures warned
+//! of and median lead time per type.
+//!
 //! Rare failure modes: a conditional tabular GAN (gemba-nn) trained on the first 80 % of the
 //! training period generates rows of every failure mode rarer than the most frequent one, up to its
 //! count. Logistic regression is scored without them, with them, and "chosen": with them only on
@@ -110,23 +115,104 @@ fn matrix(t: &Table, rows: &[usize]) -> anyhow::Result<Matrix> {
     )?)
 }
 
+/// A model's decisions on the test rows.
+struct Fitted {
+    /// No warning is `ok`, a warning names the likeliest failure mode.
+    pred: Vec<String>,
+    /// Per failure type (in the order of `modes`): warn of that type, at its own operating point.
+    by_type: Vec<Vec<bool>>,
+}
+
 /// Trains `kind` on `train` (+ generated rows), picks the operating point on the real training
 /// rows (warn when P(ok) falls below the level with the best F1, any failure) and predicts the
-/// labels of `test`: no warning is `ok`, a warning names the likeliest failure mode.
+/// labels of `test`: no warning is `ok`, a warning names the likeliest failure mode. Per failure
+/// type it also picks that type's own operating point (warn when P(type) exceeds the level with
+/// the best training F1 for the type), as an alarm rule per failure type would.
 fn fit_predict(
     kind: ModelKind,
     params: &serde_json::Value,
     train: &Rows<'_>,
     test: &[usize],
     classes: &[String],
-) -> anyhow::Result<Vec<String>> {
+    modes: &[String],
+) -> anyhow::Result<Fitted> {
     let t = train.t;
     let art = gemba_ml::train(kind, params, &train.dataset(classes)?)?;
     let ok = classes.iter().position(|c| c == "ok").context("ok class")?;
     let train_p = art.predict_proba(&matrix(t, train.rows)?)?;
     let level = best_level(&train_p, ok, |r| t.labels[train.rows[r]] != "ok");
     let test_p = art.predict_proba(&matrix(t, test)?)?;
-    Ok(decide(&test_p, ok, level, classes))
+    let by_type = modes
+        .iter()
+        .map(|m| {
+            let Some(c) = classes.iter().position(|x| x == m) else {
+                return vec![false; test.len()];
+            };
+            let scores: Vec<f64> = (0..train_p.rows).map(|r| train_p.row(r)[c]).collect();
+            let truth: Vec<bool> = train.rows.iter().map(|&i| t.labels[i] == *m).collect();
+            match best_cut(&scores, &truth) {
+                Some((cut, _)) => (0..test_p.rows).map(|r| test_p.row(r)[c] > cut).collect(),
+                None => vec![false; test.len()],
+            }
+        })
+        .collect();
+    Ok(Fitted {
+        pred: decide(&test_p, ok, level, classes),
+        by_type,
+    })
+}
+
+/// The cut with the best F1 when warning where `score > cut`, found exactly (every distinct
+/// score tried): `(cut, F1)`, or `None` without a positive row.
+fn best_cut(scores: &[f64], truth: &[bool]) -> Option<(f64, f64)> {
+    let positives = truth.iter().filter(|&&b| b).count();
+    if positives == 0 || scores.is_empty() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut best: Option<(f64, f64)> = None;
+    for (k, &i) in order.iter().enumerate() {
+        if truth[i] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        let next = order.get(k + 1).map(|&j| scores[j]);
+        if next == Some(scores[i]) {
+            continue;
+        }
+        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
+        // Between this score and the next lower one (below the lowest: everything warns).
+        let cut = match next {
+            Some(n) => n + (scores[i] - n) / 2.0,
+            None => scores[i] - 1.0,
+        };
+        if best.is_none_or(|b| f1 > b.1) {
+            best = Some((cut, f1));
+        }
+    }
+    best
+}
+
+/// The best single-signal threshold for one failure type on the training rows:
+/// `(feature, above?, cut)`, warning where the signal is above (or below) the cut.
+fn type_baseline(t: &Table, train: &[usize], mode: &str) -> Option<(usize, bool, f64)> {
+    let truth: Vec<bool> = train.iter().map(|&i| t.labels[i] == mode).collect();
+    let mut best: Option<(usize, bool, f64, f64)> = None;
+    for f in 0..t.features.len() {
+        let up: Vec<f64> = train.iter().map(|&i| t.rows[i][f]).collect();
+        let down: Vec<f64> = up.iter().map(|v| -v).collect();
+        for (above, v) in [(true, &up), (false, &down)] {
+            if let Some((cut, f1)) = best_cut(v, &truth)
+                && best.is_none_or(|b| f1 > b.3)
+            {
+                best = Some((f, above, cut, f1));
+            }
+        }
+    }
+    best.map(|b| (b.0, b.1, b.2))
 }
 
 /// Rows of the rare failure modes generated by a conditional tabular GAN trained on `rows`: for
@@ -231,36 +317,13 @@ fn score(t: &Table, test: &[usize], pred: &[String], modes: &[String], horizon: 
         }
         any.add(truth != "ok", pred[k] != "ok");
     }
-    // A failure is the end of a run of rows labelled with it; it is warned of when a row in the
-    // horizon before it predicted a failure; the lead time is from the first such row.
     let (mut warned, mut failures, mut leads) = (0, 0, Vec::new());
-    let mut k = 0;
-    while k < test.len() {
-        if t.labels[test[k]] == "ok" {
-            k += 1;
-            continue;
-        }
-        let start = k;
-        while k + 1 < test.len()
-            && t.labels[test[k + 1]] != "ok"
-            && t.ts[test[k + 1]] - t.ts[test[k]] <= horizon
-        {
-            k += 1;
-        }
+    for (start, k, end) in failure_runs(t, test, |l| l != "ok", horizon) {
         failures += 1;
-        // The failure follows the last labelled row within one step; its time is not in the table,
-        // so the lead is measured to the last labelled row plus one step.
-        let step = if k + 1 < test.len() {
-            (t.ts[test[k + 1]] - t.ts[test[k]]).min(60_000)
-        } else {
-            60_000
-        };
-        let end = t.ts[test[k]] + step;
         if let Some(first) = (start..=k).find(|&j| pred[j] != "ok") {
             warned += 1;
             leads.push((end - t.ts[test[first]]) as f64 / 60_000.0);
         }
-        k += 1;
     }
     let (mut alarms, mut true_alarms) = (0, 0);
     let mut k = 0;
@@ -291,6 +354,78 @@ fn score(t: &Table, test: &[usize], pred: &[String], modes: &[String], horizon: 
         leads_min: leads,
         alarms,
         true_alarms,
+    }
+}
+
+/// The failures among the test rows: a failure is the end of a run of rows whose label `is` one
+/// (consecutive rows less than a horizon apart). Each is `(first row, last row, time of the
+/// failure)` with rows as positions in `test`. The failure follows the last labelled row within
+/// one step; its time is not in the table, so it is taken as the last labelled row plus one step.
+fn failure_runs(
+    t: &Table,
+    test: &[usize],
+    is: impl Fn(&str) -> bool,
+    horizon: i64,
+) -> Vec<(usize, usize, Timestamp)> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < test.len() {
+        if !is(&t.labels[test[k]]) {
+            k += 1;
+            continue;
+        }
+        let start = k;
+        while k + 1 < test.len()
+            && is(&t.labels[test[k + 1]])
+            && t.ts[test[k + 1]] - t.ts[test[k]] <= horizon
+        {
+            k += 1;
+        }
+        let step = if k + 1 < test.len() {
+            (t.ts[test[k + 1]] - t.ts[test[k]]).min(60_000)
+        } else {
+            60_000
+        };
+        out.push((start, k, t.ts[test[k]] + step));
+        k += 1;
+    }
+    out
+}
+
+/// One failure type's results at its own operating point: rows, and its failures warned of
+/// (a warning of this type in the horizon before) with their lead times.
+#[derive(Debug, Default, Clone)]
+struct TypeScore {
+    rows: Counts,
+    failures: usize,
+    warned: usize,
+    leads_min: Vec<f64>,
+}
+
+impl TypeScore {
+    fn new(t: &Table, test: &[usize], warn: &[bool], mode: &str, horizon: i64) -> TypeScore {
+        let mut s = TypeScore::default();
+        for (k, &i) in test.iter().enumerate() {
+            s.rows.add(t.labels[i] == mode, warn[k]);
+        }
+        for (start, k, end) in failure_runs(t, test, |l| l == mode, horizon) {
+            s.failures += 1;
+            if let Some(first) = (start..=k).find(|&j| warn[j]) {
+                s.warned += 1;
+                s.leads_min
+                    .push((end - t.ts[test[first]]) as f64 / 60_000.0);
+            }
+        }
+        s
+    }
+
+    fn merge(&mut self, o: &TypeScore) {
+        self.rows.tp += o.rows.tp;
+        self.rows.fp += o.rows.fp;
+        self.rows.fn_ += o.rows.fn_;
+        self.failures += o.failures;
+        self.warned += o.warned;
+        self.leads_min.extend_from_slice(&o.leads_min);
     }
 }
 
@@ -431,6 +566,9 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
     let (threshold_row, tool_ends_row, bearing_row) =
         (pooled.len() - 3, pooled.len() - 2, pooled.len() - 1);
     let mut gan_notes: Vec<String> = Vec::new();
+    // (failure type, "signal >" or "signal <"): on how many machines the per-type threshold chose it.
+    let mut type_signals: std::collections::BTreeMap<(String, String), usize> =
+        std::collections::BTreeMap::new();
     // The latest-value tables of the machines scored, for the pooled model.
     let mut kept: Vec<Table> = Vec::new();
     let mut machines_kept: Vec<String> = Vec::new();
@@ -490,8 +628,15 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                 rows: &fit_rows,
                 extra,
             };
-            let pred = fit_predict(ModelKind::Logistic, lr_params, &rows, &val_rows, &classes)?;
-            Ok(f1_modes(&table, &val_rows, &pred, &modes))
+            let fitted = fit_predict(
+                ModelKind::Logistic,
+                lr_params,
+                &rows,
+                &val_rows,
+                &classes,
+                &modes,
+            )?;
+            Ok(f1_modes(&table, &val_rows, &fitted.pred, &modes))
         };
         let (val_without, val_with) = if fake.is_empty() {
             (0.0, 0.0)
@@ -533,9 +678,12 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             ])
             .chain(with_windows);
         for (k, (name, kind, params, rows)) in runs.enumerate() {
-            let pred = fit_predict(kind, params, rows, &test, &classes)
+            let fitted = fit_predict(kind, params, rows, &test, &classes, &modes)
                 .with_context(|| format!("training {name} for {m}"))?;
-            let s = score(&table, &test, &pred, &modes, horizon);
+            for (mode, warn) in modes.iter().zip(&fitted.by_type) {
+                pooled[k].add_type(mode, &TypeScore::new(&table, &test, warn, mode, horizon));
+            }
+            let s = score(&table, &test, &fitted.pred, &modes, horizon);
             let (p, r, f) = s.any.prf();
             println!(
                 "{m:<34} {name:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f:>9.2} {:>5}/{:<5}",
@@ -571,6 +719,28 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             if above { ">" } else { "<" }
         );
         pooled[threshold_row].add(s);
+        // Per failure type, the best one-signal threshold for that type.
+        for mode in &modes {
+            let warn: Vec<bool> = match type_baseline(&table, &train, mode) {
+                Some((f, above, cut)) => {
+                    *type_signals
+                        .entry((
+                            mode.clone(),
+                            format!("{} {}", table.features[f], if above { ">" } else { "<" }),
+                        ))
+                        .or_insert(0) += 1;
+                    test.iter()
+                        .map(|&i| {
+                            let v = table.rows[i][f];
+                            if above { v > cut } else { -v > cut }
+                        })
+                        .collect()
+                }
+                None => vec![false; test.len()],
+            };
+            pooled[threshold_row]
+                .add_type(mode, &TypeScore::new(&table, &test, &warn, mode, horizon));
+        }
         // References (not ceilings, not models): predictors that know when each tool will reach
         // its life (and, the second, when each degrading bearing will fail), but not what the
         // simulator draws at that moment (whether the tool breaks or is replaced) nor the next
@@ -678,9 +848,19 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             if test.is_empty() {
                 continue;
             }
-            let pred = fit_predict(ModelKind::Logistic, lr_params, &rows, test, &classes)
-                .context("training the pooled logistic regression")?;
-            let sc = score(&all, test, &pred, &modes, horizon);
+            let fitted = fit_predict(
+                ModelKind::Logistic,
+                lr_params,
+                &rows,
+                test,
+                &classes,
+                &modes,
+            )
+            .context("training the pooled logistic regression")?;
+            for (mode, warn) in modes.iter().zip(&fitted.by_type) {
+                by_type.add_type(mode, &TypeScore::new(&all, test, warn, mode, horizon));
+            }
+            let sc = score(&all, test, &fitted.pred, &modes, horizon);
             let (p, r, f) = sc.any.prf();
             println!(
                 "{:<34} {:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f:>9.2} {:>5}/{:<5}  ({} machines of its type)",
@@ -761,6 +941,45 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             );
         }
     }
+    println!(
+        "\nPer failure type, each at its own operating point (a model warns of a type when its probability \
+         exceeds the level with the best training F1 for that type; the threshold is the signal, direction \
+         and level with the best training F1 for that type, per machine):"
+    );
+    println!(
+        "{:<18} {:<10} {:>8} {:>8} {:>8} {:>8} {:>16} {:>18}",
+        "type", "model", "P", "R", "F1", "rows", "failures warned", "median lead (min)"
+    );
+    let mut types: Vec<String> = pooled
+        .iter()
+        .flat_map(|e| e.types.iter().map(|(m, _)| m.clone()))
+        .collect();
+    types.sort();
+    types.dedup();
+    for mode in &types {
+        for e in &mut pooled {
+            let name = e.name;
+            if let Some((_, s)) = e.types.iter_mut().find(|(m, _)| m == mode) {
+                let (p, r, f) = s.rows.prf();
+                println!(
+                    "{mode:<18} {name:<10} {p:>8.3} {r:>8.3} {f:>8.3} {:>8} {:>9}/{:<6} {:>18.1}",
+                    s.rows.tp + s.rows.fn_,
+                    s.warned,
+                    s.failures,
+                    median(&mut s.leads_min)
+                );
+            }
+        }
+    }
+    println!("(threshold signals chosen per type, on how many machines:)");
+    for mode in &types {
+        let chosen: Vec<String> = type_signals
+            .iter()
+            .filter(|((m, _), _)| m == mode)
+            .map(|((_, sig), n)| format!("{sig} ({n})"))
+            .collect();
+        println!("  {mode}: {}", chosen.join(", "));
+    }
     Ok(())
 }
 
@@ -808,6 +1027,8 @@ struct Pooled {
     leads: Vec<f64>,
     alarms: usize,
     true_alarms: usize,
+    /// Per failure type, at the type's own operating point.
+    types: Vec<(String, TypeScore)>,
 }
 
 impl Pooled {
@@ -821,6 +1042,14 @@ impl Pooled {
             leads: Vec::new(),
             alarms: 0,
             true_alarms: 0,
+            types: Vec::new(),
+        }
+    }
+
+    fn add_type(&mut self, mode: &str, s: &TypeScore) {
+        match self.types.iter_mut().find(|(n, _)| n == mode) {
+            Some((_, t)) => t.merge(s),
+            None => self.types.push((mode.to_owned(), s.clone())),
         }
     }
 
@@ -843,5 +1072,86 @@ impl Pooled {
         self.leads.extend(s.leads_min);
         self.alarms += s.alarms;
         self.true_alarms += s.true_alarms;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(labels: &[&str], rows: Vec<Vec<f64>>) -> Table {
+        Table {
+            features: vec!["a".into(), "b".into()],
+            rows,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            ts: (0..labels.len() as i64).map(|k| k * 60_000).collect(),
+            quality: "horizon".into(),
+            label: "failure".into(),
+        }
+    }
+
+    #[test]
+    fn best_cut_tries_every_distinct_score() {
+        let (cut, f1) = best_cut(
+            &[0.9, 0.8, 0.7, 0.1, 0.05],
+            &[true, false, true, false, false],
+        )
+        .unwrap();
+        // Warning on the top three: tp 2, fp 1, fn 0 → F1 = 4 / 5.
+        assert!(
+            (cut - 0.4).abs() < 1e-12 && (f1 - 0.8).abs() < 1e-12,
+            "{cut} {f1}"
+        );
+        // Tied scores warn together: the two 1.0 rows (tp 1, fp 1) → 2 / 3.
+        let (cut, f1) = best_cut(&[1.0, 1.0, 0.0], &[true, false, false]).unwrap();
+        assert!((cut - 0.5).abs() < 1e-12 && (f1 - 2.0 / 3.0).abs() < 1e-12);
+        // Everything warns when that is best: the cut lies below the lowest score.
+        let (cut, f1) = best_cut(&[0.3, 0.2], &[true, true]).unwrap();
+        assert!(cut < 0.2 && (f1 - 1.0).abs() < 1e-12);
+        assert!(best_cut(&[0.3, 0.2], &[false, false]).is_none());
+        assert!(best_cut(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn type_scores_count_rows_failures_and_lead_times() {
+        let mut labels = vec!["ok"; 20];
+        labels[5..10].fill("tool_wear");
+        labels[15..18].fill("power");
+        let t = table(&labels, vec![vec![0.0, 0.0]; 20]);
+        let test: Vec<usize> = (0..20).collect();
+        let mut warn = vec![false; 20];
+        warn[7] = true;
+        warn[8] = true;
+        warn[12] = true;
+        let s = TypeScore::new(&t, &test, &warn, "tool_wear", 10 * 60_000);
+        assert_eq!((s.rows.tp, s.rows.fp, s.rows.fn_), (2, 1, 3));
+        assert_eq!((s.failures, s.warned), (1, 1));
+        // The failure follows row 9 by one step (minute 10); the first warning was at minute 7.
+        assert_eq!(s.leads_min, vec![3.0]);
+        let s = TypeScore::new(&t, &test, &warn, "power", 10 * 60_000);
+        assert_eq!((s.rows.tp, s.rows.fp, s.rows.fn_), (0, 3, 3));
+        assert_eq!((s.failures, s.warned), (1, 0));
+        // Two runs of one type further apart than the horizon are two failures.
+        let runs = failure_runs(&t, &[5, 6, 17], |l| l != "ok", 5 * 60_000);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0], (0, 1, 7 * 60_000));
+    }
+
+    #[test]
+    fn the_type_baseline_finds_the_signal_and_direction() {
+        // The type follows b < 2 exactly; a is noise.
+        let b = [5.0, 4.0, 1.0, 0.5, 3.0, 1.5, 6.0, 2.5];
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let labels: Vec<&str> = b
+            .iter()
+            .map(|&v| if v < 2.0 { "heat" } else { "ok" })
+            .collect();
+        let t = table(&labels, a.iter().zip(b).map(|(&x, y)| vec![x, y]).collect());
+        let train: Vec<usize> = (0..8).collect();
+        let (f, above, cut) = type_baseline(&t, &train, "heat").unwrap();
+        assert_eq!((f, above), (1, false));
+        // Warns where -b > cut: between -1.5 and -2.5.
+        assert!((cut + 2.0).abs() < 1e-12, "{cut}");
+        assert!(type_baseline(&t, &train, "power").is_none());
     }
 }

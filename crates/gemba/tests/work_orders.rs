@@ -516,6 +516,29 @@ fn eval_horizon_scores_the_models_and_dumps_the_rows_it_used() {
             "no `{row}` row in the summary:\n{text}"
         );
     }
+    // Per failure type, every model and the type's own one-signal threshold, with its failures
+    // warned of (never more than there were).
+    let per_type: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Per failure type, each"))
+        .skip(2)
+        .take_while(|l| !l.starts_with('('))
+        .collect();
+    for model in ["logistic", "svm", "threshold", "lr pooled"] {
+        assert!(
+            per_type.iter().any(|l| l.contains(&format!(" {model} "))),
+            "no per-type `{model}` row:\n{text}"
+        );
+    }
+    for line in &per_type {
+        let warned = line
+            .split_whitespace()
+            .find(|c| c.contains('/'))
+            .unwrap_or_else(|| panic!("no failures warned in {line}"));
+        let (w, f) = warned.split_once('/').unwrap();
+        let (w, f): (usize, usize) = (w.parse().unwrap(), f.parse().unwrap());
+        assert!(w <= f, "{line}");
+    }
     let split = std::fs::read_to_string(dump.join("split.txt")).unwrap();
     let cut: i64 = split
         .lines()
@@ -526,7 +549,11 @@ fn eval_horizon_scores_the_models_and_dumps_the_rows_it_used() {
         .unwrap();
     assert!(split.contains("horizon_ms: 1800000"), "{split}");
     let mut machines = 0;
-    for line in text.lines().filter(|l| l.contains(" logistic ")) {
+    for line in text
+        .lines()
+        .take_while(|l| !l.starts_with("All machines"))
+        .filter(|l| l.contains(" logistic "))
+    {
         // "MACHINE logistic ROWS FAIL P R F1 WARNED": ROWS and FAIL are the test period's.
         let cols: Vec<&str> = line.split_whitespace().collect();
         let (rows, fail): (usize, usize) = (cols[2].parse().unwrap(), cols[3].parse().unwrap());
