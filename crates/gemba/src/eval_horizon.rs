@@ -57,6 +57,11 @@ impl Counts {
             (false, false) => {}
         }
     }
+    fn merge(&mut self, o: &Counts) {
+        self.tp += o.tp;
+        self.fp += o.fp;
+        self.fn_ += o.fn_;
+    }
     fn prf(&self) -> (f64, f64, f64) {
         let p = self.tp as f64 / (self.tp + self.fp).max(1) as f64;
         let r = self.tp as f64 / (self.tp + self.fn_).max(1) as f64;
@@ -286,13 +291,10 @@ fn f1_modes(t: &Table, rows: &[usize], pred: &[String], modes: &[String]) -> f64
     f.iter().sum::<f64>() / f.len().max(1) as f64
 }
 
-/// Per-mode row counts, binary counts (any failure), and lead times of warned failures.
+/// Per-mode row counts, and any failure's detections (rows, failures warned of, lead times).
 struct Scored {
     per_mode: Vec<(String, Counts)>,
-    any: Counts,
-    warned: usize,
-    failures: usize,
-    leads_min: Vec<f64>,
+    any: Detection,
     /// Alarms: runs of warning rows, the rows of one less than [`ALARM_GAP_MS`] apart (the
     /// demo's rules clear after 5 minutes below their level), and how many of them had a
     /// failure follow within the horizon of one of their rows.
@@ -309,22 +311,13 @@ fn score(t: &Table, test: &[usize], pred: &[String], modes: &[String], horizon: 
         .iter()
         .map(|m| (m.clone(), Counts::default()))
         .collect();
-    let mut any = Counts::default();
     for (k, &i) in test.iter().enumerate() {
-        let truth = &t.labels[i];
         for (m, c) in &mut per_mode {
-            c.add(truth == m, pred[k] == *m);
-        }
-        any.add(truth != "ok", pred[k] != "ok");
-    }
-    let (mut warned, mut failures, mut leads) = (0, 0, Vec::new());
-    for (start, k, end) in failure_runs(t, test, |l| l != "ok", horizon) {
-        failures += 1;
-        if let Some(first) = (start..=k).find(|&j| pred[j] != "ok") {
-            warned += 1;
-            leads.push((end - t.ts[test[first]]) as f64 / 60_000.0);
+            c.add(t.labels[i] == *m, pred[k] == *m);
         }
     }
+    let warn: Vec<bool> = pred.iter().map(|p| p != "ok").collect();
+    let any = Detection::new(t, test, &warn, |l| l != "ok", horizon);
     let (mut alarms, mut true_alarms) = (0, 0);
     let mut k = 0;
     while k < test.len() {
@@ -349,9 +342,6 @@ fn score(t: &Table, test: &[usize], pred: &[String], modes: &[String], horizon: 
     Scored {
         per_mode,
         any,
-        warned,
-        failures,
-        leads_min: leads,
         alarms,
         true_alarms,
     }
@@ -392,23 +382,30 @@ fn failure_runs(
     out
 }
 
-/// One failure type's results at its own operating point: rows, and its failures warned of
-/// (a warning of this type in the horizon before) with their lead times.
+/// How one detector did on one kind of failure (any failure, or one type): rows, and the
+/// failures warned of (a warning in the horizon before) with their lead times.
 #[derive(Debug, Default, Clone)]
-struct TypeScore {
+struct Detection {
     rows: Counts,
     failures: usize,
     warned: usize,
     leads_min: Vec<f64>,
 }
 
-impl TypeScore {
-    fn new(t: &Table, test: &[usize], warn: &[bool], mode: &str, horizon: i64) -> TypeScore {
-        let mut s = TypeScore::default();
+impl Detection {
+    /// `warn[k]` is the detector's warning on `test[k]`; `is` says which labels it should warn of.
+    fn new(
+        t: &Table,
+        test: &[usize],
+        warn: &[bool],
+        is: impl Fn(&str) -> bool,
+        horizon: i64,
+    ) -> Detection {
+        let mut s = Detection::default();
         for (k, &i) in test.iter().enumerate() {
-            s.rows.add(t.labels[i] == mode, warn[k]);
+            s.rows.add(is(&t.labels[i]), warn[k]);
         }
-        for (start, k, end) in failure_runs(t, test, |l| l == mode, horizon) {
+        for (start, k, end) in failure_runs(t, test, &is, horizon) {
             s.failures += 1;
             if let Some(first) = (start..=k).find(|&j| warn[j]) {
                 s.warned += 1;
@@ -419,10 +416,8 @@ impl TypeScore {
         s
     }
 
-    fn merge(&mut self, o: &TypeScore) {
-        self.rows.tp += o.rows.tp;
-        self.rows.fp += o.rows.fp;
-        self.rows.fn_ += o.rows.fn_;
+    fn merge(&mut self, o: &Detection) {
+        self.rows.merge(&o.rows);
         self.failures += o.failures;
         self.warned += o.warned;
         self.leads_min.extend_from_slice(&o.leads_min);
@@ -681,16 +676,19 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             let fitted = fit_predict(kind, params, rows, &test, &classes, &modes)
                 .with_context(|| format!("training {name} for {m}"))?;
             for (mode, warn) in modes.iter().zip(&fitted.by_type) {
-                pooled[k].add_type(mode, &TypeScore::new(&table, &test, warn, mode, horizon));
+                pooled[k].add_type(
+                    mode,
+                    &Detection::new(&table, &test, warn, |l| l == mode, horizon),
+                );
             }
             let s = score(&table, &test, &fitted.pred, &modes, horizon);
-            let (p, r, f) = s.any.prf();
+            let (p, r, f) = s.any.rows.prf();
             println!(
                 "{m:<34} {name:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f:>9.2} {:>5}/{:<5}",
                 test.len(),
                 fails,
-                s.warned,
-                s.failures
+                s.any.warned,
+                s.any.failures
             );
             pooled[k].add(s);
         }
@@ -707,14 +705,14 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             })
             .collect();
         let s = score(&table, &test, &pred, &[], horizon);
-        let (p, r, f1) = s.any.prf();
+        let (p, r, f1) = s.any.rows.prf();
         println!(
             "{m:<34} {:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f1:>9.2} {:>5}/{:<5}  {} {} {level:.3}",
             "threshold",
             test.len(),
             fails,
-            s.warned,
-            s.failures,
+            s.any.warned,
+            s.any.failures,
             table.features[f],
             if above { ">" } else { "<" }
         );
@@ -738,8 +736,10 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                 }
                 None => vec![false; test.len()],
             };
-            pooled[threshold_row]
-                .add_type(mode, &TypeScore::new(&table, &test, &warn, mode, horizon));
+            pooled[threshold_row].add_type(
+                mode,
+                &Detection::new(&table, &test, &warn, |l| l == mode, horizon),
+            );
         }
         // References (not ceilings, not models): predictors that know when each tool will reach
         // its life (and, the second, when each degrading bearing will fail), but not what the
@@ -789,14 +789,14 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             let s = score(&table, &test, &pred, &modes, horizon);
-            let (p, r, f1) = s.any.prf();
+            let (p, r, f1) = s.any.rows.prf();
             println!(
                 "{m:<34} {:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f1:>9.2} {:>5}/{:<5}  ({} tool ends)",
                 pooled[k].name,
                 test.len(),
                 fails,
-                s.warned,
-                s.failures,
+                s.any.warned,
+                s.any.failures,
                 tool_ends.len()
             );
             pooled[k].add(s);
@@ -858,18 +858,21 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             )
             .context("training the pooled logistic regression")?;
             for (mode, warn) in modes.iter().zip(&fitted.by_type) {
-                by_type.add_type(mode, &TypeScore::new(&all, test, warn, mode, horizon));
+                by_type.add_type(
+                    mode,
+                    &Detection::new(&all, test, warn, |l| l == mode, horizon),
+                );
             }
             let sc = score(&all, test, &fitted.pred, &modes, horizon);
-            let (p, r, f) = sc.any.prf();
+            let (p, r, f) = sc.any.rows.prf();
             println!(
                 "{:<34} {:<10} {:>6} {:>6} {p:>6.2} {r:>6.2} {f:>9.2} {:>5}/{:<5}  ({} machines of its type)",
                 machines_kept[members[k]],
                 "lr pooled",
                 test.len(),
                 test.iter().filter(|&&i| all.labels[i] != "ok").count(),
-                sc.warned,
-                sc.failures,
+                sc.any.warned,
+                sc.any.failures,
                 members.len()
             );
             by_type.add(sc);
@@ -892,11 +895,11 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         "alarm F1"
     );
     for e in &mut pooled {
-        let (p, r, f) = e.any.prf();
+        let (p, r, f) = e.any.rows.prf();
         // Failure level: an alarm is right when a failure followed it within the horizon; a
         // failure is caught when it was warned of.
         let ap = e.true_alarms as f64 / e.alarms.max(1) as f64;
-        let ar = e.warned as f64 / e.failures.max(1) as f64;
+        let ar = e.any.warned as f64 / e.any.failures.max(1) as f64;
         let af = if ap + ar > 0.0 {
             2.0 * ap * ar / (ap + ar)
         } else {
@@ -905,9 +908,9 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         println!(
             "{:<10} {p:>8.3} {r:>8.3} {f:>8.3} {:>8}/{:<6} {:>18.1} {:>8} {:>8} {af:>9.3}",
             e.name,
-            e.warned,
-            e.failures,
-            median(&mut e.leads),
+            e.any.warned,
+            e.any.failures,
+            median(&mut e.any.leads_min),
             e.alarms,
             e.alarms - e.true_alarms
         );
@@ -1021,14 +1024,11 @@ fn decide(p: &Matrix, ok: usize, level: f64, classes: &[String]) -> Vec<String> 
 struct Pooled {
     name: &'static str,
     per_mode: Vec<(String, Counts)>,
-    any: Counts,
-    warned: usize,
-    failures: usize,
-    leads: Vec<f64>,
+    any: Detection,
     alarms: usize,
     true_alarms: usize,
     /// Per failure type, at the type's own operating point.
-    types: Vec<(String, TypeScore)>,
+    types: Vec<(String, Detection)>,
 }
 
 impl Pooled {
@@ -1036,17 +1036,14 @@ impl Pooled {
         Pooled {
             name,
             per_mode: Vec::new(),
-            any: Counts::default(),
-            warned: 0,
-            failures: 0,
-            leads: Vec::new(),
+            any: Detection::default(),
             alarms: 0,
             true_alarms: 0,
             types: Vec::new(),
         }
     }
 
-    fn add_type(&mut self, mode: &str, s: &TypeScore) {
+    fn add_type(&mut self, mode: &str, s: &Detection) {
         match self.types.iter_mut().find(|(n, _)| n == mode) {
             Some((_, t)) => t.merge(s),
             None => self.types.push((mode.to_owned(), s.clone())),
@@ -1056,20 +1053,11 @@ impl Pooled {
     fn add(&mut self, s: Scored) {
         for (m, c) in &s.per_mode {
             match self.per_mode.iter_mut().find(|(n, _)| n == m) {
-                Some((_, t)) => {
-                    t.tp += c.tp;
-                    t.fp += c.fp;
-                    t.fn_ += c.fn_;
-                }
+                Some((_, t)) => t.merge(c),
                 None => self.per_mode.push((m.clone(), *c)),
             }
         }
-        self.any.tp += s.any.tp;
-        self.any.fp += s.any.fp;
-        self.any.fn_ += s.any.fn_;
-        self.warned += s.warned;
-        self.failures += s.failures;
-        self.leads.extend(s.leads_min);
+        self.any.merge(&s.any);
         self.alarms += s.alarms;
         self.true_alarms += s.true_alarms;
     }
@@ -1123,12 +1111,12 @@ mod tests {
         warn[7] = true;
         warn[8] = true;
         warn[12] = true;
-        let s = TypeScore::new(&t, &test, &warn, "tool_wear", 10 * 60_000);
+        let s = Detection::new(&t, &test, &warn, |l| l == "tool_wear", 10 * 60_000);
         assert_eq!((s.rows.tp, s.rows.fp, s.rows.fn_), (2, 1, 3));
         assert_eq!((s.failures, s.warned), (1, 1));
         // The failure follows row 9 by one step (minute 10); the first warning was at minute 7.
         assert_eq!(s.leads_min, vec![3.0]);
-        let s = TypeScore::new(&t, &test, &warn, "power", 10 * 60_000);
+        let s = Detection::new(&t, &test, &warn, |l| l == "power", 10 * 60_000);
         assert_eq!((s.rows.tp, s.rows.fp, s.rows.fn_), (0, 3, 3));
         assert_eq!((s.failures, s.warned), (1, 0));
         // Two runs of one type further apart than the horizon are two failures.
