@@ -485,6 +485,13 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
     let duration = ms("duration", &args.duration)?;
     let horizon = ms("horizon", &args.horizon)?;
     let step = ms("step", &args.step)?;
+    if horizon >= duration {
+        anyhow::bail!(
+            "--horizon {} is not shorter than --duration {}: no row could be labelled (simulate longer)",
+            args.horizon,
+            args.duration
+        );
+    }
     // Options are checked before the simulation, which takes minutes.
     let windows: Vec<i64> = args
         .window
@@ -803,6 +810,13 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         }
         kept.push(table);
         machines_kept.push(m.clone());
+    }
+    if kept.is_empty() {
+        anyhow::bail!(
+            "no machine could be scored (each needs a failure in its training period and rows in its test period): \
+             simulate longer (--duration {})",
+            args.duration
+        );
     }
     // One model per machine type: logistic regression trained on the training rows of every
     // machine with the same signals, scored on each machine's test rows ("lr pooled").

@@ -578,6 +578,24 @@ fn eval_horizon_scores_the_models_and_dumps_the_rows_it_used() {
 
     let (ok, text) = run_gemba(&["eval", "horizon", "--window", "500ms"]);
     assert!(!ok && text.contains("--window"), "{text}");
+    // A horizon as long as the history: refused before simulating.
+    let (ok, text) = run_gemba(&["eval", "horizon", "--duration", "30m"]);
+    assert!(
+        !ok && text.contains("--horizon 30m is not shorter than --duration 30m"),
+        "{text}"
+    );
+    // Too short to hold a failure in every machine's training period: an error, not empty tables.
+    let (ok, text) = run_gemba(&[
+        "eval",
+        "horizon",
+        "--duration",
+        "40m",
+        "--gan-epochs",
+        "0",
+        "--window",
+        "",
+    ]);
+    assert!(!ok && text.contains("no machine could be scored"), "{text}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let (ok, text) = run_gemba(&[
