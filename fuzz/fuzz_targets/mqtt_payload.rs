@@ -20,9 +20,26 @@ fuzz_target!(|data: &[u8]| {
             (topic, rest.get(cut + 1..).unwrap_or(&[]))
         }
     };
-    if let Ok(batch) = gemba_ingest::mqtt::decode_mqtt(PREFIX, &topic, payload, 1_700_000_000_000) {
-        for p in &batch.points {
-            assert!(p.ts.is_some(), "MQTT points are stamped on receipt");
+    match gemba_ingest::mqtt::decode_mqtt(PREFIX, &topic, payload, 1_700_000_000_000) {
+        Ok(batch) => {
+            for p in &batch.points {
+                assert!(p.ts.is_some(), "MQTT points are stamped on receipt");
+            }
+            // A machine batch speaks for its machine only (issue 27, finding 4).
+            if mode % 3 == 1 {
+                for e in &batch.events {
+                    assert!(
+                        gemba_core::is_under(&e.asset, "s/a/l/m"),
+                        "event for {:?} from m's topic",
+                        e.asset
+                    );
+                }
+            }
+            // Errors quote outside input clipped, never whole (finding 9).
+            for e in &batch.errors {
+                assert!(e.message.len() < 2_000, "error of {} bytes", e.message.len());
+            }
         }
+        Err(e) => assert!(e.to_string().len() < 2_000, "error of {} bytes", e.to_string().len()),
     }
 });

@@ -188,8 +188,25 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see /api/v1/openapi.json")
 }
 
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// Liveness: 200 while the write path makes progress, 503 `stalled` when ingest requests or
+/// queued commits have waited longer than `server.stall_after_s` with none finishing. Reads
+/// atomics only, so it answers even while the write path hangs.
+pub async fn healthz(State(engine): AppState) -> Response {
+    let health = engine.write_path_health();
+    let (code, status) = if health.ok {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "stalled")
+    };
+    (
+        code,
+        Json(json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "write_path": health,
+        })),
+    )
+        .into_response()
 }
 
 pub async fn openapi() -> Response {

@@ -1,34 +1,40 @@
 //! Errors of the domain: every message names the field or path, the value and the reason.
+//! Values from outside are quoted clipped to 120 characters ([`crate::quote_clipped`]): an error
+//! must not echo a megabyte of input into a response or a log line.
 
 use thiserror::Error;
+
+fn clip(text: &str) -> String {
+    crate::quote_clipped(text, 120)
+}
 
 /// A problem with the asset model (plant file or API definitions).
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum ModelError {
-    #[error("{level} name {name:?} {reason}")]
+    #[error("{level} name {} {reason}", clip(.name))]
     InvalidName {
         level: &'static str,
         name: String,
         reason: &'static str,
     },
-    #[error("duplicate {level} {path:?}")]
+    #[error("duplicate {level} {}", clip(.path))]
     Duplicate { level: &'static str, path: String },
-    #[error("unknown {level} {path:?}")]
+    #[error("unknown {level} {}", clip(.path))]
     Unknown { level: &'static str, path: String },
-    #[error("path {path:?} must have {expected} segments ({shape}), it has {got}")]
+    #[error("path {} must have {expected} segments ({shape}), it has {got}", clip(.path))]
     PathShape {
         path: String,
         expected: usize,
         got: usize,
         shape: &'static str,
     },
-    #[error("signal {signal:?}: {field} {reason}")]
+    #[error("signal {}: {field} {reason}", clip(.signal))]
     InvalidSignal {
         signal: String,
         field: &'static str,
         reason: String,
     },
-    #[error("{what} {id:?}: {field} {reason}")]
+    #[error("{what} {}: {field} {reason}", clip(.id))]
     InvalidEntity {
         what: &'static str,
         id: String,
@@ -45,10 +51,11 @@ pub enum ValueError {
     #[error("timestamp {ts} ms is out of range: {reason}")]
     TimestampOutOfRange { ts: i64, reason: String },
     #[error(
-        "cannot parse timestamp {input:?}: expected integer milliseconds since the Unix epoch or RFC 3339 (e.g. 2026-11-24T08:00:00Z)"
+        "cannot parse timestamp {}: expected integer milliseconds since the Unix epoch or RFC 3339 (e.g. 2026-11-24T08:00:00Z)",
+        clip(.input)
     )]
     TimestampSyntax { input: String },
-    #[error("value {value:?} is not a state of this signal; known states: {known}")]
+    #[error("value {} is not a state of this signal; known states: {known}", clip(.value))]
     UnknownState { value: String, known: String },
     #[error("{0}")]
     Other(String),

@@ -21,6 +21,16 @@ pub use event::{Event, EventBody};
 pub use sample::{Point, Sample};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 
+/// `text` quoted for an error message or a log line, at most `max_chars` characters of it: input
+/// from outside can be megabytes, and an error that quotes it whole grows responses and logs by
+/// as much. A clipped quote ends in `…` and names the full length in bytes.
+pub fn quote_clipped(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
 /// Checks one path segment (a site, area, line, machine or signal name).
 ///
 /// Names are 1–64 characters of ASCII letters, digits, `_`, `-` and `.`, so that they are safe in
@@ -42,4 +52,19 @@ pub fn check_segment(name: &str) -> Result<(), &'static str> {
         return Err("may not be '.' or '..'");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_input_is_quoted_clipped_with_its_length() {
+        assert_eq!(quote_clipped("abc", 3), "\"abc\"");
+        assert_eq!(quote_clipped("abcd", 3), "\"abc\"… (4 bytes)");
+        let big = "é".repeat(1_000_000);
+        let q = quote_clipped(&big, 10);
+        assert!(q.len() < 40, "{q}");
+        assert!(q.ends_with("… (2000000 bytes)"), "{q}");
+    }
 }

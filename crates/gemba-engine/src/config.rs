@@ -121,6 +121,10 @@ pub struct ServerConfig {
     /// A client that has not sent its request headers within this many seconds is disconnected
     /// (slow-loris); also the limit for a TLS handshake.
     pub header_read_timeout_s: u64,
+    /// `/healthz` answers 503 "stalled" when ingest requests or queued commits have been in flight
+    /// this many seconds without any of them finishing (a hung write path is visible to a
+    /// supervisor).
+    pub stall_after_s: u64,
 }
 
 /// PEM files of a TLS server certificate (chain) and its private key.
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             tls: None,
             max_connections: 1024,
             header_read_timeout_s: 10,
+            stall_after_s: 60,
         }
     }
 }
@@ -261,6 +266,9 @@ pub struct MqttConfig {
     pub allow_anonymous: bool,
     /// A TLS listener of the embedded broker, e.g. `listen = "0.0.0.0:8883"` with PEM files.
     pub tls: Option<MqttTlsConfig>,
+    /// Most bytes (topics and payloads) the embedded broker holds as retained messages; a
+    /// retained message beyond it is stored by Gemba and delivered, but not retained.
+    pub max_retained_bytes: usize,
     pub external: ExternalBrokerConfig,
 }
 
@@ -285,6 +293,7 @@ impl Default for MqttConfig {
             batch_window_ms: 0,
             allow_anonymous: false,
             tls: None,
+            max_retained_bytes: 16 * 1024 * 1024,
             external: ExternalBrokerConfig::default(),
         }
     }

@@ -20,6 +20,7 @@ pub mod models;
 pub mod mqtt_bridge;
 pub mod privacy;
 pub mod production;
+pub mod progress;
 pub mod registry;
 pub mod spc;
 pub mod writer;
@@ -138,6 +139,8 @@ pub struct Engine {
     pseudonymiser: parking_lot::Mutex<Option<Arc<privacy::Pseudonymiser>>>,
     /// The image-model loader (installed by the binary) and the loaded models.
     inspection: inspection::Inspection,
+    /// Ingest requests started and finished: with the writer's, the write path's liveness.
+    ingest_progress: progress::Progress,
 }
 
 /// Reads and validates a plant file.
@@ -289,6 +292,7 @@ impl Engine {
             auth,
             pseudonymiser: parking_lot::Mutex::new(None),
             inspection: inspection::Inspection::default(),
+            ingest_progress: progress::Progress::default(),
         }))
     }
 
@@ -331,6 +335,21 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// The write path's liveness (`/healthz`): stalled when ingest requests or queued commits
+    /// have been in flight for longer than `server.stall_after_s` without any finishing. Takes no
+    /// lock.
+    pub fn write_path_health(&self) -> progress::WritePathHealth {
+        let bound = std::time::Duration::from_secs(self.config.server.stall_after_s);
+        let ingest = self.ingest_progress.report();
+        let writer = self.writer.progress().report();
+        progress::WritePathHealth {
+            ok: !ingest.stalled(bound) && !writer.stalled(bound),
+            ingest,
+            writer,
+            stall_after_s: self.config.server.stall_after_s,
+        }
+    }
+
     /// Validates a decoded batch against the asset model and, unless `mode` is strict and something
     /// is invalid, stores the valid part durably before returning.
     pub async fn ingest(
@@ -339,16 +358,20 @@ impl Engine {
         source: Source,
         mode: BatchMode,
     ) -> Result<IngestOutcome, EngineError> {
-        // Resolving and checking a large batch is CPU work: keep it off the async workers.
-        let (mut batch, mut outcome, locations) =
-            if decoded.sample_count() + decoded.events.len() > 2_000 {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || me.prepare(decoded))
-                    .await
-                    .map_err(|e| EngineError::Internal(format!("ingest task failed: {e}")))?
-            } else {
-                self.prepare(decoded)
-            };
+        let _in_flight = self.ingest_progress.guard();
+        // Resolving and checking a large batch is CPU work, and registering new signals writes to
+        // the store: keep both off the async workers (a blocked worker also stalls /healthz).
+        let (mut batch, mut outcome, locations) = if decoded.sample_count() + decoded.events.len()
+            > 2_000
+            || self.registry.would_register(&decoded)
+        {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.prepare(decoded))
+                .await
+                .map_err(|e| EngineError::Internal(format!("ingest task failed: {e}")))?
+        } else {
+            self.prepare(decoded)
+        };
         let mut ledger = None;
         let mut moved = Vec::new();
         let logistics_events = batch
@@ -395,6 +418,7 @@ impl Engine {
         source: Source,
         mode: BatchMode,
     ) -> Result<IngestOutcome, EngineError> {
+        let _in_flight = self.ingest_progress.guard();
         let (mut batch, mut outcome, locations) = self.prepare(decoded);
         // Never called on an async worker (see the doc), so waiting for the lock is allowed.
         let mut ledger = if batch.events.iter().any(logistics::is_logistics) {
@@ -536,13 +560,15 @@ impl Engine {
             report(&mut outcome, e.location, e.message);
         }
         // Register all new signals of the batch in one go (a no-op unless the policy is "register").
-        let new_signals = decoded
+        // Collected before the call: the registry must not run caller code under its lock.
+        let new_signals: Vec<&str> = decoded
             .points
             .iter()
             .map(|p| p.signal.as_str())
             .chain(decoded.series.iter().map(|s| s.signal.as_str()))
-            .filter(|p| self.registry.get(p).is_none());
-        if let Err(e) = self.registry.register_unknown(new_signals) {
+            .filter(|p| self.registry.get(p).is_none())
+            .collect();
+        if let Err(e) = self.registry.register_unknown(&new_signals) {
             tracing::warn!(error = %e, "bulk signal registration failed; registering one by one");
         }
         let mut by_signal: HashMap<gemba_store::SignalId, Vec<Sample>> = HashMap::new();

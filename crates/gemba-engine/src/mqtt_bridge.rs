@@ -1,14 +1,21 @@
-//! The MQTT bridge: starts the embedded broker (or not), subscribes to Gemba's topics, decodes
+//! The MQTT bridge: starts the embedded broker (or subscribes to an external one), decodes
 //! messages and commits them in batches of at most `mqtt.batch_window_ms`.
 //!
-//! Durability window: a QoS 1 message is acknowledged to the publisher by the broker as soon as the
-//! broker has it, before Gemba has committed it. Messages received by Gemba are committed within
-//! `batch_window_ms` plus one commit (measured and documented in docs/ARCHITECTURE.md); a crash in
-//! that window loses them. Use HTTP ingest where every sample must be acknowledged only when durable.
+//! Acknowledged means stored, in both modes:
+//! - **Embedded broker**: the broker hands every read of a device's connection to this bridge
+//!   before routing it, and acknowledges the read's QoS 1/2 messages (PUBACK/PUBREC) only after
+//!   the commit that holds them (`gemba_ingest::broker`, the `IngestHandler` of the vendored
+//!   rumqttd). There is no internal MQTT client.
+//! - **External broker**: Gemba's subscriber acknowledges each QoS 1 message to the broker after
+//!   the commit (manual acks); with a persistent session the broker redelivers what was not.
+//!
+//! A batch that cannot be stored acknowledges nothing: the device's connection is closed and it
+//! sends again (embedded), or the broker redelivers (external).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use gemba_core::quote_clipped;
 use gemba_ingest::DecodedBatch;
 use gemba_ingest::broker::{
     AclAction, BrokerHandle, BrokerTls, EmbeddedBrokerConfig, MqttAuthenticator, MqttGrant,
@@ -26,14 +33,16 @@ use crate::{BatchMode, Engine, EngineError, Source};
 #[derive(Debug)]
 pub struct MqttRuntime {
     pub broker: Option<BrokerHandle>,
-    pub subscriber: SubscriberHandle,
+    /// Gemba's subscriber of an external broker (none with the embedded broker).
+    pub subscriber: Option<SubscriberHandle>,
     pub bridge: tokio::task::JoinHandle<()>,
 }
 
 /// Starts the broker (embedded mode), the subscriber and the bridge task. `Ok(None)` when MQTT is off.
 pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineError> {
     let cfg = engine.config().mqtt.clone();
-    let (broker, client_cfg) = match cfg.mode {
+    let (tx, rx) = mpsc::channel::<MqttMessage>(16_384);
+    let (broker, subscriber) = match cfg.mode {
         MqttMode::Off => return Ok(None),
         MqttMode::Embedded => {
             let secured = engine.config().auth.enabled && !cfg.allow_anonymous;
@@ -41,8 +50,15 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
                 let e = engine.clone();
                 let counted = engine.clone();
                 MqttAuthenticator {
-                    check: Arc::new(move |_client: &str, user: &str, pass: &str| {
-                        let grant = e.auth().mqtt_login(user, pass, e.now());
+                    check: Arc::new(move |client: &str, user: &str, pass: &str| {
+                        let grant = if client.starts_with(RESERVED_CLIENT_PREFIX)
+                            && user != crate::auth::INTERNAL_MQTT_USER
+                        {
+                            tracing::warn!(client, "MQTT connection refused: client ids starting with {RESERVED_CLIENT_PREFIX:?} are reserved for Gemba");
+                            MqttGrant::Refused
+                        } else {
+                            e.auth().mqtt_login(user, pass, e.now())
+                        };
                         if grant == MqttGrant::Refused {
                             e.metrics().mqtt_auth_failures.inc();
                         }
@@ -74,20 +90,12 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
                     cert_file: t.cert_file.clone(),
                     key_file: t.key_file.clone(),
                 }),
+                ingest: Some(tx),
+                max_retained_bytes: cfg.max_retained_bytes,
                 ..EmbeddedBrokerConfig::default()
             })?;
-            let client = MqttClientConfig {
-                host: cfg.listen.ip().to_string(),
-                port: cfg.listen.port(),
-                username: Some(crate::auth::INTERNAL_MQTT_USER.into()),
-                password: Some(engine.auth().internal_secret().to_owned()),
-                client_id: "gemba-bridge".into(),
-                topic_prefix: cfg.topic_prefix.clone(),
-                qos: cfg.qos,
-                max_payload_bytes: cfg.max_payload_bytes,
-                ..MqttClientConfig::default()
-            };
-            (Some(broker), client)
+            tracing::info!(prefix = %cfg.topic_prefix, "MQTT ingest ready: messages are acknowledged once stored");
+            (Some(broker), None)
         }
         MqttMode::External => {
             let ext = &cfg.external;
@@ -104,11 +112,9 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
                 max_payload_bytes: cfg.max_payload_bytes,
                 ..MqttClientConfig::default()
             };
-            (None, client)
+            (None, Some(spawn_subscriber(client, tx)?))
         }
     };
-    let (tx, rx) = mpsc::channel::<MqttMessage>(16_384);
-    let subscriber = spawn_subscriber(client_cfg, tx)?;
     let window = Duration::from_millis(cfg.batch_window_ms);
     let bridge = tokio::spawn(run(engine, rx, cfg.topic_prefix, window));
     Ok(Some(MqttRuntime {
@@ -117,6 +123,10 @@ pub async fn start(engine: Arc<Engine>) -> Result<Option<MqttRuntime>, EngineErr
         bridge,
     }))
 }
+
+/// Client ids with this prefix are Gemba's own (the demo's simulator): a device that uses one is
+/// refused (it could otherwise take over a session of Gemba's, and its subscriptions).
+pub const RESERVED_CLIENT_PREFIX: &str = "gemba-";
 
 /// Most samples merged into one commit by the bridge.
 const MAX_BATCH_SAMPLES: usize = 200_000;
@@ -163,10 +173,11 @@ async fn run(
         match engine.ingest(batch, Source::Mqtt, BatchMode::Partial).await {
             Ok(outcome) => {
                 if let Some(first) = outcome.errors.first() {
+                    // Clipped: a device's payload must not make log lines of its own size.
                     tracing::warn!(
                         rejected = outcome.rejected,
-                        first_location = %first.location,
-                        first_error = %first.message,
+                        first_location = %quote_clipped(&first.location, 300),
+                        first_error = %quote_clipped(&first.message, 300),
                         "MQTT samples rejected"
                     );
                 }
@@ -174,6 +185,8 @@ async fn run(
                     ack.ack();
                 }
             }
+            // The acknowledgements are dropped: nothing of this batch is acknowledged, so the
+            // devices send it again (embedded broker: their connections are closed).
             Err(e) => tracing::error!(error = %e, "MQTT batch could not be stored"),
         }
     }
@@ -211,7 +224,7 @@ fn decode_all(
                     .rejected
                     .get_or_create(&crate::Metrics::label(Source::Mqtt))
                     .inc();
-                tracing::warn!(topic = %m.topic, error = %e, "undecodable MQTT message dropped");
+                tracing::warn!(topic = %quote_clipped(&m.topic, 300), error = %quote_clipped(&e.to_string(), 300), "undecodable MQTT message dropped");
             }
         }
         acks.push(m.ack);

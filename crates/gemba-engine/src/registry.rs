@@ -1,12 +1,18 @@
 //! The asset registry: the in-memory asset model with every signal's store id, persisted through
 //! the store so that definitions made over the API survive a restart.
+//!
+//! Locks: `registering` (a mutex) before `inner` (a read-write lock). Every method takes `inner`
+//! for one short, non-nested critical section and calls neither the store nor caller code while
+//! holding it; store writes happen between two critical sections. parking_lot's read locks are
+//! not recursive (a queued writer blocks new readers), so a second `inner.read()` on a thread
+//! that already holds one deadlocks: never call a `Registry` method while holding `inner`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use gemba_core::{AssetModel, AssetNode, LotDef, Plant, SignalDef, TreeNode};
 use gemba_store::{SignalId, Store};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::EngineError;
 use crate::config::UnknownSignals;
@@ -73,6 +79,9 @@ impl Inner {
 #[derive(Debug)]
 pub struct Registry {
     inner: RwLock<Inner>,
+    /// Serialises the registration of unknown signals (check, persist, insert) so that two
+    /// batches naming the same new signal do not both write it. Never taken while `inner` is held.
+    registering: Mutex<()>,
     store: Arc<dyn Store>,
     policy: UnknownSignals,
     default_retention_days: Option<u32>,
@@ -114,6 +123,7 @@ impl Registry {
         }
         let reg = Registry {
             inner: RwLock::new(inner),
+            registering: Mutex::new(()),
             store,
             policy,
             default_retention_days,
@@ -267,6 +277,26 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether resolving this batch may write to the store: new signals or assets are registered
+    /// on ingest (policy `register`) and one of them is unknown. Such a batch is resolved on the
+    /// blocking pool, never on an async worker.
+    pub fn would_register(&self, decoded: &gemba_ingest::DecodedBatch) -> bool {
+        if self.policy != UnknownSignals::Register {
+            return false;
+        }
+        let inner = self.inner.read();
+        decoded
+            .points
+            .iter()
+            .map(|p| p.signal.as_str())
+            .chain(decoded.series.iter().map(|s| s.signal.as_str()))
+            .any(|p| !inner.by_path.contains_key(p))
+            || decoded
+                .events
+                .iter()
+                .any(|e| inner.model.node(&e.asset).is_none())
+    }
+
     /// The registered signal at `path`.
     pub fn get(&self, path: &str) -> Option<Registered> {
         self.inner.read().by_path.get(path).cloned()
@@ -300,18 +330,21 @@ impl Registry {
     /// Registers every unknown, valid signal path of `paths` at once (one store transaction for
     /// the signals and one for their new parent assets) when the policy allows. Invalid paths are
     /// left alone: resolving them later reports the error for each item.
-    pub fn register_unknown<'a>(
-        &self,
-        paths: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), EngineError> {
+    ///
+    /// Takes a slice, not an iterator: the lock below must never be held while caller code runs
+    /// (a lazy iterator that read the registry again under this read lock deadlocked every ingest
+    /// once a writer queued: parking_lot's read locks are not recursive). Registrations are
+    /// serialised by `registering` (taken before `inner`, see the lock order in the module doc).
+    pub fn register_unknown(&self, paths: &[&str]) -> Result<(), EngineError> {
         if self.policy != UnknownSignals::Register {
             return Ok(());
         }
+        let _one_at_a_time = self.registering.lock();
         let mut defs: Vec<SignalDef> = Vec::new();
         {
             let inner = self.inner.read();
             let mut seen = std::collections::HashSet::new();
-            for p in paths {
+            for &p in paths {
                 if inner.by_path.contains_key(p) || !seen.insert(p) {
                     continue;
                 }

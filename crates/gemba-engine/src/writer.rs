@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::EngineError;
 use crate::alarms::Tap;
 use crate::metrics::Metrics;
+use crate::progress::Progress;
 
 type Ack = oneshot::Sender<Result<WriteReceipt, String>>;
 
@@ -31,6 +32,8 @@ pub type LatestCache = RwLock<HashMap<SignalId, Sample>>;
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: SyncSender<Job>,
+    /// Jobs queued and committed (or failed): the writer's liveness for `/healthz`.
+    progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for Job {
@@ -51,17 +54,26 @@ impl Writer {
         tap: Arc<Tap>,
     ) -> Result<(Writer, JoinHandle<()>), EngineError> {
         let (tx, rx) = mpsc::sync_channel::<Job>(1024);
+        let progress = Arc::new(Progress::default());
+        let p = progress.clone();
         let handle = std::thread::Builder::new()
             .name("gemba-writer".into())
-            .spawn(move || run(store, latest, metrics, rx, max_points, tap))
+            .spawn(move || run(store, latest, metrics, rx, max_points, tap, &p))
             .map_err(|e| EngineError::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok((Writer { tx }, handle))
+        Ok((Writer { tx, progress }, handle))
+    }
+
+    /// Jobs queued and committed so far.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// Queues a batch and waits until it is durable.
     pub async fn write(&self, batch: WriteBatch) -> Result<WriteReceipt, EngineError> {
         let (ack, rx) = oneshot::channel();
         let mut job = Job { batch, ack };
+        // Counted from here: a full queue behind a stuck writer is a stall too.
+        self.progress.start(1);
         // The queue is bounded; when it is full, wait without blocking the runtime.
         loop {
             match self.tx.try_send(job) {
@@ -70,7 +82,10 @@ impl Writer {
                     job = j;
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                Err(TrySendError::Disconnected(_)) => return Err(EngineError::ShuttingDown),
+                Err(TrySendError::Disconnected(_)) => {
+                    self.progress.finish(1);
+                    return Err(EngineError::ShuttingDown);
+                }
             }
         }
         match rx.await {
@@ -84,7 +99,9 @@ impl Writer {
     /// only while the queue is full.
     pub fn write_detached(&self, batch: WriteBatch) {
         let (ack, _rx) = oneshot::channel();
+        self.progress.start(1);
         if self.tx.send(Job { batch, ack }).is_err() {
+            self.progress.finish(1);
             tracing::warn!("derived data dropped: the writer has stopped");
         }
     }
@@ -92,9 +109,11 @@ impl Writer {
     /// Queues a batch and blocks the current (non-async) thread until it is durable.
     pub fn write_blocking(&self, batch: WriteBatch) -> Result<WriteReceipt, EngineError> {
         let (ack, rx) = oneshot::channel();
-        self.tx
-            .send(Job { batch, ack })
-            .map_err(|_| EngineError::ShuttingDown)?;
+        self.progress.start(1);
+        self.tx.send(Job { batch, ack }).map_err(|_| {
+            self.progress.finish(1);
+            EngineError::ShuttingDown
+        })?;
         match rx.blocking_recv() {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(msg)) => Err(EngineError::Storage(msg)),
@@ -110,6 +129,7 @@ fn run(
     rx: Receiver<Job>,
     max_points: usize,
     tap: Arc<Tap>,
+    progress: &Progress,
 ) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -133,6 +153,7 @@ fn run(
         let started = Instant::now();
         let result = store.write(&merged);
         metrics.observe_commit(started.elapsed().as_secs_f64());
+        progress.finish(acks.len() as u64);
         match result {
             Ok(receipt) => {
                 update_latest(&latest, &merged);

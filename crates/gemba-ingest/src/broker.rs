@@ -3,14 +3,25 @@
 //! MQTT 3.1.1 and MQTT 5 are served on separate listeners (rumqttd binds one protocol per port).
 //! The ports are checked before the broker starts, so that a taken port is an error at start-up
 //! instead of a log line from a background thread.
+//!
+//! **Acknowledged means stored.** Each read of a device's connection goes to Gemba's ingest
+//! channel ([`EmbeddedBrokerConfig::ingest`]) before the broker routes it: the messages under the
+//! topic prefix are sent as [`MqttMessage`]s, and the broker acknowledges them (PUBACK, PUBREC)
+//! only once the engine answered the last one's [`AckHandle::Embedded`] after its commit. A
+//! crash before that leaves them unacknowledged, and the device sends them again
+//! (vendor/rumqttd/GEMBA-PATCH.md, `IngestHandler`).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings, TopicAcl};
+use rumqttd::{
+    Broker, Config, ConnectionSettings, IngestMessage, RouterConfig, ServerSettings, TopicAcl,
+};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::MqttError;
+use crate::client::{AckHandle, MqttMessage, now_ms};
 use crate::mqtt::topic_in_scope;
 
 pub use rumqttd::AclAction;
@@ -56,7 +67,7 @@ impl PartialEq for MqttAuthenticator {
 }
 
 /// Settings of the embedded broker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct EmbeddedBrokerConfig {
     /// MQTT 3.1.1 listener.
     pub listen_v4: SocketAddr,
@@ -72,6 +83,12 @@ pub struct EmbeddedBrokerConfig {
     pub topic_prefix: String,
     /// An MQTT 3.1.1 listener over TLS (address, certificate chain PEM, private key PEM).
     pub tls: Option<BrokerTls>,
+    /// Where the messages published under `topic_prefix` go before the broker acknowledges
+    /// them; `None`: acknowledged on receipt, as a plain broker does.
+    pub ingest: Option<mpsc::Sender<MqttMessage>>,
+    /// Most bytes (topics and payloads) the broker holds as retained messages; a retained
+    /// message beyond it is delivered (and stored by Gemba) but not retained.
+    pub max_retained_bytes: usize,
 }
 
 /// The TLS listener of the embedded broker.
@@ -93,6 +110,8 @@ impl Default for EmbeddedBrokerConfig {
             authenticator: None,
             topic_prefix: "gemba/v1".into(),
             tls: None,
+            ingest: None,
+            max_retained_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -121,7 +140,14 @@ fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerS
         external_auth: None,
         dynamic_filters: true,
         acl_handler: None,
+        ingest_handler: None,
     };
+    if let Some(tx) = cfg.ingest.clone() {
+        let prefix = format!("{}/", cfg.topic_prefix);
+        connections.ingest_handler = Some(Arc::new(move |messages| {
+            Box::pin(hand_over(tx.clone(), prefix.clone(), messages))
+        }));
+    }
     if let Some(auth) = cfg.authenticator.clone() {
         let grant = move |client_id: String, user: String, pass: String| {
             let check = auth.check.clone();
@@ -151,13 +177,10 @@ fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerS
             let on_denied = auth.on_denied.clone();
             async move {
                 match grant.await {
-                    MqttGrant::Under(scope) => Some(TopicAcl(Arc::new(move |action, topic| {
-                        let ok = topic_in_scope(&prefix, &scope, topic);
-                        if !ok {
-                            on_denied(action, topic);
-                        }
-                        ok
-                    }))),
+                    MqttGrant::Under(scope) => Some(TopicAcl::new(
+                        Arc::new(move |_action, topic| topic_in_scope(&prefix, &scope, topic)),
+                        Some(on_denied),
+                    )),
                     MqttGrant::Everything | MqttGrant::Refused => None,
                 }
             }
@@ -170,6 +193,38 @@ fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerS
         next_connection_delay_ms: 0,
         connections,
     }
+}
+
+/// Sends one read's messages under the topic prefix to the ingest channel and waits until the
+/// engine acknowledged the last of them (after its commit). `false` (nothing stored, or the
+/// engine gone) makes the broker close the connection unacknowledged.
+async fn hand_over(
+    tx: mpsc::Sender<MqttMessage>,
+    prefix: String,
+    messages: Vec<IngestMessage>,
+) -> bool {
+    let received_at = now_ms();
+    let mut ours: Vec<MqttMessage> = messages
+        .into_iter()
+        .filter(|m| m.topic.starts_with(&prefix))
+        .map(|m| MqttMessage {
+            topic: m.topic,
+            payload: m.payload,
+            received_at,
+            ack: AckHandle::None,
+        })
+        .collect();
+    let Some(last) = ours.last_mut() else {
+        return true;
+    };
+    let (done, stored) = oneshot::channel();
+    last.ack = AckHandle::Embedded(done);
+    for m in ours {
+        if tx.send(m).await.is_err() {
+            return false;
+        }
+    }
+    stored.await.is_ok()
 }
 
 /// Starts the broker; returns once its ports were found free and its thread runs.
@@ -195,6 +250,7 @@ pub fn start_embedded(cfg: EmbeddedBrokerConfig) -> Result<BrokerHandle, MqttErr
             // The router keeps a commit log per filter: 8 segments of 16 MiB bound its memory.
             max_segment_size: 16 * 1024 * 1024,
             max_segment_count: 8,
+            max_retained_bytes: Some(cfg.max_retained_bytes),
             ..RouterConfig::default()
         },
         v4: Some({

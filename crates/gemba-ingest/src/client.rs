@@ -53,20 +53,38 @@ impl Default for MqttClientConfig {
     }
 }
 
-/// Acknowledges one message to the broker once it is stored.
+/// Acknowledges a message to its publisher once it is stored.
 #[derive(Debug)]
-pub struct AckHandle {
-    client: AsyncClient,
-    publish: Publish,
+pub enum AckHandle {
+    /// A message from a broker Gemba subscribed to: the PUBACK goes to that broker.
+    Broker {
+        client: AsyncClient,
+        publish: Publish,
+    },
+    /// The last message of one read of a device's connection to the embedded broker: the
+    /// broker routes and acknowledges that read once this is answered (`crate::broker`).
+    Embedded(tokio::sync::oneshot::Sender<()>),
+    /// Acknowledged with another message of the same read.
+    None,
 }
 
 impl AckHandle {
-    /// Sends the PUBACK (no-op for QoS 0).
+    /// Acknowledges (a no-op for QoS 0). Dropping a handle instead leaves the message
+    /// unacknowledged: the broker sends it again, or the device's connection is closed so that
+    /// the device does.
     pub fn ack(self) {
-        if self.publish.qos != QoS::AtMostOnce
-            && let Err(e) = self.client.try_ack(&self.publish)
-        {
-            tracing::debug!(error = %e, "MQTT ack not sent");
+        match self {
+            AckHandle::Broker { client, publish } => {
+                if publish.qos != QoS::AtMostOnce
+                    && let Err(e) = client.try_ack(&publish)
+                {
+                    tracing::debug!(error = %e, "MQTT ack not sent");
+                }
+            }
+            AckHandle::Embedded(done) => {
+                let _ = done.send(());
+            }
+            AckHandle::None => {}
         }
     }
 }
@@ -129,7 +147,7 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientCon
     Ok(Arc::new(config))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -183,7 +201,7 @@ pub fn spawn_subscriber(
                         topic: p.topic.clone(),
                         payload: p.payload.clone(),
                         received_at: now_ms(),
-                        ack: AckHandle {
+                        ack: AckHandle::Broker {
                             client: client.clone(),
                             publish: p,
                         },

@@ -102,7 +102,8 @@ pub enum DecodeError {
     NotUtf8,
     #[error("payload is empty")]
     Empty,
-    #[error("topic {topic:?} {reason}")]
+    /// `topic`: quoted, and clipped when long (`gemba_core::quote_clipped`).
+    #[error("topic {topic} {reason}")]
     Topic { topic: String, reason: String },
 }
 

@@ -31,7 +31,7 @@ pub fn decode_mqtt(
     received_at: i64,
 ) -> Result<DecodedBatch, DecodeError> {
     let bad_topic = |reason: String| DecodeError::Topic {
-        topic: topic.to_owned(),
+        topic: gemba_core::quote_clipped(topic, 200),
         reason,
     };
     let rest = topic
@@ -40,7 +40,8 @@ pub fn decode_mqtt(
         .ok_or_else(|| bad_topic(format!("does not start with {prefix}/")))?;
     let segs: Vec<&str> = rest.split('/').collect();
     for s in &segs {
-        check_segment(s).map_err(|r| bad_topic(format!("segment {s:?} {r}")))?;
+        check_segment(s)
+            .map_err(|r| bad_topic(format!("segment {} {r}", gemba_core::quote_clipped(s, 64))))?;
     }
     let text = std::str::from_utf8(payload).map_err(|_| DecodeError::NotUtf8)?;
     let text = text.trim();
@@ -122,6 +123,7 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
             for p in &mut out.points {
                 p.ts = Some(p.ts.unwrap_or(received_at));
             }
+            confine_events(&mut out, machine);
             return Ok(out);
         }
         _ => {
@@ -182,6 +184,26 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
         }
     }
     Ok(out)
+}
+
+/// A machine's batch speaks for that machine only (the topic is what its credentials were checked
+/// against): an event for another asset becomes an item error, as over HTTP a scoped token's
+/// event outside its scope is refused. Events of the machine or below it stay.
+fn confine_events(out: &mut DecodedBatch, machine: &str) {
+    let events = std::mem::take(&mut out.events);
+    for (i, e) in events.into_iter().enumerate() {
+        if gemba_core::is_under(&e.asset, machine) {
+            out.events.push(e);
+        } else {
+            out.errors.push(ItemError {
+                location: format!("payload.events[{i}].asset"),
+                message: format!(
+                    "{} is outside this topic's machine {machine:?}: publish it to that asset's own topic",
+                    gemba_core::quote_clipped(&e.asset, 64)
+                ),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +305,27 @@ mod tests {
         .expect("ok");
         assert_eq!(b.series[0].signal, "s/a/l/m/x");
         assert_eq!(b.events[0].asset, "s/a/l/m");
+    }
+
+    #[test]
+    fn a_machine_batch_cannot_write_events_for_another_asset() {
+        let b = decode_mqtt(
+            P,
+            "gemba/v1/s/a/l/m",
+            br#"{"events": [
+                {"ts": 1, "type": "state", "state": "idle", "asset": "s/a/l/m2"},
+                {"ts": 2, "type": "state", "state": "idle", "asset": "s/a/l"},
+                {"ts": 3, "type": "state", "state": "idle", "asset": "s/a/l/m"},
+                {"ts": 4, "type": "state", "state": "idle"}
+            ]}"#,
+            7,
+        )
+        .expect("ok");
+        let kept: Vec<i64> = b.events.iter().map(|e| e.ts).collect();
+        assert_eq!(kept, [3, 4]);
+        let locs: Vec<&str> = b.errors.iter().map(|e| e.location.as_str()).collect();
+        assert_eq!(locs, ["payload.events[0].asset", "payload.events[1].asset"]);
+        assert!(b.errors[0].message.contains("outside this topic's machine"));
     }
 
     #[test]

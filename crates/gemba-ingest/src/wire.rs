@@ -7,7 +7,7 @@
 //! items are still decoded.
 
 use gemba_core::time::parse_timestamp;
-use gemba_core::{Event, check_segment};
+use gemba_core::{Event, check_segment, quote_clipped};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue as JsonRaw;
@@ -54,7 +54,10 @@ impl Names<'_> {
             Names::Absolute => Ok(name.to_owned()),
             Names::RelativeTo(machine) => {
                 check_segment(name).map_err(|r| {
-                    format!("signal name {name:?} {r} (names in a machine batch are relative to the machine)")
+                    format!(
+                        "signal name {} {r} (names in a machine batch are relative to the machine)",
+                        quote_clipped(name, 64)
+                    )
                 })?;
                 Ok(format!("{machine}/{name}"))
             }
@@ -307,7 +310,10 @@ pub fn decode_line_protocol(body: &[u8]) -> Result<DecodedBatch, DecodeError> {
         let (Some(signal), Some(value)) = (parts.next(), parts.next()) else {
             out.errors.push(ItemError {
                 location: loc,
-                message: format!("{line:?}: expected `<signal> <value> [<ts>]`"),
+                message: format!(
+                    "{}: expected `<signal> <value> [<ts>]`",
+                    quote_clipped(line, 64)
+                ),
             });
             continue;
         };
@@ -324,7 +330,10 @@ pub fn decode_line_protocol(body: &[u8]) -> Result<DecodedBatch, DecodeError> {
         if let Some(extra) = parts.next() {
             out.errors.push(ItemError {
                 location: loc,
-                message: format!("unexpected {extra:?} after the timestamp"),
+                message: format!(
+                    "unexpected {} after the timestamp",
+                    quote_clipped(extra, 64)
+                ),
             });
             continue;
         }
@@ -344,8 +353,11 @@ pub(crate) fn scalar(s: &str) -> Result<RawValue, String> {
     if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
         return match s.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(RawValue::Number(v)),
-            Ok(v) => Err(format!("{s:?} = {v} is not a finite number")),
-            Err(_) => Err(format!("{s:?} is not a number")),
+            Ok(v) => Err(format!(
+                "{} = {v} is not a finite number",
+                quote_clipped(s, 64)
+            )),
+            Err(_) => Err(format!("{} is not a number", quote_clipped(s, 64))),
         };
     }
     if s.eq_ignore_ascii_case("nan")
@@ -354,8 +366,12 @@ pub(crate) fn scalar(s: &str) -> Result<RawValue, String> {
     {
         return Err(format!("{s:?} is not a finite number"));
     }
-    check_segment(s)
-        .map_err(|r| format!("{s:?} is neither a number nor a state name: a state name {r}"))?;
+    check_segment(s).map_err(|r| {
+        format!(
+            "{} is neither a number nor a state name: a state name {r}",
+            quote_clipped(s, 64)
+        )
+    })?;
     Ok(RawValue::Text(s.to_owned()))
 }
 

@@ -1,4 +1,6 @@
 use std::fmt;
+
+use bytes::Bytes;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,16 +62,66 @@ pub enum AclAction {
     Subscribe,
 }
 
+/// `(action, topic) -> allowed`.
+pub type AclCheck = dyn Fn(AclAction, &str) -> bool + Send + Sync;
+/// Told of every refusal at the broker's enforcement points: `(action, topic)`.
+pub type AclDenied = dyn Fn(AclAction, &str) + Send + Sync;
+
 /// The topic access of one connection, decided once when it authenticated: called with the
 /// action and the topic (or filter), answers whether it is allowed (Gemba patch).
 #[derive(Clone)]
-pub struct TopicAcl(pub Arc<dyn Fn(AclAction, &str) -> bool + Send + Sync>);
+pub struct TopicAcl {
+    check: Arc<AclCheck>,
+    on_denied: Option<Arc<AclDenied>>,
+}
 
 impl TopicAcl {
+    /// An access check, and a hook told of each refusal the broker enforces.
+    pub fn new(check: Arc<AclCheck>, on_denied: Option<Arc<AclDenied>>) -> TopicAcl {
+        TopicAcl { check, on_denied }
+    }
+
+    /// Whether the action is allowed; a refusal is reported to the hook. Called where the broker
+    /// enforces the access (connect, subscribe, publish), once per refusal.
     pub fn allows(&self, action: AclAction, topic: &str) -> bool {
-        (self.0)(action, topic)
+        let ok = (self.check)(action, topic);
+        if !ok {
+            if let Some(hook) = &self.on_denied {
+                hook(action, topic);
+            }
+        }
+        ok
+    }
+
+    /// Whether the action would be allowed, without reporting anything (a look-ahead: the
+    /// connection's link decides what to hand to the ingest hook; the router enforces).
+    pub fn would_allow(&self, action: AclAction, topic: &str) -> bool {
+        (self.check)(action, topic)
     }
 }
+
+/// One message a client published, handed to the [`IngestHandler`] before the broker routes and
+/// acknowledges it (Gemba patch).
+#[derive(Debug, Clone)]
+pub struct IngestMessage {
+    pub client_id: String,
+    /// The topic (a topic alias of MQTT 5 resolved).
+    pub topic: String,
+    pub payload: Bytes,
+    /// 0, 1 or 2.
+    pub qos: u8,
+    pub retain: bool,
+}
+
+/// Takes the messages a client published in one read, in order, and answers once they are
+/// durable: `true` lets the broker route and acknowledge them, `false` closes the client's
+/// connection unacknowledged so that it sends them again (Gemba patch: a QoS 1/2 message is
+/// acknowledged only after the application committed it).
+pub type IngestHandler = Arc<
+    dyn Fn(Vec<IngestMessage>) -> Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl fmt::Debug for TopicAcl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -193,6 +245,9 @@ pub struct ConnectionSettings {
     /// Topic access per connection (Gemba patch).
     #[serde(skip)]
     pub acl_handler: Option<AclHandler>,
+    /// Sees every publish before it is routed and acknowledged (Gemba patch).
+    #[serde(skip)]
+    pub ingest_handler: Option<IngestHandler>,
 }
 
 impl ConnectionSettings {
@@ -231,6 +286,7 @@ impl fmt::Debug for ConnectionSettings {
             .field("auth", &self.auth)
             .field("external_auth", &self.external_auth.is_some())
             .field("acl_handler", &self.acl_handler.is_some())
+            .field("ingest_handler", &self.ingest_handler.is_some())
             .field("dynamic_filters", &self.dynamic_filters)
             .finish()
     }
@@ -257,6 +313,10 @@ pub struct RouterConfig {
     // defaults to Round Robin
     #[serde(default)]
     pub shared_subscriptions_strategy: Strategy,
+    /// Most bytes (topics and payloads) held as retained messages; a retained publish beyond it
+    /// is delivered but not retained, and logged (Gemba patch; `None`: no limit, as upstream).
+    #[serde(default)]
+    pub max_retained_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -531,3 +531,31 @@ pub fn run_browser_script_env(
         panic!("no JSON figures from web-tests/{script} ({e}):\n{stdout}\n{stderr}")
     })
 }
+
+/// The Python of the test venv with the pinned peers of scripts/test-requirements.txt
+/// (`GEMBA_TEST_PYTHON`, exported by scripts/test; else its default venv). Fails with what to
+/// run when it is missing or lacks `module`.
+pub fn test_python(module: &str) -> PathBuf {
+    let py = std::env::var_os("GEMBA_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/gemba-test-venv/bin/python"));
+    let ok = Command::new(&py)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "this test needs the Python module {module} in {}: run scripts/test, or \
+         python3 -m venv /var/tmp/gemba-test-venv && \
+         /var/tmp/gemba-test-venv/bin/pip install -r scripts/test-requirements.txt",
+        py.display()
+    );
+    py
+}
+
+/// A peer script shipped in crates/gemba/tests/peers/.
+pub fn peer_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers")
+        .join(name)
+}

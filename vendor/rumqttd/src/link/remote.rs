@@ -4,12 +4,15 @@ use crate::link::network::Network;
 use crate::local::LinkBuilder;
 use crate::protocol::{ConnAck, Connect, ConnectReturnCode, Login, Packet, Protocol};
 use crate::router::{Event, Notification};
-use crate::{AclAction, ConnectionId, ConnectionSettings, TopicAcl};
+use crate::{AclAction, ConnectionId, ConnectionSettings, IngestHandler, IngestMessage, TopicAcl};
 
 use flume::{RecvError, SendError, Sender, TrySendError};
+use bytes::Bytes;
 use std::cmp::min;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -49,7 +52,14 @@ pub enum Error {
     TrySend(#[from] TrySendError<(ConnectionId, Event)>),
     #[error("Link error = {0}")]
     Link(#[from] LinkError),
+    #[error("Publish topic {0:?} is not a valid topic name (wildcards, or an unknown alias)")]
+    InvalidTopic(String),
+    #[error("The application could not store the published messages; closing unacknowledged")]
+    IngestFailed,
 }
+
+/// Commit of the messages of one read, awaited before they are routed (Gemba patch).
+type PendingIngest = Pin<Box<dyn Future<Output = bool> + Send>>;
 
 /// Orchestrates between Router and Network.
 pub struct RemoteLink<P> {
@@ -60,6 +70,13 @@ pub struct RemoteLink<P> {
     link_rx: LinkRx,
     notifications: VecDeque<Notification>,
     pub(crate) will_delay_interval: u32,
+    /// Gemba patch: publishes go to the ingest hook, and are routed (and so acknowledged) only
+    /// once it answered that they are durable.
+    ingest: Option<IngestHandler>,
+    acl: Option<TopicAcl>,
+    client_id: String,
+    /// MQTT 5 topic aliases of this connection, to name the topic of an aliased publish.
+    aliases: HashMap<u16, Bytes>,
 }
 
 impl<P: Protocol> RemoteLink<P> {
@@ -71,6 +88,7 @@ impl<P: Protocol> RemoteLink<P> {
         dynamic_filters: bool,
         assigned_client_id: Option<String>,
         acl: Option<TopicAcl>,
+        ingest: Option<IngestHandler>,
     ) -> Result<RemoteLink<P>, Error> {
         let Packet::Connect(connect, props, lastwill, lastwill_props, _) = connect_packet else {
             return Err(Error::NotConnectPacket(connect_packet));
@@ -103,8 +121,9 @@ impl<P: Protocol> RemoteLink<P> {
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
-            .acl(acl)
+            .acl(acl.clone())
             .build()?;
+        let link_client_id = client_id.clone();
 
         let id = link_rx.id();
         Span::current().record("connection_id", id);
@@ -126,27 +145,44 @@ impl<P: Protocol> RemoteLink<P> {
             link_rx,
             notifications: VecDeque::with_capacity(100),
             will_delay_interval,
+            ingest,
+            acl,
+            client_id: link_client_id,
+            aliases: HashMap::new(),
         })
     }
 
     pub async fn start(&mut self) -> Result<(), Error> {
         self.network.set_keepalive(self.connect.keep_alive);
 
+        // Gemba patch: packets read from the network wait in `staged` while the ingest hook
+        // commits their publishes (`pending`); the network is not read meanwhile (back-pressure
+        // on the client), but the router's notifications keep flowing.
+        let mut staged: VecDeque<Packet> = VecDeque::new();
+        let mut pending: Option<PendingIngest> = None;
         // Note:
         // Shouldn't result in bounded queue deadlocks because of blocking n/w send
         loop {
             select! {
-                o = self.network.read() => {
+                o = self.network.read(), if pending.is_none() => {
                     let packet = o?;
-                    let len = {
-                        let mut buffer = self.link_tx.buffer();
-                        buffer.push_back(packet);
-                        self.network.readv(&mut buffer)?;
-                        buffer.len()
-                    };
-
-                    trace!("Packets read from network, count = {}", len);
-                    self.link_tx.notify().await?;
+                    staged.push_back(packet);
+                    self.network.readv(&mut staged)?;
+                    trace!("Packets read from network, count = {}", staged.len());
+                    match self.to_ingest(&staged)? {
+                        Some(messages) => {
+                            let handler = self.ingest.as_ref().expect("to_ingest checked");
+                            pending = Some(handler(messages));
+                        }
+                        None => self.forward(&mut staged).await?,
+                    }
+                }
+                durable = wait_pending(&mut pending), if pending.is_some() => {
+                    pending = None;
+                    if !durable {
+                        return Err(Error::IngestFailed);
+                    }
+                    self.forward(&mut staged).await?;
                 }
                 // Receive from router when previous when state isn't in collision
                 // due to previously received data request
@@ -170,6 +206,73 @@ impl<P: Protocol> RemoteLink<P> {
                 }
             }
         }
+    }
+
+    /// Hands the staged packets to the router.
+    async fn forward(&mut self, staged: &mut VecDeque<Packet>) -> Result<(), Error> {
+        self.link_tx.buffer().extend(staged.drain(..));
+        self.link_tx.notify().await?;
+        Ok(())
+    }
+
+    /// The publishes of `staged` for the ingest hook (`None` without a hook or without a
+    /// publish to hand over). A publish to a topic outside the connection's access ends the
+    /// list: the router refuses it and closes the connection, so it and what follows are never
+    /// acknowledged. A topic name with wildcards, or an alias never set, is a protocol violation:
+    /// the connection is closed (MQTT 3.1.1 §4.7.3, MQTT 5 §3.3.2.3.4) instead of acknowledging
+    /// a message that would be dropped.
+    fn to_ingest(&mut self, staged: &VecDeque<Packet>) -> Result<Option<Vec<IngestMessage>>, Error> {
+        if self.ingest.is_none() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for packet in staged {
+            let Packet::Publish(publish, props) = packet else {
+                continue;
+            };
+            let alias = props.as_ref().and_then(|p| p.topic_alias);
+            let topic = match (publish.topic.is_empty(), alias) {
+                (false, Some(a)) => {
+                    self.aliases.insert(a, publish.topic.clone());
+                    publish.topic.clone()
+                }
+                (false, None) => publish.topic.clone(),
+                (true, Some(a)) => match self.aliases.get(&a) {
+                    Some(t) => t.clone(),
+                    None => return Err(Error::InvalidTopic(format!("alias {a}"))),
+                },
+                (true, None) => return Err(Error::InvalidTopic(String::new())),
+            };
+            let Ok(topic) = std::str::from_utf8(&topic) else {
+                return Err(Error::InvalidTopic(String::from_utf8_lossy(&topic).into_owned()));
+            };
+            if topic.contains(['+', '#']) {
+                return Err(Error::InvalidTopic(topic.to_owned()));
+            }
+            if self
+                .acl
+                .as_ref()
+                .is_some_and(|acl| !acl.would_allow(AclAction::Publish, topic))
+            {
+                break;
+            }
+            out.push(IngestMessage {
+                client_id: self.client_id.clone(),
+                topic: topic.to_owned(),
+                payload: publish.payload.clone(),
+                qos: publish.qos as u8,
+                retain: publish.retain,
+            });
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+}
+
+/// Waits for the pending commit (only polled while there is one).
+async fn wait_pending(pending: &mut Option<PendingIngest>) -> bool {
+    match pending {
+        Some(f) => f.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -202,7 +305,27 @@ where
 
     Span::current().record("client_id", &connect.client_id);
 
-    handle_auth(config.clone(), login.as_ref(), &connect.client_id).await?;
+    // Gemba patch: a client id the router cannot take is refused with a CONNACK here (the router
+    // dropped such a connection silently, and a second try panicked the listener).
+    if !valid_client_id(&connect.client_id) {
+        let ack = ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::ClientIdentifierNotValid,
+        };
+        network.write(Packet::ConnAck(ack, None)).await?;
+        return Err(Error::InvalidClientId);
+    }
+
+    // Gemba patch: a refused login is answered with a CONNACK, so that a client can tell a
+    // refusal from a network fault.
+    if let Err(e) = handle_auth(config.clone(), login.as_ref(), &connect.client_id).await {
+        let ack = ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::BadUserNamePassword,
+        };
+        network.write(Packet::ConnAck(ack, None)).await?;
+        return Err(e);
+    }
 
     // Gemba patch: the client's topic access, and its last will checked against it.
     let acl = match (&config.acl_handler, login) {
@@ -251,6 +374,12 @@ where
 
     // Ok((connect, props, lastwill, lastwill_props))
     Ok((packet, acl))
+}
+
+/// Whether the router accepts a client id: none of `+ $ # /` (Gemba patch; the router's own
+/// check is `validate_clientid`).
+pub(crate) fn valid_client_id(client_id: &str) -> bool {
+    !client_id.contains(['+', '$', '#', '/'])
 }
 
 async fn handle_auth(
@@ -314,6 +443,7 @@ mod tests {
             auth: None,
             external_auth: None,
             acl_handler: None,
+            ingest_handler: None,
             dynamic_filters: false,
         }
     }

@@ -1,6 +1,6 @@
 use super::Ack;
 use slab::Slab;
-use tracing::{info, trace};
+use tracing::{info, trace, warn};
 
 use crate::protocol::{
     matches, ConnAck, ConnAckProperties, PingResp, PubAck, PubComp, PubRec, PubRel, Publish,
@@ -59,6 +59,8 @@ pub struct DataLog {
     /// Map of subscription filter name to filter index
     filter_indexes: HashMap<Filter, FilterIdx>,
     retained_publishes: HashMap<Topic, PublishData>,
+    /// Topic and payload bytes of `retained_publishes` (Gemba patch).
+    retained_bytes: usize,
     /// List of filters associated with a topic
     publish_filters: HashMap<Topic, Vec<FilterIdx>>,
 }
@@ -87,6 +89,7 @@ impl DataLog {
             publish_filters,
             filter_indexes,
             retained_publishes,
+            retained_bytes: 0,
         })
     }
 
@@ -261,12 +264,39 @@ impl DataLog {
         publish_properties: Option<PublishProperties>,
         topic: Topic,
     ) {
+        // Gemba patch: the bytes held as retained messages are bounded (a device retaining many
+        // large messages grew the broker without limit).
+        let size = topic.len() + publish.payload.len();
+        let replaced = self
+            .retained_publishes
+            .get(&topic)
+            .map_or(0, |p| topic.len() + p.publish.payload.len());
+        if let Some(max) = self.config.max_retained_bytes {
+            if self.retained_bytes - replaced + size > max {
+                warn!(
+                    topic = %String::from_utf8_lossy(&topic.as_bytes()[..topic.len().min(200)]),
+                    bytes = size,
+                    held = self.retained_bytes,
+                    max,
+                    "Retained message not retained: the broker's limit for retained messages is reached"
+                );
+                return;
+            }
+        }
+        self.retained_bytes = self.retained_bytes - replaced + size;
         let pub_with_props = (publish, publish_properties);
         self.retained_publishes.insert(topic, pub_with_props.into());
     }
 
     pub fn remove_from_retained_publishes(&mut self, topic: Topic) {
-        self.retained_publishes.remove(&topic);
+        if let Some(p) = self.retained_publishes.remove(&topic) {
+            self.retained_bytes -= topic.len() + p.publish.payload.len();
+        }
+    }
+
+    /// Bytes held as retained messages (Gemba patch).
+    pub fn retained_bytes(&self) -> usize {
+        self.retained_bytes
     }
 
     pub fn read_retained_messages(&mut self, filter: &str) -> Vec<PubWithProp> {
@@ -274,7 +304,8 @@ impl DataLog {
         let now = Instant::now();
 
         // discard expired retained messages
-        self.retained_publishes.retain(|_, pubdata| {
+        let mut freed = 0;
+        self.retained_publishes.retain(|topic, pubdata| {
             // Keep data if no properties exists, which implies no message expiry!
             let Some(properties) = pubdata.properties.as_mut() else {
                 return true;
@@ -288,6 +319,9 @@ impl DataLog {
             let time_spent = (now - pubdata.timestamp).as_secs() as u32;
 
             let is_valid = time_spent < *message_expiry_interval;
+            if !is_valid {
+                freed += topic.len() + pubdata.publish.payload.len();
+            }
 
             // ignore expired messages
             if is_valid {
@@ -298,6 +332,7 @@ impl DataLog {
 
             is_valid
         });
+        self.retained_bytes -= freed;
 
         // no need to include timestamp when returning
         self.retained_publishes
@@ -448,6 +483,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            max_retained_bytes: None,
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("topic/a");
@@ -468,6 +504,7 @@ mod test {
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Strategy::RoundRobin,
+            max_retained_bytes: None,
         };
         let mut data = DataLog::new(config).unwrap();
         data.next_native_offset("+/+");

@@ -683,7 +683,11 @@ impl Router {
                             .as_ref()
                             .is_some_and(|acl| !acl.allows(AclAction::Subscribe, &f.path))
                         {
-                            warn!(filter = f.path, "Subscription not authorized");
+                            warn!(
+                                filter = %f.path.chars().take(200).collect::<String>(),
+                                filter_len = f.path.len(),
+                                "Subscription not authorized"
+                            );
                             return_codes.push(SubscribeReasonCode::Failure);
                             continue;
                         }
@@ -1752,9 +1756,11 @@ fn publish_denied(connection: Option<&Connection>, topic: &[u8]) -> bool {
     };
     let allowed = std::str::from_utf8(topic).is_ok_and(|t| acl.allows(AclAction::Publish, t));
     if !allowed {
+        // At most 200 bytes of the topic: a client must not make log lines of its own size.
         warn!(
             client_id = connection.map(|c| c.client_id.as_str()),
-            topic = %String::from_utf8_lossy(topic),
+            topic = %String::from_utf8_lossy(&topic[..topic.len().min(200)]),
+            topic_len = topic.len(),
             "Publish not authorized"
         );
     }

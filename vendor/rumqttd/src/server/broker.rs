@@ -505,6 +505,7 @@ async fn remote<P: Protocol>(
     );
 
     let dynamic_filters = config.dynamic_filters;
+    let ingest = config.ingest_handler.clone();
 
     let (connect_packet, acl) = match mqtt_connect(config, &mut network).await {
         Ok(p) => p,
@@ -535,20 +536,24 @@ async fn remote<P: Protocol>(
         client_id = format!("{tenant_id}.{client_id}");
     }
 
-    if let Some(sender) = will_handlers.lock().unwrap().remove(&client_id) {
+    // Gemba patch: the will handlers survive a panic elsewhere (a poisoned lock is taken over),
+    // and a handler whose connection is gone is skipped: `try_send(..).unwrap()` on it panicked
+    // while the lock was held, and every later connect then panicked on the poisoned lock.
+    let removed = lock_wills(&will_handlers).remove(&client_id);
+    if let Some(sender) = removed {
         let awaiting_will = if clean_session {
             AwaitingWill::Fire
         } else {
             AwaitingWill::Cancel
         };
-        sender.try_send(awaiting_will).unwrap();
+        // Full: a decision is already queued; disconnected: that connection has ended.
+        let _ = sender.try_send(awaiting_will);
     }
 
     let (will_tx, will_rx) = flume::bounded::<AwaitingWill>(1);
-    will_handlers
-        .lock()
-        .unwrap()
-        .insert(client_id.clone(), will_tx);
+    // Only a weak handle stays here: the channel must close when the map drops its sender.
+    let ours = will_tx.downgrade();
+    lock_wills(&will_handlers).insert(client_id.clone(), will_tx);
 
     // Start the link
     let mut link = match RemoteLink::new(
@@ -559,12 +564,14 @@ async fn remote<P: Protocol>(
         dynamic_filters,
         assigned_client_id,
         acl,
+        ingest,
     )
     .await
     {
         Ok(l) => l,
         Err(e) => {
             error!(error=?e, "Remote link error");
+            remove_will_handler(&will_handlers, &client_id, &ours);
             return;
         }
     };
@@ -611,8 +618,8 @@ async fn remote<P: Protocol>(
     {
         Ok(w) => w.is_ok_and(|k| k == AwaitingWill::Fire),
         Err(_) => {
-            // no need to keep the sender after timeout
-            will_handlers.lock().unwrap().remove(&client_id);
+            // no need to keep the sender after timeout (unless a newer connection owns it now)
+            remove_will_handler(&will_handlers, &client_id, &ours);
             // as will delay interval has passed, publish the will message
             true
         }
@@ -626,5 +633,29 @@ async fn remote<P: Protocol>(
         // It won't matter in this case as we don't use it
         // but might affect logs?
         router_tx.send((connection_id, message)).ok();
+    }
+}
+
+type WillHandlers = Mutex<HashMap<String, Sender<AwaitingWill>>>;
+
+/// The will handlers, also after a panic while they were locked (Gemba patch).
+fn lock_wills(handlers: &WillHandlers) -> std::sync::MutexGuard<'_, HashMap<String, Sender<AwaitingWill>>> {
+    handlers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the will handler of `client_id` if it is still this connection's (Gemba patch).
+fn remove_will_handler(
+    handlers: &WillHandlers,
+    client_id: &str,
+    ours: &flume::WeakSender<AwaitingWill>,
+) {
+    let Some(ours) = ours.upgrade() else {
+        return;
+    };
+    let mut map = lock_wills(handlers);
+    if map.get(client_id).is_some_and(|s| s.same_channel(&ours)) {
+        map.remove(client_id);
     }
 }

@@ -1,0 +1,486 @@
+//! Issue 27's attacks on the write path and the embedded MQTT broker, replayed against the real
+//! binary with real clients (mosquitto_pub/_sub, paho-mqtt, raw MQTT bytes over TCP) on
+//! loopback: the ingest deadlock, client ids that stopped the broker, Gemba's reserved client
+//! ids, a machine batch writing another machine's events, wildcard publish topics, refused
+//! logins without a CONNACK, retained messages and log lines without a bound, and QoS 1 messages
+//! acknowledged and then lost to kill -9 (docs/SECURITY.md, "Attacks and defences").
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Server, now_ms};
+use serde_json::{Value, json};
+
+const AUTH_ON: &str = "[auth]\nenabled = true\nrate_per_s = 100000\nburst = 100000\n";
+
+fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["token", "create", name, "--role", role, "--config"])
+        .arg(&srv.config);
+    if let Some(s) = scope {
+        cmd.args(["--scope", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// mosquitto_pub with `args` against `port`.
+fn mosquitto_pub(port: u16, args: &[&str]) -> Output {
+    let bin = common::require_program("mosquitto_pub", "mosquitto-clients");
+    Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn assert_no_panic(srv: &Server) {
+    let logs = srv.logs();
+    assert!(!logs.contains("panicked"), "the server panicked:\n{logs}");
+}
+
+fn get_json(srv: &Server, token: Option<&str>, path: &str) -> Value {
+    let mut req = srv.agent.get(&srv.url(path));
+    if let Some(t) = token {
+        req = req.header("authorization", &format!("Bearer {t}"));
+    }
+    let mut r = req.call().unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// Finding 1: two clients posting batches with new signal names hung every ingest, /healthz and
+/// SIGTERM (a read lock taken twice while a writer queued). 8 clients × 200 batches of new
+/// signals must all complete, /healthz must answer 200 throughout, and SIGTERM must stop it.
+#[test]
+fn concurrent_batches_of_new_signals_complete_and_health_stays_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start_in(dir.path(), "[ingest]\nunknown_signals = \"register\"\n");
+    let url = srv.url("/api/v1/ingest");
+    let health = srv.url("/healthz");
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let prober = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build()
+                .new_agent();
+            let mut slowest = Duration::ZERO;
+            while !stop.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                let status = agent.get(&health).call().map(|r| r.status().as_u16());
+                assert!(
+                    matches!(status, Ok(200)),
+                    "/healthz answered {status:?} during ingest"
+                );
+                slowest = slowest.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            slowest
+        })
+    };
+    let ts = now_ms() - 60_000;
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(60)))
+                    .build()
+                    .new_agent();
+                for b in 0..200 {
+                    // Five signals no batch named before, on machines other clients write too.
+                    let points: Vec<Value> = (0..5)
+                        .map(|k| {
+                            json!({"signal": format!("s1/a1/l1/m{}/c{c}_b{b}_k{k}", k % 3),
+                                   "ts": ts + b, "value": k})
+                        })
+                        .collect();
+                    let mut r = agent
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(json!({ "points": points }).to_string())
+                        .unwrap_or_else(|e| panic!("client {c} batch {b}: {e}"));
+                    assert_eq!(
+                        r.status(),
+                        200,
+                        "client {c} batch {b}: {}",
+                        r.body_mut().read_to_string().unwrap_or_default()
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let slowest = prober.join().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(180),
+        "1,600 batches took {took:?}"
+    );
+    let tree = srv.get_json("/api/v1/signals?prefix=s1/a1/l1").1;
+    let n = tree.as_array().map_or(0, Vec::len);
+    assert!(n >= 8 * 200 * 5, "{n} signals registered");
+    let (_, h) = srv.get_json("/healthz");
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["write_path"]["ingest"]["in_flight"], 0, "{h}");
+    eprintln!("1,600 batches of new signals in {took:?}; slowest /healthz {slowest:?}");
+    // SIGTERM still stops it.
+    let pid = srv.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let stopped = common::eventually(Duration::from_secs(15), || {
+        srv.child.try_wait().ok().flatten()
+    });
+    assert!(stopped.is_some(), "SIGTERM did not stop the server");
+    assert_no_panic(&srv);
+}
+
+/// Finding 2: a client id with `#`, `+`, `/` or `$`, connecting twice, panicked the embedded
+/// broker while it held a lock; no device could connect afterwards. Now such an id gets a CONNACK
+/// "identifier rejected" on both listeners, every time, and legitimate devices keep connecting.
+#[test]
+fn client_ids_the_broker_cannot_take_are_refused_and_the_broker_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    let topic = "gemba/v1/s1/a1/l1/m1/temp";
+    for (port, version) in [(srv.mqtt, "mqttv311"), (srv.mqtt_v5, "mqttv5")] {
+        for id in ["dev#1", "dev+1", "dev/1", "$dev1", "dev#1"] {
+            let out = mosquitto_pub(
+                port,
+                &["-V", version, "-i", id, "-q", "1", "-t", topic, "-m", "301"],
+            );
+            let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+            assert!(!out.status.success(), "{id} on {version} was accepted");
+            assert!(
+                err.contains("identifier"),
+                "{id} on {version}: no CONNACK naming the identifier: {err}"
+            );
+        }
+        let ok = mosquitto_pub(
+            port,
+            &[
+                "-V", version, "-i", "dev-1", "-q", "1", "-t", topic, "-m", "302",
+            ],
+        );
+        assert!(ok.status.success(), "{version}: {ok:?}");
+    }
+    let seen = common::eventually(Duration::from_secs(10), || {
+        let (_, v) = srv.get_json("/api/v1/latest?prefix=s1/a1/l1/m1/temp");
+        (v[0]["value"] == 302.0).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "a legitimate device's sample was not stored"
+    );
+    assert_no_panic(&srv);
+}
+
+/// Findings 3 and "low": a scoped device connected as Gemba's own client id and took over its
+/// session. Ids starting with `gemba-` are Gemba's: any other principal is refused, with a
+/// CONNACK. And a refused login is answered with a CONNACK, not a closed socket.
+#[test]
+fn reserved_client_ids_and_bad_credentials_get_a_connack_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let m1 = token(&srv, "m1 plc", "operator", Some("s1/a1/l1/m1"));
+    let topic = "gemba/v1/s1/a1/l1/m1/temp";
+    for id in ["gemba-bridge", "gemba-demo-simulator", "gemba-anything"] {
+        let out = mosquitto_pub(
+            srv.mqtt,
+            &[
+                "-i",
+                id,
+                "-u",
+                "m1",
+                "-P",
+                &m1,
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-m",
+                "311",
+                "--disable-clean-session",
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(!out.status.success(), "{id} was accepted");
+        assert!(err.contains("connection refused"), "{id}: {err}");
+    }
+    let bad = mosquitto_pub(
+        srv.mqtt,
+        &[
+            "-u", "m1", "-P", "gmb_nope", "-q", "1", "-t", topic, "-m", "312",
+        ],
+    );
+    let err = String::from_utf8_lossy(&bad.stderr).to_lowercase();
+    assert!(!bad.status.success());
+    assert!(
+        err.contains("bad user name or password"),
+        "a refused login must get a CONNACK: {err}"
+    );
+    assert!(!err.contains("connection was lost"), "{err}");
+    let ok = mosquitto_pub(
+        srv.mqtt,
+        &[
+            "-i", "m1-plc", "-u", "m1", "-P", &m1, "-q", "1", "-t", topic, "-m", "313",
+        ],
+    );
+    assert!(ok.status.success(), "{ok:?}");
+    assert_no_panic(&srv);
+}
+
+/// Finding 4: a token scoped to m1 published `{"events": [{"asset": "…/m2", …}]}` to m1's batch
+/// topic and the event was stored at m2. A machine batch now speaks for its machine only.
+#[test]
+fn a_machine_batch_cannot_write_events_for_another_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let m1 = token(&srv, "m1 plc", "operator", Some("s1/a1/l1/m1"));
+    let admin = token(&srv, "reader", "admin", None);
+    let t = now_ms() - 1_000;
+    let body = json!({"events": [
+        {"ts": t, "type": "state", "state": "down", "asset": "s1/a1/l1/m2"},
+        {"ts": t + 1, "type": "state", "state": "idle"}
+    ]});
+    let out = mosquitto_pub(
+        srv.mqtt,
+        &[
+            "-u",
+            "m1",
+            "-P",
+            &m1,
+            "-q",
+            "1",
+            "-t",
+            "gemba/v1/s1/a1/l1/m1",
+            "-m",
+            &body.to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let from = t - 10;
+    let own = common::eventually(Duration::from_secs(10), || {
+        let v = get_json(
+            &srv,
+            Some(&admin),
+            &format!("/api/v1/events?asset=s1/a1/l1/m1&from={from}&type=state"),
+        );
+        (v.as_array().is_some_and(|a| !a.is_empty())).then_some(v)
+    });
+    assert!(own.is_some(), "the machine's own event was not stored");
+    let other = get_json(
+        &srv,
+        Some(&admin),
+        &format!("/api/v1/events?asset=s1/a1/l1/m2&from={from}&type=state"),
+    );
+    assert_eq!(
+        other,
+        json!([]),
+        "an event for m2 was stored from m1's topic"
+    );
+}
+
+/// MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) for `client_id`.
+fn raw_connect(port: u16, client_id: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut var = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    var.extend(mqtt_str(client_id.as_bytes()));
+    s.write_all(&packet(0x10, &var)).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0], "CONNACK");
+    s
+}
+
+fn mqtt_str(b: &[u8]) -> Vec<u8> {
+    let mut v = u16::try_from(b.len()).unwrap().to_be_bytes().to_vec();
+    v.extend_from_slice(b);
+    v
+}
+
+fn packet(header: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![header];
+    let mut n = body.len();
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A publish topic with `+` or `#` was acknowledged and then dropped. It is a protocol
+/// violation: the connection is closed, nothing is acknowledged. (mosquitto_pub and paho refuse
+/// to send such a topic, so the test writes the MQTT bytes itself.)
+#[test]
+fn a_wildcard_publish_topic_closes_the_connection_unacknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), "");
+    for topic in ["gemba/v1/s1/a1/l1/m1/+", "gemba/v1/s1/a1/l1/#"] {
+        let mut s = raw_connect(srv.mqtt, "raw-1");
+        let mut body = mqtt_str(topic.as_bytes());
+        body.extend_from_slice(&7u16.to_be_bytes());
+        body.extend_from_slice(b"42");
+        s.write_all(&packet(0x32, &body)).unwrap();
+        let mut rest = Vec::new();
+        let read = s.read_to_end(&mut rest);
+        assert!(
+            read.is_ok(),
+            "{topic}: the connection was not closed within 10 s: {read:?}"
+        );
+        assert!(
+            !rest.starts_with(&[0x40]),
+            "{topic}: a PUBACK came back: {rest:?}"
+        );
+    }
+    // A valid publish on a new connection is still acknowledged.
+    let mut s = raw_connect(srv.mqtt, "raw-2");
+    let mut body = mqtt_str(b"gemba/v1/s1/a1/l1/m1/temp");
+    body.extend_from_slice(&8u16.to_be_bytes());
+    body.extend_from_slice(b"299");
+    s.write_all(&packet(0x32, &body)).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x40, 2, 0, 8], "PUBACK of packet 8");
+    assert_no_panic(&srv);
+}
+
+/// Finding 9: 200 retained messages of 900 KB took the broker from 32 to 331 MB, and every
+/// rejected payload was logged whole (a 60 MB log, lines of 922 KB). Retained bytes are now
+/// bounded (`mqtt.max_retained_bytes`) and log lines quote at most a few hundred characters.
+#[test]
+fn retained_messages_and_log_lines_are_bounded() {
+    let sub_bin = common::require_program("mosquitto_sub", "mosquitto-clients");
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_with_env(
+        dir.path(),
+        "",
+        &[("GEMBA__MQTT__MAX_RETAINED_BYTES", "2000000")],
+    );
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(900_000)).unwrap();
+    for i in 0..6 {
+        let topic = format!("gemba/v1/s1/a1/l1/m1/r{i}");
+        let out = mosquitto_pub(
+            srv.mqtt,
+            &["-q", "1", "-r", "-t", &topic, "-f", big.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let sub = Command::new(sub_bin)
+        .args(["-h", "127.0.0.1", "-p", &srv.mqtt.to_string()])
+        .args([
+            "-t",
+            "gemba/v1/s1/a1/l1/m1/#",
+            "--retained-only",
+            "-W",
+            "3",
+            "-F",
+            "%t",
+        ])
+        .output()
+        .unwrap();
+    let retained = String::from_utf8_lossy(&sub.stdout).lines().count();
+    assert_eq!(
+        retained,
+        2,
+        "2 of 6 messages of 900 KB fit in 2,000,000 bytes: {}",
+        String::from_utf8_lossy(&sub.stdout)
+    );
+    let logs = srv.logs();
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4_000, "a log line of {longest} bytes");
+    assert!(logs.contains("not retained"), "the refusal is not logged");
+    assert!(logs.len() < 200_000, "{} bytes of log", logs.len());
+    assert_no_panic(&srv);
+}
+
+/// Finding 5: kill -9 during QoS 1 publishing lost messages the broker had acknowledged. Five
+/// times: paho-mqtt publishes QoS 1 as fast as it can, the server is killed with SIGKILL, and
+/// restarted; at the end every message whose PUBACK paho received is in the store.
+#[test]
+fn every_acknowledged_qos1_message_survives_kill9() {
+    let python = common::test_python("paho.mqtt");
+    let script = common::peer_script("paho_qos1_publisher.py");
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = Server::start_in(dir.path(), "");
+    let (config, http, mqtt, v5) = (srv.config.clone(), srv.http, srv.mqtt, srv.mqtt_v5);
+    let topic = "gemba/v1/s1/a1/l1/m1/speed";
+    let mut acked: Vec<i64> = Vec::new();
+    let mut published = 0usize;
+    for round in 0..5i64 {
+        let first = round * 10_000_000;
+        let out = dir.path().join(format!("acked-{round}.txt"));
+        let mut publisher = common::KillOnDrop(
+            Command::new(&python)
+                .arg(&script)
+                .args([&mqtt.to_string(), topic, &first.to_string()])
+                .arg(&out)
+                .spawn()
+                .unwrap(),
+        );
+        // Let it publish a while, then kill the server mid-stream.
+        std::thread::sleep(Duration::from_millis(1_500 + 300 * round as u64));
+        srv.kill9();
+        let status = common::eventually(Duration::from_secs(30), || {
+            publisher.0.try_wait().ok().flatten()
+        })
+        .expect("the publisher did not notice the lost connection");
+        assert!(status.success(), "publisher round {round}: {status}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let done = lines.pop().unwrap();
+        let counts: Vec<usize> = done
+            .split(' ')
+            .skip(1)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(counts[0] > 100, "round {round}: only {done}");
+        published += counts[1];
+        acked.extend(lines.iter().map(|l| l.parse::<i64>().unwrap()));
+        srv = Server::restart(dir.path(), config.clone(), http, mqtt, v5);
+    }
+    let stored: std::collections::HashSet<i64> = srv
+        .samples("s1/a1/l1/m1/speed")
+        .into_iter()
+        .map(|(ts, _)| ts - 1_767_225_600_000)
+        .collect();
+    let lost: Vec<&i64> = acked.iter().filter(|i| !stored.contains(i)).collect();
+    eprintln!(
+        "QoS 1 under kill -9: {} published, {} acknowledged, {} acknowledged and missing",
+        published,
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
