@@ -352,7 +352,8 @@ mod tests {
     #[test]
     fn daily_windows_follow_the_wall_clock() {
         let night = (22 * 60, 6 * 60);
-        let cases: [(&str, (u32, u32), Date, i64, i64); 6] = [
+        type Case = (&'static str, (u32, u32), Date, i64, i64);
+        let cases: [Case; 6] = [
             // UTC+8 all year: 08:00–16:00 local is 00:00–08:00 UTC.
             (
                 "Asia/Shanghai",

@@ -771,7 +771,8 @@ mod tests {
         // 2026-03-29T00:30Z (01:30 CET, the spring-forward night), 2026-10-25T03:00Z (04:00
         // CET, after the fall-back), 2026-06-01T00:30Z (08:30 in Shanghai).
         let (mar29, oct25, jun1) = (1_774_744_200_000, 1_792_897_200_000, 1_780_273_800_000);
-        let cases: [(&str, Period, i64, &str, &str, i64); 7] = [
+        type Case = (&'static str, Period, i64, &'static str, &'static str, i64);
+        let cases: [Case; 7] = [
             (
                 "Europe/Berlin",
                 Period::Shift,
