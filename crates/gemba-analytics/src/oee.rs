@@ -24,6 +24,7 @@
 //! good / total, and OEE = their product = ideal × good / planned. Buckets add up, so any range
 //! (hour, shift, day, month) or any group of machines (a line) is the sum of its buckets.
 
+use gemba_core::Zone;
 use serde::{Deserialize, Serialize};
 
 /// Errors of OEE inputs: each names the field and the value.
@@ -34,9 +35,6 @@ pub enum OeeError {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
 }
-
-/// A minute of the day, 0..1440.
-const DAY_MS: i64 = 86_400_000;
 
 /// How state names and reasons map onto the loss categories.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -497,7 +495,9 @@ fn overlap(merged: &[(i64, i64)], a: i64, z: i64) -> i64 {
         .sum()
 }
 
-/// A daily window (shift or break) in minutes after midnight UTC; `end < start` crosses midnight.
+/// A daily window (shift or break) in minutes after local midnight of the machine's site;
+/// `end < start` crosses midnight. [`occurrences`] turns it into instants with the site's
+/// [`Zone`] (daylight saving included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DailyWindow {
     pub name: String,
@@ -534,39 +534,30 @@ pub fn check_shifts(shifts: &[DailyWindow]) -> Result<(), OeeError> {
     Ok(())
 }
 
-/// Every occurrence of the windows that overlaps `[from, to)`, clipped, sorted by start, with
-/// the window's index.
-pub fn occurrences(windows: &[DailyWindow], from: i64, to: i64) -> Vec<(usize, i64, i64)> {
-    let mut out = Vec::new();
-    let day0 = from.div_euclid(DAY_MS) - 1;
-    let day1 = to.div_euclid(DAY_MS) + 1;
-    for day in day0..=day1 {
-        let base = day * DAY_MS;
-        for (i, w) in windows.iter().enumerate() {
-            let s = base + i64::from(w.start_min) * 60_000;
-            let mut e = base + i64::from(w.end_min) * 60_000;
-            if w.end_min <= w.start_min {
-                e += DAY_MS;
-            }
-            let (a, z) = (s.max(from), e.min(to));
-            if a < z {
-                out.push((i, a, z));
-            }
-        }
-    }
-    out.sort_by_key(|&(_, a, _)| a);
-    out.dedup();
-    out
+/// Every occurrence of the windows that overlaps `[from, to)` in the local time of `zone`,
+/// clipped, sorted by start, with the window's index. Non-overlapping windows (wall-clock minutes)
+/// give non-overlapping occurrences on every day, daylight-saving days included.
+pub fn occurrences(
+    windows: &[DailyWindow],
+    zone: &Zone,
+    from: i64,
+    to: i64,
+) -> Vec<(usize, i64, i64)> {
+    let w: Vec<(u32, u32)> = windows.iter().map(|w| (w.start_min, w.end_min)).collect();
+    zone.occurrences(&w, from, to)
+        .into_iter()
+        .map(|o| (o.window, o.start, o.end))
+        .collect()
 }
 
 /// Time in `[from, to)` outside every shift (planned downtime "no shift"); empty when there are
 /// no shifts (the plant runs around the clock).
-pub fn outside_shifts(shifts: &[DailyWindow], from: i64, to: i64) -> Vec<(i64, i64)> {
+pub fn outside_shifts(shifts: &[DailyWindow], zone: &Zone, from: i64, to: i64) -> Vec<(i64, i64)> {
     if shifts.is_empty() {
         return Vec::new();
     }
     let on = merge(
-        &occurrences(shifts, from, to)
+        &occurrences(shifts, zone, from, to)
             .into_iter()
             .map(|(_, a, z)| (a, z))
             .collect::<Vec<_>>(),
@@ -610,6 +601,8 @@ mod tests {
     use super::*;
 
     const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    const DAY_MS: i64 = 24 * HOUR;
 
     fn ch(min: i64, state: &str, reason: Option<&str>) -> StateChange {
         StateChange {
@@ -780,7 +773,7 @@ mod tests {
             w("night", 1320, 360),
         ];
         assert!(check_shifts(&ok).is_ok());
-        assert!(outside_shifts(&ok, 0, DAY_MS).is_empty());
+        assert!(outside_shifts(&ok, &Zone::utc(), 0, DAY_MS).is_empty());
         let bad = [w("early", 360, 840), w("night", 1320, 420)];
         assert_eq!(
             check_shifts(&bad),
@@ -792,12 +785,69 @@ mod tests {
         // Two shifts 06–14 and 14–22: 22–06 is planned downtime.
         let two = &ok[..2];
         assert_eq!(
-            outside_shifts(two, 0, DAY_MS),
+            outside_shifts(two, &Zone::utc(), 0, DAY_MS),
             vec![(0, 360 * MIN), (1320 * MIN, DAY_MS)]
         );
-        let occ = occurrences(&ok, 0, DAY_MS);
+        let occ = occurrences(&ok, &Zone::utc(), 0, DAY_MS);
         assert_eq!(occ.first(), Some(&(2, 0, 360 * MIN)));
         assert_eq!(occ.len(), 4);
+    }
+
+    /// Shifts are wall-clock times of the site: (zone, shift, range start, range hours, expected
+    /// occurrences in hours after the range start, expected planned downtime in hours).
+    #[test]
+    fn shifts_in_the_site_time_zone() {
+        // 2026-06-01T00:00Z, 2026-03-28T12:00Z and 2026-10-24T12:00Z.
+        const JUN_1: i64 = 1_780_272_000_000;
+        const MAR_28_NOON: i64 = 1_774_699_200_000;
+        const OCT_24_NOON: i64 = 1_792_843_200_000;
+        let day = ("day", 8 * 60, 16 * 60);
+        let night = ("night", 22 * 60, 6 * 60);
+        type Case = (
+            &'static str,
+            (&'static str, u32, u32),
+            i64,
+            i64,
+            Vec<(i64, i64)>,
+            i64,
+        );
+        let cases: Vec<Case> = vec![
+            // UTC+8: the day shift 08:00–16:00 local is 00:00–08:00 UTC.
+            ("Asia/Shanghai", day, JUN_1, 24, vec![(0, 8)], 16),
+            ("UTC", day, JUN_1, 24, vec![(8, 16)], 16),
+            // Berlin: 22:00 CET is 21:00Z; 06:00 CEST on 29 March is 04:00Z: a 7 h night.
+            ("Europe/Berlin", night, MAR_28_NOON, 24, vec![(9, 16)], 17),
+            // 22:00 CEST on 24 October is 20:00Z; 06:00 CET on the 25th is 05:00Z: a 9 h night.
+            ("Europe/Berlin", night, OCT_24_NOON, 24, vec![(8, 17)], 15),
+            // An ordinary night a week later: 8 h.
+            (
+                "Europe/Berlin",
+                night,
+                OCT_24_NOON + 7 * DAY_MS,
+                24,
+                vec![(9, 17)],
+                16,
+            ),
+        ];
+        for (name, (shift, s, e), from, hours, want, off) in cases {
+            let zone = Zone::parse(name).expect(name);
+            let w = [DailyWindow {
+                name: shift.into(),
+                start_min: s,
+                end_min: e,
+            }];
+            let to = from + hours * HOUR;
+            let got: Vec<(i64, i64)> = occurrences(&w, &zone, from, to)
+                .into_iter()
+                .map(|(_, a, z)| ((a - from) / HOUR, (z - from) / HOUR))
+                .collect();
+            assert_eq!(got, want, "{name} {shift} from {from}");
+            let planned: i64 = outside_shifts(&w, &zone, from, to)
+                .iter()
+                .map(|(a, z)| z - a)
+                .sum();
+            assert_eq!(planned, off * HOUR, "{name} {shift} from {from}");
+        }
     }
 
     #[test]

@@ -340,12 +340,12 @@ async fn energy_report(State(engine): AppState, RawQuery(q): RawQuery) -> ApiRes
     let rows = engine.energy_report(&asset, from, to, by).await?;
     if format == Format::Csv {
         let mut out = String::from(
-            "asset,level,period,period_start,kwh,idle_kwh,good,scrap,kwh_per_good,co2e_kg\n",
+            "asset,level,period,period_start,kwh,idle_kwh,good,scrap,kwh_per_good,co2e_kg,timezone,period_start_local\n",
         );
         for r in &rows {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&r.asset),
                 r.level,
                 csv_field(&r.period),
@@ -355,7 +355,9 @@ async fn energy_report(State(engine): AppState, RawQuery(q): RawQuery) -> ApiRes
                 r.good,
                 r.scrap,
                 num(r.kwh_per_good),
-                num(r.co2e_kg)
+                num(r.co2e_kg),
+                csv_field(&r.timezone),
+                r.period_start_local
             );
         }
         return Ok(csv_response("energy-report", out));

@@ -373,6 +373,8 @@ pub async fn define_node(
 ) -> ApiResult {
     let body = body_or_error(body)?;
     let node: AssetNode = parse_json("asset", &body)?;
+    // Before the registry stores it: an unknown time zone or one on a non-site is a 4xx.
+    node.validate().map_err(gemba_engine::EngineError::from)?;
     engine.registry().define_node(node.clone())?;
     Ok((StatusCode::CREATED, Json(node)).into_response())
 }

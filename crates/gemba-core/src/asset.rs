@@ -354,6 +354,8 @@ pub struct AreaDef {
 #[serde(deny_unknown_fields)]
 pub struct SiteDef {
     pub name: String,
+    /// IANA time zone of the site (`Europe/Berlin`); shifts, breaks, days and months of its
+    /// machines are local to it. None: UTC (or the configuration's `plant.timezone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     #[serde(default)]
@@ -426,7 +428,8 @@ pub struct OperatorDef {
     pub qualified_for: Vec<String>,
 }
 
-/// A shift: a named daily time window in the site's local time, `HH:MM` to `HH:MM` (may cross midnight).
+/// A shift: a named daily time window in the local time of each machine's site, `HH:MM` to
+/// `HH:MM` (may cross midnight; see [`crate::zone`] for daylight-saving days).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShiftDef {
@@ -577,6 +580,26 @@ pub struct AssetNode {
 }
 
 impl AssetNode {
+    /// Checks the path and that only a site has a time zone, one of the IANA database.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        check_path(&self.path, self.level)?;
+        if let Some(tz) = &self.timezone {
+            let bad = |reason: String| ModelError::InvalidEntity {
+                what: self.level.name(),
+                id: self.path.clone(),
+                field: "timezone",
+                reason,
+            };
+            if self.level != Level::Site {
+                return Err(bad(format!(
+                    "{tz:?}: only a site has a time zone (its machines use it)"
+                )));
+            }
+            crate::Zone::parse(tz).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     fn new(path: String, level: Level) -> Self {
         AssetNode {
             path,
@@ -652,6 +675,7 @@ impl AssetModel {
             })?;
             let mut node = AssetNode::new(site.name.clone(), Level::Site);
             node.timezone = site.timezone.clone();
+            node.validate()?;
             m.insert_node(node)?;
             for area in &site.areas {
                 let area_path = format!("{}/{}", site.name, area.name);
@@ -1042,6 +1066,37 @@ mod tests {
         assert!(m.define_signal(SignalDef::auto("s/a/l/m")).is_err());
         assert!(is_under("s/a/l/m/x", "s/a"));
         assert!(!is_under("s/ab/l", "s/a"));
+    }
+
+    #[test]
+    fn site_time_zones_are_validated() {
+        let mut p = plant();
+        p.sites[0].timezone = Some("Asia/Shanghai".into());
+        let m = AssetModel::from_plant(&p).expect("valid zone");
+        let site = m.node("plant1").expect("site");
+        assert_eq!(site.timezone.as_deref(), Some("Asia/Shanghai"));
+        p.sites[0].timezone = Some("Asia/Shangai".into());
+        let err = AssetModel::from_plant(&p).expect_err("misspelt zone");
+        assert_eq!(
+            err.to_string(),
+            "site \"plant1\": timezone \"Asia/Shangai\" is not a time zone of the IANA database \
+             (write a name such as \"Europe/Berlin\", \"Asia/Shanghai\" or \"UTC\")"
+        );
+        let mut machine = m
+            .node("plant1/machining/line1/cnc1")
+            .expect("machine")
+            .clone();
+        assert!(machine.validate().is_ok());
+        machine.timezone = Some("Europe/Berlin".into());
+        let err = machine
+            .validate()
+            .expect_err("a machine has no zone of its own");
+        assert!(
+            err.to_string().contains(
+                "machine \"plant1/machining/line1/cnc1\": timezone \"Europe/Berlin\": only a site"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Gemba's domain: the ISA-95 asset model (enterprise › site › area › line › machine › signal),
-//! samples, events, material lots, operators and shifts, and the clock.
+//! samples, events, material lots, operators and shifts, the clock and the sites' time zones.
 //!
 //! Architecture invariant: this crate does no IO (no files, sockets, threads or global state). Every
 //! other Gemba crate depends on it; it depends on none of them. Types that cross a boundary (plant
@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod sample;
 pub mod time;
+pub mod zone;
 
 pub use asset::{
     AssetModel, AssetNode, Level, LotDef, LotState, MachineDef, OperatorDef, Plant, Range,
@@ -20,6 +21,7 @@ pub use error::{ModelError, ValueError};
 pub use event::{Event, EventBody};
 pub use sample::{Point, Sample};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use zone::{UnknownZone, Zone};
 
 /// `text` quoted for an error message or a log line, at most `max_chars` characters of it: input
 /// from outside can be megabytes, and an error that quotes it whole grows responses and logs by

@@ -331,6 +331,8 @@ impl Default for ExternalBrokerConfig {
 pub struct PlantConfig {
     /// The plant file (TOML). Relative paths are relative to the config file.
     pub file: Option<PathBuf>,
+    /// IANA time zone of sites that name none (`Europe/Berlin`); none: UTC.
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -500,6 +502,10 @@ impl Config {
         }
         self.logistics.validate().map_err(EngineError::Config)?;
         self.energy.validate().map_err(EngineError::Config)?;
+        if let Some(tz) = &self.plant.timezone {
+            gemba_core::Zone::parse(tz)
+                .map_err(|e| EngineError::Config(format!("plant.timezone: {e}")))?;
+        }
         Ok(())
     }
 }
@@ -557,6 +563,15 @@ mod tests {
         let f = write("[storage]\nsync = \"sometimes\"\n");
         let err = Config::load_file_only(f.path()).expect_err("sync");
         assert!(err.to_string().contains("storage.sync"), "{err}");
+        let err =
+            Config::from_toml_str("[plant]\ntimezone = \"Europe/Berln\"\n").expect_err("zone");
+        assert!(
+            err.to_string()
+                .contains("plant.timezone: \"Europe/Berln\" is not a time zone"),
+            "{err}"
+        );
+        let cfg = Config::from_toml_str("[plant]\ntimezone = \"Asia/Shanghai\"\n").expect("zone");
+        assert_eq!(cfg.plant.timezone.as_deref(), Some("Asia/Shanghai"));
         assert!(Config::load_file_only(Path::new("/nonexistent/gemba.toml")).is_err());
     }
 

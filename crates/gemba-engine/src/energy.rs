@@ -4,6 +4,9 @@
 //! grid emission factors (per site, optionally per time of day), reports per shift, day and month,
 //! and energy and CO2e per lot (over the time its genealogy spent at machines and lines).
 //!
+//! Shifts, days, months and the time-of-day bands of emission factors are local to each machine's
+//! site (`gemba_core::zone`, with daylight saving: a local day may have 23 or 25 hours).
+//!
 //! Everything is computed on one-minute buckets read from the store's rollups: a minute's energy is
 //! the counter's increase over the previous minute (a decrease is a meter reset: the new reading
 //! counts from zero), or the minute's mean power × 60 s; a minute counts as producing when the
@@ -12,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use gemba_core::{EventBody, Level, ShiftDef, SignalKind, Timestamp, TreeNode};
+use gemba_core::{EventBody, Level, ShiftDef, SignalKind, Timestamp, TreeNode, Zone};
 use gemba_store::EventQuery;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +23,6 @@ use crate::logistics::Direction;
 use crate::{Engine, EngineError};
 
 const MINUTE: i64 = 60_000;
-const DAY: i64 = 86_400_000;
 
 /// `[energy]` of the configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -38,7 +40,8 @@ pub struct EnergyConfig {
 pub struct SiteFactor {
     pub site: String,
     pub co2e_kg_per_kwh: f64,
-    /// Times of day (UTC, `HH:MM`–`HH:MM`, may cross midnight) with another factor.
+    /// Times of day (the site's local time, `HH:MM`–`HH:MM`, may cross midnight) with another
+    /// factor.
     #[serde(default)]
     pub bands: Vec<Band>,
 }
@@ -89,11 +92,12 @@ impl EnergyConfig {
         Ok(())
     }
 
-    /// kg CO2e per kWh at a site at a time, if any factor applies.
-    pub fn factor(&self, site: &str, ts: Timestamp) -> Option<f64> {
+    /// kg CO2e per kWh at a site (in time zone `zone`) at a time, if any factor applies.
+    pub fn factor(&self, site: &str, zone: &Zone, ts: Timestamp) -> Option<f64> {
         match self.sites.iter().find(|s| s.site == site) {
             Some(s) => {
-                let minute = (ts.rem_euclid(DAY) / MINUTE) as u32;
+                let local = zone.datetime(ts);
+                let minute = local.hour() as u32 * 60 + local.minute() as u32;
                 Some(
                     s.bands
                         .iter()
@@ -114,10 +118,11 @@ pub struct Minute {
     pub producing: bool,
 }
 
-/// The minutes of one machine, in time order.
+/// The minutes of one machine, in time order, and the time zone of its site.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MachineMinutes {
     pub machine: String,
+    pub zone: Zone,
     pub minutes: Vec<Minute>,
 }
 
@@ -164,51 +169,43 @@ impl std::str::FromStr for Period {
     }
 }
 
-/// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian; H. Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Day number of a date.
-fn days(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The start and label of the period that holds `ts` (UTC).
-pub fn period_of(period: Period, ts: Timestamp, shifts: &[ShiftDef]) -> (Timestamp, String) {
-    let day = ts.div_euclid(DAY);
-    let (y, m, d) = civil(day);
+/// The period that holds `ts` in the local time of `zone`: its start, its end (exclusive) and
+/// its label (`2026-03-29`, `2026-03`, `2026-03-28 night` by the local date the shift starts on,
+/// `2026-03-29 off-shift` for the time of a local day outside every shift).
+pub fn period_of(
+    period: Period,
+    ts: Timestamp,
+    shifts: &[ShiftDef],
+    zone: &Zone,
+) -> (Timestamp, Timestamp, String) {
     match period {
-        Period::Total => (0, "total".into()),
-        Period::Day => (day * DAY, format!("{y:04}-{m:02}-{d:02}")),
-        Period::Month => (days(y, m, 1) * DAY, format!("{y:04}-{m:02}")),
+        Period::Total => (0, Timestamp::MAX, "total".into()),
+        Period::Day => {
+            let (d, start, end) = zone.day(ts);
+            (start, end, d.to_string())
+        }
+        Period::Month => {
+            let (d, start, end) = zone.month(ts);
+            (start, end, format!("{:04}-{:02}", d.year(), d.month()))
+        }
         Period::Shift => {
-            let minute = (ts.rem_euclid(DAY) / MINUTE) as u32;
-            for s in shifts {
-                if let (true, Ok((start, _))) = (s.contains_minute(minute), s.minutes()) {
-                    let mut at = day * DAY + i64::from(start) * MINUTE;
-                    if at > ts {
-                        at -= DAY;
-                    }
-                    let (y, m, d) = civil(at.div_euclid(DAY));
-                    return (at, format!("{y:04}-{m:02}-{d:02} {}", s.name));
+            let valid: Vec<(&str, (u32, u32))> = shifts
+                .iter()
+                .filter_map(|s| Some((s.name.as_str(), s.minutes().ok()?)))
+                .collect();
+            let windows: Vec<(u32, u32)> = valid.iter().map(|v| v.1).collect();
+            match zone.window_at(&windows, ts) {
+                Some(o) => {
+                    let name = valid.get(o.window).map_or("", |v| v.0);
+                    (o.start, o.end, format!("{} {name}", o.date))
+                }
+                None => {
+                    // Off-shift minutes are grouped per local day; the span ends at the minute
+                    // so that the next minute is looked up again.
+                    let (d, start, _) = zone.day(ts);
+                    (start, ts + 1, format!("{d} off-shift"))
                 }
             }
-            (day * DAY, format!("{y:04}-{m:02}-{d:02} off-shift"))
         }
     }
 }
@@ -219,8 +216,13 @@ pub struct ReportRow {
     pub asset: String,
     /// `machine`, `line` or `site`.
     pub level: &'static str,
+    /// The local period's label (`2026-03-29`, `2026-03`, `2026-03-28 night`).
     pub period: String,
     pub period_start: Timestamp,
+    /// `period_start` in the site's local time with its offset (ISO 8601).
+    pub period_start_local: String,
+    /// The IANA time zone of the asset's site.
+    pub timezone: String,
     pub kwh: f64,
     /// Energy in minutes the machine was not producing (a loss).
     pub idle_kwh: f64,
@@ -253,8 +255,41 @@ fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
-/// The report: one row per machine, line and site and period. `machines` must be in plant order:
-/// a line's good parts are those of its last machine; a site's are the sum of its lines'.
+/// The span of the last period looked up, so that consecutive minutes of one period cost no
+/// calendar arithmetic.
+#[derive(Default)]
+struct Spans {
+    last: Option<(Timestamp, Timestamp, Timestamp, String)>,
+}
+
+impl Spans {
+    /// (start, label) of the period of `ts` at a machine in `zone`.
+    fn of(
+        &mut self,
+        by: Period,
+        ts: Timestamp,
+        shifts: &[ShiftDef],
+        zone: &Zone,
+    ) -> (Timestamp, String) {
+        if let Some((start, a, z, label)) = &self.last
+            && *a <= ts
+            && ts < *z
+        {
+            return (*start, label.clone());
+        }
+        let (start, end, label) = period_of(by, ts, shifts, zone);
+        // Valid from `ts` (an off-shift span starts at its day but ends at `ts + 1`).
+        self.last = Some((start, ts, end, label.clone()));
+        (start, label)
+    }
+}
+
+/// One row's key: period start, its label, level order (site, line, machine) and asset.
+type RowKey = (Timestamp, String, u8, String);
+
+/// The report: one row per machine, line and site and period, in the local time of each
+/// machine's site. `machines` must be in plant order: a line's good parts are those of its last
+/// machine; a site's are the sum of its lines'.
 pub fn report(
     machines: &[MachineMinutes],
     made: &[Made],
@@ -262,9 +297,8 @@ pub fn report(
     shifts: &[ShiftDef],
     cfg: &EnergyConfig,
 ) -> Vec<ReportRow> {
-    // (machine index, period start) → accumulated figures; labels by period start.
-    let mut per: BTreeMap<(usize, Timestamp), Acc> = BTreeMap::new();
-    let mut labels: HashMap<Timestamp, String> = HashMap::new();
+    // (machine index, period start, label) → accumulated figures.
+    let mut per: BTreeMap<(usize, Timestamp, String), Acc> = BTreeMap::new();
     let index: HashMap<&str, usize> = machines
         .iter()
         .enumerate()
@@ -272,15 +306,15 @@ pub fn report(
         .collect();
     for (i, m) in machines.iter().enumerate() {
         let site = m.machine.split('/').next().unwrap_or("");
+        let mut spans = Spans::default();
         for min in &m.minutes {
-            let (start, label) = period_of(by, min.ts, shifts);
-            labels.entry(start).or_insert(label);
-            let a = per.entry((i, start)).or_default();
+            let (start, label) = spans.of(by, min.ts, shifts, &m.zone);
+            let a = per.entry((i, start, label)).or_default();
             a.kwh += min.kwh;
             if !min.producing {
                 a.idle += min.kwh;
             }
-            if let Some(f) = cfg.factor(site, min.ts) {
+            if let Some(f) = cfg.factor(site, &m.zone, min.ts) {
                 a.co2e += min.kwh * f;
                 a.co2e_known = true;
             }
@@ -290,9 +324,8 @@ pub fn report(
         let Some(&i) = index.get(p.machine.as_str()) else {
             continue;
         };
-        let (start, label) = period_of(by, p.ts, shifts);
-        labels.entry(start).or_insert(label);
-        let a = per.entry((i, start)).or_default();
+        let (start, _, label) = period_of(by, p.ts, shifts, &machines[i].zone);
+        let a = per.entry((i, start, label)).or_default();
         a.good += p.good;
         a.scrap += p.scrap;
     }
@@ -301,21 +334,21 @@ pub fn report(
         .enumerate()
         .map(|(i, m)| (parent(&m.machine), i))
         .collect();
-    // (level order, asset, period) → figures, for lines and sites built from machines.
-    let mut rows: BTreeMap<(Timestamp, u8, String), (Acc, &'static str)> = BTreeMap::new();
-    for (&(i, start), a) in &per {
-        let machine = machines[i].machine.as_str();
+    // Lines and sites are built from their machines (a site's machines share its zone).
+    let mut rows: BTreeMap<RowKey, (Acc, &'static str, &Zone)> = BTreeMap::new();
+    for ((i, start, label), a) in &per {
+        let machine = machines[*i].machine.as_str();
         let line = parent(machine);
         let site = machine.split('/').next().unwrap_or("");
-        let is_last = last_of_line.get(line) == Some(&i);
+        let is_last = last_of_line.get(line) == Some(i);
         for (order, asset, level, counts) in [
             (2u8, machine, "machine", true),
             (1, line, "line", is_last),
             (0, site, "site", is_last),
         ] {
             let r = &mut rows
-                .entry((start, order, asset.to_owned()))
-                .or_insert((Acc::default(), level))
+                .entry((*start, label.clone(), order, asset.to_owned()))
+                .or_insert((Acc::default(), level, &machines[*i].zone))
                 .0;
             r.kwh += a.kwh;
             r.idle += a.idle;
@@ -328,11 +361,13 @@ pub fn report(
         }
     }
     rows.into_iter()
-        .map(|((start, _, asset), (a, level))| ReportRow {
+        .map(|((start, label, _, asset), (a, level, zone))| ReportRow {
             asset,
             level,
-            period: labels.get(&start).cloned().unwrap_or_default(),
+            period: label,
             period_start: start,
+            period_start_local: zone.format(start),
+            timezone: zone.name().to_owned(),
             kwh: a.kwh,
             idle_kwh: a.idle,
             good: a.good,
@@ -361,7 +396,7 @@ pub fn window_energy(
         let from = m.minutes.partition_point(|x| x.ts < start);
         for min in m.minutes[from..].iter().take_while(|x| x.ts < end) {
             kwh += min.kwh;
-            if let Some(f) = cfg.factor(site, min.ts) {
+            if let Some(f) = cfg.factor(site, &m.zone, min.ts) {
                 *co2e.get_or_insert(0.0) += min.kwh * f;
             }
         }
@@ -450,6 +485,7 @@ impl Engine {
         machines_in_order(&self.registry.tree(), asset, &mut machines);
         let mut out = Vec::new();
         for m in machines {
+            let zone = self.zone_of(&m.path)?;
             let sig = |name: &str, kind: SignalKind| {
                 m.signals
                     .iter()
@@ -482,6 +518,7 @@ impl Engine {
             }
             out.push(MachineMinutes {
                 machine: m.path.clone(),
+                zone,
                 minutes: kwh
                     .into_iter()
                     .map(|(ts, kwh)| Minute {
@@ -545,6 +582,7 @@ impl Engine {
         if by == Period::Total {
             for r in &mut rows {
                 r.period_start = from;
+                r.period_start_local = Zone::parse(&r.timezone).unwrap_or_default().format(from);
             }
         }
         Ok(rows)
@@ -694,15 +732,11 @@ mod tests {
         assert_eq!(kwh_from_power(&[(0, 6000.0)], 60_000), vec![(0, 0.1)]);
     }
 
-    #[test]
-    fn periods_follow_the_calendar_and_shifts() {
-        // 2025-11-24T05:30:00Z
-        let ts = 1_763_962_200_000;
-        assert_eq!(period_of(Period::Day, ts, &[]).1, "2025-11-24");
-        let (start, label) = period_of(Period::Month, ts, &[]);
-        assert_eq!(label, "2025-11");
-        assert_eq!(start, 1_761_955_200_000); // 2025-11-01T00:00:00Z
-        let shifts = vec![
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    fn two_shifts() -> Vec<ShiftDef> {
+        vec![
             ShiftDef {
                 name: "night".into(),
                 start: "22:00".into(),
@@ -713,12 +747,104 @@ mod tests {
                 start: "06:00".into(),
                 end: "22:00".into(),
             },
-        ];
-        let (start, label) = period_of(Period::Shift, ts, &shifts);
+        ]
+    }
+
+    #[test]
+    fn periods_follow_the_calendar_and_shifts() {
+        // 2025-11-24T05:30:00Z
+        let ts = 1_763_962_200_000;
+        let utc = Zone::utc();
+        assert_eq!(period_of(Period::Day, ts, &[], &utc).2, "2025-11-24");
+        let (start, _, label) = period_of(Period::Month, ts, &[], &utc);
+        assert_eq!(label, "2025-11");
+        assert_eq!(start, 1_761_955_200_000); // 2025-11-01T00:00:00Z
+        let (start, end, label) = period_of(Period::Shift, ts, &two_shifts(), &utc);
         assert_eq!(label, "2025-11-23 night");
-        assert_eq!(start, ts - 7 * 3_600_000 - 30 * 60_000);
-        assert_eq!(civil(days(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(civil(days(1969, 12, 31)), (1969, 12, 31));
+        assert_eq!(start, ts - 7 * HOUR - 30 * MINUTE);
+        assert_eq!(end - start, 8 * HOUR);
+    }
+
+    /// Periods in the site's local time: (zone, period, instant, label, local start, hours).
+    #[test]
+    fn periods_are_local_with_daylight_saving() {
+        // 2026-03-29T00:30Z (01:30 CET, the spring-forward night), 2026-10-25T03:00Z (04:00
+        // CET, after the fall-back), 2026-06-01T00:30Z (08:30 in Shanghai).
+        let (mar29, oct25, jun1) = (1_774_744_200_000, 1_792_897_200_000, 1_780_273_800_000);
+        type Case = (&'static str, Period, i64, &'static str, &'static str, i64);
+        let cases: [Case; 7] = [
+            (
+                "Europe/Berlin",
+                Period::Shift,
+                mar29,
+                "2026-03-28 night",
+                "2026-03-28T22:00:00+01:00",
+                7,
+            ),
+            (
+                "Europe/Berlin",
+                Period::Shift,
+                oct25,
+                "2026-10-24 night",
+                "2026-10-24T22:00:00+02:00",
+                9,
+            ),
+            (
+                "Europe/Berlin",
+                Period::Day,
+                mar29,
+                "2026-03-29",
+                "2026-03-29T00:00:00+01:00",
+                23,
+            ),
+            (
+                "Europe/Berlin",
+                Period::Day,
+                oct25,
+                "2026-10-25",
+                "2026-10-25T00:00:00+02:00",
+                25,
+            ),
+            (
+                "Europe/Berlin",
+                Period::Month,
+                oct25,
+                "2026-10",
+                "2026-10-01T00:00:00+02:00",
+                31 * 24 + 1,
+            ),
+            (
+                "Asia/Shanghai",
+                Period::Shift,
+                jun1,
+                "2026-06-01 day",
+                "2026-06-01T06:00:00+08:00",
+                16,
+            ),
+            (
+                "Asia/Shanghai",
+                Period::Day,
+                jun1,
+                "2026-06-01",
+                "2026-06-01T00:00:00+08:00",
+                24,
+            ),
+        ];
+        for (name, by, ts, label, local, hours) in cases {
+            let zone = Zone::parse(name).expect(name);
+            let (start, end, got) = period_of(by, ts, &two_shifts(), &zone);
+            assert_eq!(
+                (got.as_str(), zone.format(start).as_str(), end - start),
+                (label, local, hours * HOUR),
+                "{name} {by:?} {ts}"
+            );
+        }
+        // Without a shift at that time: off-shift of the local day.
+        let berlin = Zone::parse("Europe/Berlin").expect("zone");
+        let night = &two_shifts()[..1];
+        let (start, _, label) = period_of(Period::Shift, mar29 + 10 * HOUR, night, &berlin);
+        assert_eq!(label, "2026-03-29 off-shift");
+        assert_eq!(berlin.format(start), "2026-03-29T00:00:00+01:00");
     }
 
     fn cfg() -> EnergyConfig {
@@ -739,11 +865,16 @@ mod tests {
     #[test]
     fn emission_factors_by_site_and_time_of_day() {
         let c = cfg();
-        assert_eq!(c.factor("s1", 0), Some(0.5));
-        assert_eq!(c.factor("s2", 12 * 3_600_000), Some(0.4));
-        assert_eq!(c.factor("s2", 23 * 3_600_000), Some(0.1));
-        assert_eq!(c.factor("s2", DAY + 3_600_000), Some(0.1));
-        assert_eq!(EnergyConfig::default().factor("s1", 0), None);
+        let utc = Zone::utc();
+        assert_eq!(c.factor("s1", &utc, 0), Some(0.5));
+        assert_eq!(c.factor("s2", &utc, 12 * HOUR), Some(0.4));
+        assert_eq!(c.factor("s2", &utc, 23 * HOUR), Some(0.1));
+        assert_eq!(c.factor("s2", &utc, DAY + HOUR), Some(0.1));
+        assert_eq!(EnergyConfig::default().factor("s1", &utc, 0), None);
+        // The band is local: 23:00Z is 07:00 in Shanghai, outside 22:00–06:00.
+        let shanghai = Zone::parse("Asia/Shanghai").expect("zone");
+        assert_eq!(c.factor("s2", &shanghai, 23 * HOUR), Some(0.4));
+        assert_eq!(c.factor("s2", &shanghai, 15 * HOUR), Some(0.1));
         let mut bad = cfg();
         bad.sites[0].bands[0].end = "25:00".into();
         assert!(
@@ -775,10 +906,12 @@ mod tests {
         let machines = vec![
             MachineMinutes {
                 machine: "s1/a/l1/m1".into(),
+                zone: Zone::utc(),
                 minutes: mins([1.0, 2.0, 0.5], [true, true, false]),
             },
             MachineMinutes {
                 machine: "s1/a/l1/m2".into(),
+                zone: Zone::utc(),
                 minutes: mins([0.5, 0.5, 0.5], [true, false, true]),
             },
         ];
@@ -819,6 +952,19 @@ mod tests {
         assert_eq!(row("s1").co2e_kg, Some(2.5));
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0].period, "1970-01-01");
+        assert_eq!(rows[0].period_start_local, "1970-01-01T00:00:00+00:00");
+        assert_eq!(rows[0].timezone, "UTC");
+        // The same minutes at a site in UTC+8 fall on its local 1 January, which began at
+        // 1969-12-31T16:00Z.
+        let mut east = machines.clone();
+        east.iter_mut()
+            .for_each(|m| m.zone = Zone::parse("Asia/Shanghai").expect("zone"));
+        let rows = report(&east, &made, Period::Day, &[], &cfg());
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            (rows[0].period_start, rows[0].period_start_local.as_str()),
+            (-8 * HOUR, "1970-01-01T00:00:00+08:00")
+        );
         // Lot windows: a lot at the line for minutes 1 and 2 used 2.5 + 1.0 kWh.
         assert_eq!(
             window_energy(&machines, "s1/a/l1", MINUTE, 3 * MINUTE, &cfg()),

@@ -6,6 +6,11 @@
 //!   that can no longer change (older than `grace_s`, and no short stop still open in them) are
 //!   cached with the machine's state and parts-since-setup at their end; a later query only reads
 //!   the events after the cache and extends it. Hours, shifts, days and lines are sums of buckets.
+//! - **Time zones**: shifts and breaks are wall-clock times of the machine's site, and hours and
+//!   days of a report are the site's local hours and days (`gemba_core::zone`: daylight saving
+//!   makes a night shift or a day an hour shorter or longer). A site without a `timezone` uses
+//!   the configuration's `plant.timezone`, else UTC. Every IANA zone in use since 1990 has an
+//!   offset of whole quarter hours, so local boundaries fall on bucket boundaries.
 //! - **Causes**: each loss keeps the reasons of its states (`tool_wear_failure`, `changeover`,
 //!   `starved`); alarms of the machine are joined by time: scrap made while an SPC alarm was open
 //!   is attributed to it, breakdowns that began while (or within an hour after) another alarm was
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use gemba_analytics::oee::{
     self, Count, DailyWindow, Losses, Oee, Segment, StateChange, StateRules, TimeKind,
 };
-use gemba_core::{EventBody, Level, Timestamp, check_path};
+use gemba_core::{EventBody, Level, Timestamp, Zone, check_path};
 use gemba_store::{EventQuery, Store};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -58,7 +63,8 @@ pub struct PlannedDowntime {
     pub reason: Option<String>,
 }
 
-/// A daily break (planned downtime for every machine), `HH:MM` UTC like shifts.
+/// A daily break (planned downtime for every machine), `HH:MM` in the local time of each
+/// machine's site, like shifts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakDef {
@@ -197,6 +203,9 @@ impl std::str::FromStr for By {
 pub struct Row {
     pub from: Timestamp,
     pub to: Timestamp,
+    /// `from` and `to` as local times of the report's zone with their offset (ISO 8601).
+    pub from_local: String,
+    pub to_local: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shift: Option<String>,
     #[serde(flatten)]
@@ -243,9 +252,13 @@ pub struct Cause {
 #[derive(Debug, Clone, Serialize)]
 pub struct OeeReport {
     pub asset: String,
+    /// The IANA time zone of the asset's site: shifts, hours and days are local to it.
+    pub timezone: String,
     /// The range actually computed (`from` floored and `to` ceiled to quarter hours).
     pub from: Timestamp,
     pub to: Timestamp,
+    pub from_local: String,
+    pub to_local: String,
     pub by: By,
     pub total: Oee,
     pub machines: Vec<MachineOee>,
@@ -262,6 +275,8 @@ type Reasons = Vec<(TimeKind, String, f64)>;
 #[derive(Debug, Default)]
 struct MachineCache {
     ready: bool,
+    /// The zone the buckets were computed in (a site's new zone rebuilds them).
+    zone: String,
     origin: Timestamp,
     /// Buckets `[origin, final_until)` are final.
     final_until: Timestamp,
@@ -505,15 +520,16 @@ impl crate::Engine {
         to: Timestamp,
         cfg: &ProductionConfig,
         shifts: &[DailyWindow],
+        zone: &Zone,
     ) -> Result<Vec<(i64, i64)>, EngineError> {
-        let mut w = oee::outside_shifts(shifts, from, to);
+        let mut w = oee::outside_shifts(shifts, zone, from, to);
         let breaks = cfg
             .breaks
             .iter()
             .map(|b| minutes("breaks", &b.name, &b.start, &b.end))
             .collect::<Result<Vec<_>, _>>()?;
         w.extend(
-            oee::occurrences(&breaks, from, to)
+            oee::occurrences(&breaks, zone, from, to)
                 .into_iter()
                 .map(|(_, a, z)| (a, z)),
         );
@@ -538,6 +554,7 @@ impl crate::Engine {
         since_setup: &mut u32,
         cfg: &ProductionConfig,
         shifts: &[DailyWindow],
+        zone: &Zone,
     ) -> Result<Computed, EngineError> {
         let h = horizon.clamp(from, to);
         let mut changes = self.state_changes(machine, from, h, cfg)?;
@@ -552,7 +569,7 @@ impl crate::Engine {
         let segments = oee::segments(carry, &changes, from, h, &cfg.states);
         let counts = self.counts(machine, from, h)?;
         let split = oee::split_counts(&counts, &segments, &cfg.states, since_setup);
-        let planned = self.planned_windows(machine, from, to, cfg, shifts)?;
+        let planned = self.planned_windows(machine, from, to, cfg, shifts, zone)?;
         let ideal = self
             .registry
             .node(machine)
@@ -595,6 +612,7 @@ impl crate::Engine {
         to: Timestamp,
         cfg: &ProductionConfig,
         shifts: &[DailyWindow],
+        zone: &Zone,
     ) -> Result<(Vec<Losses>, Vec<Reasons>, usize), EngineError> {
         let now = self.now();
         let grace = i64::try_from(cfg.grace_s.unwrap_or(120)).unwrap_or(120) * 1000;
@@ -606,10 +624,11 @@ impl crate::Engine {
         let earliest = entry
             .earliest_new
             .swap(i64::MAX, std::sync::atomic::Ordering::AcqRel);
-        if !c.ready || from < c.origin || earliest < c.final_until {
+        if !c.ready || from < c.origin || earliest < c.final_until || c.zone != zone.name() {
             // A new cache starting at `from`.
             *c = MachineCache {
                 ready: true,
+                zone: zone.name().to_owned(),
                 origin: from,
                 final_until: from,
                 buckets: Vec::new(),
@@ -632,6 +651,7 @@ impl crate::Engine {
                 &mut since,
                 cfg,
                 shifts,
+                zone,
             )?;
             // How far the result is final.
             let mut fin = floor_q((now - grace).min(horizon)).max(start);
@@ -714,6 +734,7 @@ impl crate::Engine {
             return Err(invalid("to", "a range of at most 400 days"));
         }
         let machines = self.machines_under(asset)?;
+        let zone = self.zone_of(asset)?;
         let (from, to) = (floor_q(from), ceil_q(to));
         let cfg = self.production.config();
         let shifts = shift_windows(&self.registry.shifts())?;
@@ -739,7 +760,7 @@ impl crate::Engine {
         let mut causes = Vec::new();
         let (mut cached, mut computed) = (0, 0);
         for m in &machines {
-            let (b, r, c) = self.machine_buckets(m, from, to, &cfg, &shifts)?;
+            let (b, r, c) = self.machine_buckets(m, from, to, &cfg, &shifts, &zone)?;
             cached += c;
             computed += b.len() - c;
             let mut total = Losses::default();
@@ -770,38 +791,7 @@ impl crate::Engine {
             }
             s.oee()
         };
-        let rows: Vec<Row> = match by {
-            By::Total => vec![Row {
-                from,
-                to,
-                shift: None,
-                oee: group(from, to),
-            }],
-            By::Hour | By::Day => {
-                let step = if by == By::Hour { HOUR_MS } else { DAY_MS };
-                let mut rows = Vec::new();
-                let mut t = from.div_euclid(step) * step;
-                while t < to {
-                    rows.push(Row {
-                        from: t.max(from),
-                        to: (t + step).min(to),
-                        shift: None,
-                        oee: group(t, t + step),
-                    });
-                    t += step;
-                }
-                rows
-            }
-            By::Shift => oee::occurrences(&shifts, from, to)
-                .into_iter()
-                .map(|(i, a, z)| Row {
-                    from: a,
-                    to: z,
-                    shift: Some(shifts[i].name.clone()),
-                    oee: group(a, z),
-                })
-                .collect(),
-        };
+        let rows = report_rows(by, &zone, &shifts, from, to, group);
         let mut total = Losses::default();
         all.iter().for_each(|x| total.add(x));
         causes.sort_by(|a: &Cause, b: &Cause| {
@@ -810,8 +800,11 @@ impl crate::Engine {
         });
         Ok(OeeReport {
             asset: asset.trim_end_matches('/').to_owned(),
+            timezone: zone.name().to_owned(),
             from,
             to,
+            from_local: zone.format(from),
+            to_local: zone.format(to),
             by,
             total: total.oee(),
             machines: per_machine,
@@ -927,6 +920,60 @@ impl crate::Engine {
             });
         }
         out
+    }
+}
+
+/// The rows of a report `by` period in the local time of `zone`: the whole range, local clock
+/// hours, local days (23 or 25 hours on daylight-saving days) or shift occurrences; `group`
+/// sums the buckets of a range.
+fn report_rows(
+    by: By,
+    zone: &Zone,
+    shifts: &[DailyWindow],
+    from: Timestamp,
+    to: Timestamp,
+    group: impl Fn(Timestamp, Timestamp) -> Oee,
+) -> Vec<Row> {
+    let row = |a: Timestamp, z: Timestamp, shift: Option<String>| Row {
+        from: a,
+        to: z,
+        from_local: zone.format(a),
+        to_local: zone.format(z),
+        shift,
+        oee: group(a, z),
+    };
+    let spans = |starts: Vec<Timestamp>| -> Vec<Row> {
+        let ends: Vec<Timestamp> = starts.iter().skip(1).copied().chain([to]).collect();
+        starts
+            .into_iter()
+            .zip(ends)
+            .map(|(a, z)| row(a, z, None))
+            .collect()
+    };
+    match by {
+        By::Total => vec![row(from, to, None)],
+        By::Hour => spans(zone.hours(from, to)),
+        By::Day => spans(zone.days(from, to)),
+        By::Shift => oee::occurrences(shifts, zone, from, to)
+            .into_iter()
+            .map(|(i, a, z)| row(a, z, Some(shifts[i].name.clone())))
+            .collect(),
+    }
+}
+
+impl crate::Engine {
+    /// The time zone of the site of `asset` (its first path segment): the site's `timezone`,
+    /// else the configuration's `plant.timezone`, else UTC. A stored zone the database does not
+    /// know (written before zones were checked) is an error that names the site.
+    pub fn zone_of(&self, asset: &str) -> Result<Zone, EngineError> {
+        let site = asset.split('/').next().unwrap_or("");
+        let name = self
+            .registry
+            .node(site)
+            .and_then(|n| n.timezone)
+            .or_else(|| self.config.plant.timezone.clone());
+        Zone::of(name.as_deref())
+            .map_err(|e| EngineError::InvalidQuery(format!("site {site:?}: timezone {e}")))
     }
 }
 

@@ -104,14 +104,22 @@ pub fn oee(a: OeeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let v: Value = serde_json::from_str(&body).context("the server's answer is not JSON")?;
+    if let Some(tz) = v["timezone"].as_str() {
+        println!("times in {tz}");
+    }
     println!(
-        "{:<20} {:<20} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}",
+        "{:<25} {:<20} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}",
         "from", "shift", "A", "P", "Q", "OEE", "good", "scrap"
     );
     for r in v["rows"].as_array().into_iter().flatten() {
+        // The local time with its offset; an older server sends only milliseconds.
+        let from = r["from_local"].as_str().map_or_else(
+            || format_rfc3339(r["from"].as_i64().unwrap_or(0)),
+            str::to_owned,
+        );
         println!(
-            "{:<20} {:<20} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}",
-            format_rfc3339(r["from"].as_i64().unwrap_or(0)),
+            "{:<25} {:<20} {:>8} {:>8} {:>8} {:>8} {:>7} {:>6}",
+            from,
             r["shift"].as_str().unwrap_or(""),
             pct(&r["availability"]),
             pct(&r["performance"]),

@@ -341,7 +341,7 @@ fn lots_flow_and_every_figure_matches_the_hand_computation() {
         t0 + 60 * MIN
     ));
     assert!(csv.starts_with(
-        "asset,level,period,period_start,kwh,idle_kwh,good,scrap,kwh_per_good,co2e_kg\n"
+        "asset,level,period,period_start,kwh,idle_kwh,good,scrap,kwh_per_good,co2e_kg,timezone,period_start_local\n"
     ));
     assert!(
         csv.contains(&format!(
