@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
+pub mod notify;
 pub mod privacy;
 pub mod production;
 pub mod registry;
@@ -128,6 +129,7 @@ pub struct Engine {
     /// Serialises model registrations (version numbers).
     models_lock: parking_lot::Mutex<()>,
     alarms: Arc<alarms::Alarms>,
+    outbox: Arc<notify::Outbox>,
     /// Inventory state; a batch with `lot`/`move` events holds it for writing from its check until
     /// its commit returned, so checks always see every committed event (docs/LOGISTICS.md).
     ledger: Arc<tokio::sync::RwLock<logistics::Ledger>>,
@@ -250,10 +252,17 @@ impl Engine {
             config.ingest.group_commit_max_points,
             tap.clone(),
         )?;
+        let outbox = Arc::new(notify::Outbox::start(
+            store.clone(),
+            notify::channels(&config.alarms.webhooks, &config.notify)?,
+            notify::OutboxOptions::from(&config.notify),
+            metrics.clone(),
+            clock.clone(),
+        )?);
         let alarms = Arc::new(alarms::Alarms::load(
             store.clone(),
             tap.clone(),
-            &config.alarms.webhooks,
+            outbox.clone(),
             metrics.clone(),
         )?);
         let active = Engine::restore_rules(&registry, store.as_ref(), &alarms);
@@ -283,6 +292,7 @@ impl Engine {
             clock,
             models_lock: parking_lot::Mutex::new(()),
             alarms,
+            outbox,
             ledger: Arc::new(tokio::sync::RwLock::new(ledger)),
             production,
             maintenance,
@@ -290,6 +300,11 @@ impl Engine {
             pseudonymiser: parking_lot::Mutex::new(None),
             inspection: inspection::Inspection::default(),
         }))
+    }
+
+    /// The notification outbox: every delivery to webhooks and e-mail with its state.
+    pub fn notifications(&self) -> &notify::Outbox {
+        &self.outbox
     }
 
     /// Users, tokens, sessions and the audit log (docs/SECURITY.md).
