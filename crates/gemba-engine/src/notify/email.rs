@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_the_field() {
-        let cases: [(fn(&mut EmailConfig), &str); 7] = [
+        type Change = fn(&mut EmailConfig);
+        let cases: [(Change, &str); 7] = [
             (|c| c.host = " ".into(), "host"),
             (|c| c.from = "not an address".into(), "from"),
             (|c| c.to = vec![], "to: at least one"),

@@ -388,7 +388,7 @@ fn delivery_id(seq: u64) -> String {
 
 /// What a channel does next.
 enum Step {
-    Send(Delivery),
+    Send(Box<Delivery>),
     /// Sleep until woken or this long has passed.
     Wait(Duration, u64),
     Stop,
@@ -459,7 +459,7 @@ impl Shared {
             .values()
             .find(|d| d.channel == channel && d.state == DeliveryState::Pending)
         {
-            Some(d) if d.next_attempt_at <= now => Step::Send(d.clone()),
+            Some(d) if d.next_attempt_at <= now => Step::Send(Box::new(d.clone())),
             Some(d) => Step::Wait(
                 Duration::from_millis(u64::try_from(d.next_attempt_at - now).unwrap_or(1)),
                 rows.generation,
@@ -748,7 +748,7 @@ pub(crate) mod tests {
         let store = store(dir.path());
         let clock = Arc::new(ManualClock::new(T0));
         let hook = Fake::new("hook", Severity::Low, true);
-        let (o, metrics) = start(&store, &[hook.clone()], &clock);
+        let (o, metrics) = start(&store, std::slice::from_ref(&hook), &clock);
         for id in 1..=3 {
             let mut n = note(Severity::High, "s1");
             n.alarm_id = id;
@@ -783,7 +783,7 @@ pub(crate) mod tests {
         *hook.down.lock() = false;
         let before = hook.tries.load(Ordering::SeqCst);
         clock.advance(600_000);
-        let (o, metrics) = start(&store, &[hook.clone()], &clock);
+        let (o, metrics) = start(&store, std::slice::from_ref(&hook), &clock);
         wait_until("all delivered", || hook.got.lock().len() == 3);
         std::thread::sleep(Duration::from_millis(50));
         let got = hook.got.lock().clone();
@@ -802,7 +802,7 @@ pub(crate) mod tests {
         assert_eq!(metrics.webhooks_sent.get(), 3);
         // Sent rows are stored as sent, without the payload: another restart sends nothing.
         drop(o);
-        let (o, _) = start(&store, &[hook.clone()], &clock);
+        let (o, _) = start(&store, std::slice::from_ref(&hook), &clock);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(hook.got.lock().len(), 3);
         assert!(all(&o).iter().all(|d| d.state == DeliveryState::Sent));
@@ -829,7 +829,7 @@ pub(crate) mod tests {
         });
         drop(o);
         // The channel "gone" was removed from the configuration.
-        let (o, metrics) = start(&store, &[hook.clone()], &clock);
+        let (o, metrics) = start(&store, std::slice::from_ref(&hook), &clock);
         let rows = all(&o);
         let g = rows.iter().find(|d| d.channel == "gone").expect("gone");
         assert_eq!(g.state, DeliveryState::Expired);
@@ -856,7 +856,7 @@ pub(crate) mod tests {
         });
         // ... and a start deletes the rest (here: of the channel no longer configured).
         drop(o);
-        let (o, _) = start(&store, &[hook.clone()], &clock);
+        let (o, _) = start(&store, std::slice::from_ref(&hook), &clock);
         assert!(all(&o).is_empty());
         assert!(store.records(RECORD).expect("records").is_empty());
     }
