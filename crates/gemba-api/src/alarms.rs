@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use gemba_engine::alarms::{AlarmQuery, AlarmState, RuleSpec, Severity};
+use gemba_engine::notify::{DeliveryQuery, DeliveryState};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -97,6 +98,45 @@ pub async fn alarms(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     let list = engine.alarms().query(&query);
     let doc = json!({"version": engine.alarms().version(), "alarms": list});
     crate::routes::export_json(&engine, &doc, p.pseudonymise()?)
+}
+
+/// `GET /api/v1/notifications?state=pending|sent|expired&channel=&alarm=&limit=`: the outbox's
+/// deliveries (webhooks, e-mail), newest first, with attempts, next attempt and last error; the
+/// counts by state; the configured channels.
+pub async fn notifications(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::parse(q, &["state", "channel", "alarm", "limit"])?;
+    let state = p
+        .get("state")
+        .filter(|s| *s != "all")
+        .map(|s| {
+            s.parse::<DeliveryState>()
+                .map_err(|e| ApiError::param("state", s, e))
+        })
+        .transpose()?;
+    let alarm_id = p
+        .get("alarm")
+        .map(|a| {
+            a.parse::<u64>()
+                .map_err(|_| ApiError::param("alarm", a, "not an alarm id (a whole number)"))
+        })
+        .transpose()?;
+    let query = DeliveryQuery {
+        state,
+        channel: p.get("channel").map(str::to_owned),
+        alarm_id,
+        limit: p.usize("limit", 200, 10_000)?,
+    };
+    let outbox = engine.notifications();
+    let (list, counts) = outbox.query(&query);
+    let channels: Vec<_> = outbox
+        .channels()
+        .into_iter()
+        .map(|(name, kind)| json!({"name": name, "kind": kind}))
+        .collect();
+    Ok(
+        Json(json!({"counts": counts, "channels": channels, "notifications": list}))
+            .into_response(),
+    )
 }
 
 /// `GET /api/v1/datasets/parts?machine=…&from=…&to=…`: one CSV row per measured part — the

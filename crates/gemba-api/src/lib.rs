@@ -82,6 +82,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/alarms/{id}/{action}",
         Access::Role(Role::Operator),
     ),
+    ("get", "/api/v1/notifications", Access::Role(Role::Viewer)),
     ("get", "/api/v1/datasets/parts", Access::Role(Role::Viewer)),
     (
         "get",
@@ -228,6 +229,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/alarms", get(alarms::alarms))
         .route("/api/v1/alarms/{id}", get(alarms::alarm))
         .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
+        .route("/api/v1/notifications", get(alarms::notifications))
         .route("/api/v1/datasets/parts", get(alarms::parts_dataset))
         .route("/api/v1/datasets/horizon", get(alarms::horizon_dataset))
         .route("/api/v1/health", get(alarms::health))

@@ -12,7 +12,8 @@
 //!   again re-activates its open alarm and counts), with the states active → acknowledged →
 //!   cleared → closed, who did what and when, comments, and the explanation (the rule, the values,
 //!   the contributing signals). Alarms are records of the store (`alarm`); each raise and clear is
-//!   also stored as a `custom:alarm` event at the asset, and sent to the configured webhooks.
+//!   also stored as a `custom:alarm` event at the asset; every change is handed to the
+//!   notification outbox (`crate::notify`: webhooks, e-mail).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use serde_json::{Value, json};
 
 use crate::EngineError;
 use crate::metrics::Metrics;
+use crate::notify::{AlarmEvent, Notification, Outbox};
 
 #[cfg(feature = "vae")]
 mod vae;
@@ -515,31 +517,8 @@ pub struct AlarmQuery {
     pub limit: usize,
 }
 
-/// A webhook: every raise, acknowledgement, clear, close and comment of alarms at or above
-/// `min_severity` is POSTed as JSON `{event, alarm}`; failures are retried with backoff.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub url: String,
-    #[serde(default = "low")]
-    pub min_severity: Severity,
-    /// Attempts in all (first try included).
-    #[serde(default = "five")]
-    pub attempts: u32,
-    /// Delay before the first retry, doubled for each next one.
-    #[serde(default = "half_second")]
-    pub backoff_ms: u64,
-}
-
-fn low() -> Severity {
-    Severity::Low
-}
-fn five() -> u32 {
-    5
-}
-fn half_second() -> u64 {
-    500
-}
+/// `[[alarms.webhooks]]` (kept here for the configuration's path; the channel is in `notify`).
+pub use crate::notify::WebhookConfig;
 
 // ---------------------------------------------------------------------------------------------
 // Evaluators: the per-rule streaming state.
@@ -1357,8 +1336,8 @@ pub struct Alarms {
     version: AtomicU64,
     rules: RwLock<BTreeMap<String, AlarmRule>>,
     tap: Arc<Tap>,
-    webhooks: Option<Sender<(String, Alarm)>>,
-    hook_filters: Vec<Severity>,
+    /// Notifications of every change (webhooks, e-mail): `changed` only enqueues.
+    outbox: Arc<Outbox>,
     metrics: Arc<Metrics>,
 }
 
@@ -1371,7 +1350,7 @@ impl Alarms {
     pub fn load(
         store: Arc<dyn Store>,
         tap: Arc<Tap>,
-        webhooks: &[WebhookConfig],
+        outbox: Arc<Outbox>,
         metrics: Arc<Metrics>,
     ) -> Result<Alarms, EngineError> {
         let mut book = BTreeMap::new();
@@ -1389,18 +1368,6 @@ impl Alarms {
             rules.insert(r.spec.name.clone(), r);
         }
         let next = book.keys().next_back().copied().unwrap_or(0) + 1;
-        let (hooks, filters) = if webhooks.is_empty() {
-            (None, Vec::new())
-        } else {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let cfg = webhooks.to_vec();
-            let m = metrics.clone();
-            std::thread::Builder::new()
-                .name("gemba-webhooks".into())
-                .spawn(move || run_webhooks(rx, cfg, m))
-                .map_err(|e| EngineError::Internal(format!("cannot start webhooks: {e}")))?;
-            (Some(tx), webhooks.iter().map(|w| w.min_severity).collect())
-        };
         Ok(Alarms {
             store,
             book: Mutex::new(book),
@@ -1408,8 +1375,7 @@ impl Alarms {
             version: AtomicU64::new(1),
             rules: RwLock::new(rules),
             tap,
-            webhooks: hooks,
-            hook_filters: filters,
+            outbox,
             metrics,
         })
     }
@@ -1542,9 +1508,9 @@ impl Alarms {
         drop(book);
         self.changed(
             match action {
-                "ack" => "acknowledged",
-                "close" => "closed",
-                _ => "comment",
+                "ack" => AlarmEvent::Acknowledged,
+                "close" => AlarmEvent::Closed,
+                _ => AlarmEvent::Comment,
             },
             &alarm,
         );
@@ -1559,13 +1525,9 @@ impl Alarms {
             .map_err(store_err)
     }
 
-    fn changed(&self, event: &str, a: &Alarm) {
+    fn changed(&self, event: AlarmEvent, a: &Alarm) {
         self.version.fetch_add(1, Ordering::AcqRel);
-        if let Some(tx) = &self.webhooks
-            && self.hook_filters.iter().any(|m| a.severity >= *m)
-        {
-            let _ = tx.send((event.to_owned(), a.clone()));
-        }
+        self.outbox.enqueue(&Notification::of_alarm(event, a));
     }
 
     /// Raises (or re-raises) the rule's alarm. Returns the alarm and whether it is new.
@@ -1616,7 +1578,7 @@ impl Alarms {
                     by: None,
                 });
                 a.refresh_state();
-                (a.clone(), "reraised")
+                (a.clone(), AlarmEvent::Reraised)
             }
             None => {
                 let id = self.next_id.fetch_add(1, Ordering::AcqRel);
@@ -1645,7 +1607,7 @@ impl Alarms {
                     }],
                 };
                 book.insert(id, a.clone());
-                (a, "raised")
+                (a, AlarmEvent::Raised)
             }
         };
         drop(book);
@@ -1687,7 +1649,7 @@ impl Alarms {
         if let Err(e) = self.persist(&alarm) {
             tracing::error!(error = %e, alarm = alarm.id, "cannot store the alarm");
         }
-        self.changed("cleared", &alarm);
+        self.changed(AlarmEvent::Cleared, &alarm);
         Some(alarm)
     }
 
@@ -1799,42 +1761,6 @@ fn rule_type(k: &RuleKind) -> &'static str {
         RuleKind::Vae { .. } => "vae",
         RuleKind::Model { .. } => "model",
         RuleKind::Rul { .. } => "rul",
-    }
-}
-
-fn run_webhooks(rx: Receiver<(String, Alarm)>, hooks: Vec<WebhookConfig>, metrics: Arc<Metrics>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .http_status_as_error(true)
-        .build()
-        .into();
-    while let Ok((event, alarm)) = rx.recv() {
-        let body = json!({"event": event, "alarm": alarm});
-        for h in hooks.iter().filter(|h| alarm.severity >= h.min_severity) {
-            let mut delay = h.backoff_ms;
-            let mut sent = false;
-            for attempt in 1..=h.attempts.max(1) {
-                match agent.post(&h.url).send_json(&body) {
-                    Ok(_) => {
-                        sent = true;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(url = %h.url, attempt, error = %e, "webhook failed");
-                        if attempt < h.attempts {
-                            std::thread::sleep(std::time::Duration::from_millis(delay));
-                            delay = delay.saturating_mul(2);
-                        }
-                    }
-                }
-            }
-            if sent {
-                metrics.webhooks_sent.inc();
-            } else {
-                metrics.webhooks_failed.inc();
-                tracing::error!(url = %h.url, alarm = alarm.id, "webhook given up");
-            }
-        }
     }
 }
 

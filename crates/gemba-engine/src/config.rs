@@ -30,6 +30,8 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// How long each kind of data is kept (docs/SECURITY.md#privacy-and-retention).
     pub retention: RetentionConfig,
+    /// The notification outbox and its e-mail channels (docs/ALARMS.md#notifications).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// How many days each kind of data is kept; `None` keeps it forever. The pruning task runs every
@@ -86,8 +88,9 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmsConfig {
-    /// `[[alarms.webhooks]] url = "http://…"`: each alarm change is POSTed there.
-    pub webhooks: Vec<crate::alarms::WebhookConfig>,
+    /// `[[alarms.webhooks]] url = "http://…"`: each alarm change is POSTed there (through the
+    /// durable outbox, `[notify]`).
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
     /// Seconds between evaluations of the rules not driven by samples (remaining useful life).
     pub periodic_interval_s: u64,
     /// Closed alarms are deleted this many days after they were closed (none: kept forever;
@@ -500,6 +503,9 @@ impl Config {
                 "alarms.retention_days is the same setting; give only one of them",
             );
         }
+        self.notify
+            .validate(&self.alarms.webhooks)
+            .map_err(EngineError::Config)?;
         self.logistics.validate().map_err(EngineError::Config)?;
         self.energy.validate().map_err(EngineError::Config)?;
         if let Some(tz) = &self.plant.timezone {

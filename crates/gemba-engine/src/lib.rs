@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod models;
 pub mod mqtt_bridge;
+pub mod notify;
 pub mod privacy;
 pub mod production;
 pub mod progress;
@@ -129,6 +130,7 @@ pub struct Engine {
     /// Serialises model registrations (version numbers).
     models_lock: parking_lot::Mutex<()>,
     alarms: Arc<alarms::Alarms>,
+    outbox: Arc<notify::Outbox>,
     /// Inventory state; a batch with `lot`/`move` events holds it for writing from its check until
     /// its commit returned, so checks always see every committed event (docs/LOGISTICS.md).
     ledger: Arc<tokio::sync::RwLock<logistics::Ledger>>,
@@ -253,10 +255,17 @@ impl Engine {
             config.ingest.group_commit_max_points,
             tap.clone(),
         )?;
+        let outbox = Arc::new(notify::Outbox::start(
+            store.clone(),
+            notify::channels(&config.alarms.webhooks, &config.notify)?,
+            notify::OutboxOptions::from(&config.notify),
+            metrics.clone(),
+            clock.clone(),
+        )?);
         let alarms = Arc::new(alarms::Alarms::load(
             store.clone(),
             tap.clone(),
-            &config.alarms.webhooks,
+            outbox.clone(),
             metrics.clone(),
         )?);
         let active = Engine::restore_rules(&registry, store.as_ref(), &alarms);
@@ -286,6 +295,7 @@ impl Engine {
             clock,
             models_lock: parking_lot::Mutex::new(()),
             alarms,
+            outbox,
             ledger: Arc::new(tokio::sync::RwLock::new(ledger)),
             production,
             maintenance,
@@ -294,6 +304,11 @@ impl Engine {
             inspection: inspection::Inspection::default(),
             ingest_progress: progress::Progress::default(),
         }))
+    }
+
+    /// The notification outbox: every delivery to webhooks and e-mail with its state.
+    pub fn notifications(&self) -> &notify::Outbox {
+        &self.outbox
     }
 
     /// Users, tokens, sessions and the audit log (docs/SECURITY.md).

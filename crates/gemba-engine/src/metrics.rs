@@ -48,6 +48,14 @@ pub struct Metrics {
     pub alarms_raised: Counter,
     pub webhooks_sent: Counter,
     pub webhooks_failed: Counter,
+    /// Deliveries of the notification outbox waiting to be sent (every channel).
+    pub notify_pending: Gauge,
+    /// Deliveries of the outbox given up (kept `notify.keep_days`).
+    pub notify_expired: Gauge,
+    /// Notifications delivered (every channel).
+    pub notify_sent: Counter,
+    /// Failed attempts (each is retried).
+    pub notify_attempts_failed: Counter,
     /// Commit → scored: how long the scorer lags behind the writer.
     pub scoring_seconds: Histogram,
     /// Requests refused by authentication or authorisation, by `reason` (401 or 403).
@@ -109,6 +117,30 @@ impl Metrics {
             "webhooks_failed",
             "Alarm webhooks given up after every retry",
             webhooks_failed.clone(),
+        );
+        let notify_pending = Gauge::default();
+        let notify_expired = Gauge::default();
+        let notify_sent = Counter::default();
+        let notify_attempts_failed = Counter::default();
+        registry.register(
+            "notify_pending",
+            "Notification deliveries (webhook and e-mail) waiting in the outbox",
+            notify_pending.clone(),
+        );
+        registry.register(
+            "notify_expired",
+            "Notification deliveries given up and still kept in the outbox",
+            notify_expired.clone(),
+        );
+        registry.register(
+            "notify_sent",
+            "Notification deliveries (webhook and e-mail) accepted by their receiver",
+            notify_sent.clone(),
+        );
+        registry.register(
+            "notify_attempts_failed",
+            "Failed notification attempts (each is retried)",
+            notify_attempts_failed.clone(),
         );
         registry.register(
             "scoring_seconds",
@@ -212,6 +244,10 @@ impl Metrics {
             alarms_raised,
             webhooks_sent,
             webhooks_failed,
+            notify_pending,
+            notify_expired,
+            notify_sent,
+            notify_attempts_failed,
             scoring_seconds,
         }
     }

@@ -1,7 +1,9 @@
 // Alarms page: the alarm list (GET /api/v1/alarms) with state / severity / asset filters, live
 // refresh when an alarm is raised or cleared (custom:alarm events on the stream) and every 5 s for
 // changes by other people; one alarm's explanation (rule, values, contributing signals as bars),
-// comments and history; acknowledge, comment and close (POST /api/v1/alarms/{id}/{action}).
+// comments and history; acknowledge, comment and close (POST /api/v1/alarms/{id}/{action}); the
+// notification outbox (GET /api/v1/notifications): each delivery to a webhook or e-mail channel
+// with its state, attempts, next attempt and last error.
 import { assetTree, getJSON, machines, onLive, qs } from '../api.js';
 import { t, num, dateTime } from '../i18n.js';
 import { h, tr, errorBox, eventType } from '../ui.js';
@@ -101,6 +103,40 @@ function detail(a, refresh) {
   return box;
 }
 
+/** The latest deliveries of the notification outbox, refreshed with the alarm list. */
+function notificationsPanel() {
+  const counts = h('span.muted', { 'data-testid': 'notify-counts' });
+  const body = h('tbody');
+  const cols = ['time', 'channel', 'event', 'alarm', 'state', 'attempts', 'next', 'error'];
+  const panel = h('section.notifications', { 'data-testid': 'notifications' },
+    h('div.title', {}, tr('h2', 'alarms.notifications'), counts),
+    h('div.table-wrap', {}, h('table', { 'data-testid': 'notifications-table' },
+      h('thead', {}, h('tr', {}, cols.map((c) => tr('th', `alarms.notify.${c}`)))), body)));
+  async function load() {
+    try {
+      const res = await getJSON('/api/v1/notifications?limit=20');
+      counts.textContent = t('alarms.notify_counts', {
+        pending: num(res.counts.pending, 0), sent: num(res.counts.sent, 0), expired: num(res.counts.expired, 0),
+      });
+      const empty = res.channels.length ? 'alarms.notify_empty' : 'alarms.notify_none';
+      body.replaceChildren(...(res.notifications.length ? res.notifications.map((d) => h('tr', {
+        'data-testid': 'notification-row', dataset: { state: d.state, channel: d.channel, id: d.id },
+      },
+      h('td.when', {}, dateTime(d.created_at)),
+      h('td', {}, `${d.channel} (${d.kind})`),
+      h('td', {}, t(`alarms.what.${d.event}`)),
+      h('td.num', {}, `#${d.alarm_id}`),
+      h('td', { class: `nstate ${d.state}` }, t(`alarms.notify.state.${d.state}`)),
+      h('td.num', {}, num(d.attempts, 0)),
+      h('td.when', {}, d.sent_at ? dateTime(d.sent_at) : d.next_attempt_at ? dateTime(d.next_attempt_at) : '–'),
+      h('td.msg', { title: d.last_error || '' }, d.last_error || ''))) : [h('tr', {}, h('td', { colspan: cols.length }, tr('span.muted', empty)))]));
+    } catch (e) {
+      body.replaceChildren(h('tr', {}, h('td', { colspan: cols.length }, errorBox(e))));
+    }
+  }
+  return { panel, load };
+}
+
 export async function render(root) {
   const plant = await assetTree();
   const state = h('select', { 'data-testid': 'alarm-state' }, STATES.map((s) => h('option', { value: s }, t(`alarms.filter.${s}`))));
@@ -112,6 +148,7 @@ export async function render(root) {
   const side = h('div.alarm-side');
   let selected = null;
   let version = 0;
+  const outbox = notificationsPanel();
 
   root.append(
     h('div.title', {}, tr('h1', 'alarms.title'), count),
@@ -124,7 +161,8 @@ export async function render(root) {
       h('div.table-wrap', {}, h('table.alarms', { 'data-testid': 'alarms-table' },
         h('thead', {}, h('tr', {}, ['alarms.severity_label', 'alarms.state_label', 'common.asset', 'alarms.message', 'alarms.raised', 'alarms.count'].map((k) => tr('th', k)))),
         list)),
-      side));
+      side),
+    outbox.panel);
 
   async function showDetail(id) {
     selected = id;
@@ -154,6 +192,7 @@ export async function render(root) {
       h('td.msg', { title: a.message }, a.message),
       h('td.when', {}, dateTime(a.last_raised_at)), h('td.num', {}, num(a.count, 0)))) : [h('tr', {}, h('td', { colspan: 6 }, tr('span.muted', 'alarms.none', { 'data-testid': 'alarms-empty' })))]));
       if (focus !== undefined) await showDetail(focus);
+      outbox.load();
     } catch (e) {
       list.replaceChildren(h('tr', {}, h('td', { colspan: 6 }, errorBox(e))));
     }
@@ -170,6 +209,7 @@ export async function render(root) {
     try {
       const res = await getJSON('/api/v1/alarms?limit=1');
       if (res.version !== version) load(selected ?? undefined);
+      else outbox.load();
     } catch { /* the live indicator shows the connection state */ }
   }, 5000);
   return () => { off(); clearInterval(timer); };
