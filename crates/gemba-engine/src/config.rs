@@ -121,6 +121,8 @@ pub struct ServerConfig {
     /// A client that has not sent its request headers within this many seconds is disconnected
     /// (slow-loris); also the limit for a TLS handshake.
     pub header_read_timeout_s: u64,
+    /// Live streams (`GET /api/v1/stream/latest`) open at once; one more is answered 503.
+    pub max_streams: usize,
 }
 
 /// PEM files of a TLS server certificate (chain) and its private key.
@@ -140,6 +142,7 @@ impl Default for ServerConfig {
             tls: None,
             max_connections: 1024,
             header_read_timeout_s: 10,
+            max_streams: 256,
         }
     }
 }
@@ -450,6 +453,9 @@ impl Config {
         }
         if self.ingest.max_batch_items == 0 {
             return bad("ingest.max_batch_items", "must be at least 1");
+        }
+        if self.server.max_streams == 0 {
+            return bad("server.max_streams", "must be at least 1");
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");
