@@ -21,14 +21,19 @@ pub async fn rules(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult 
     Ok(Json(engine.alarms().rules()).into_response())
 }
 
-/// `POST /api/v1/alarm-rules[?by=…]` with a rule; fits it on its baseline and starts it.
+/// `POST /api/v1/alarm-rules` with a rule; fits it on its baseline and starts it. Its creator is
+/// the signed-in principal (`?by=` only names it with authentication off).
 pub async fn create_rule(
     State(engine): AppState,
+    principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
     RawQuery(q): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let p = Params::parse(q, &["by"])?;
-    let by = p.get("by").map(str::to_owned);
+    let by = Some(crate::security::actor(
+        principal.as_ref().map(|x| &x.0),
+        p.get("by"),
+    ));
     let body = body_or_error(body)?;
     let spec: RuleSpec = parse_json("alarm rule", &body)?;
     let rule = blocking(move || engine.create_alarm_rule(spec, by)).await?;
@@ -279,13 +284,15 @@ pub async fn alarm(State(engine): AppState, Path(id): Path<String>) -> ApiResult
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Action {
-    by: String,
+    /// Ignored with authentication on: the signed-in principal acts.
+    #[serde(default)]
+    by: Option<String>,
     #[serde(default)]
     text: Option<String>,
 }
 
-/// `POST /api/v1/alarms/{id}/{action}` with `{"by": "…", "text": "…"}`; action is `ack`,
-/// `comment` or `close`.
+/// `POST /api/v1/alarms/{id}/{action}` with `{"text": "…"}`; action is `ack`, `comment` or
+/// `close`. Who acted is the signed-in principal (`by` only names it with authentication off).
 pub async fn act(
     State(engine): AppState,
     principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
@@ -299,19 +306,17 @@ pub async fn act(
         )));
     }
     let body = body_or_error(body)?;
-    let mut a: Action = parse_json("alarm action", &body)?;
+    let a: Action = parse_json("alarm action", &body)?;
     if let Some(axum::Extension(p)) = &principal {
         crate::security::check_asset_scope(p, engine.alarms().get(id).map(|x| x.asset))?;
-        // Who acted is whoever signed in, not what the body claims.
-        if p.kind != "anonymous" {
-            a.by = p.name.clone();
-        }
     }
+    // Who acted is whoever signed in, not what the body claims.
+    let by = crate::security::actor(principal.as_ref().map(|x| &x.0), a.by.as_deref());
     let now = engine.now();
     let alarm = blocking(move || {
         engine
             .alarms()
-            .act(id, &action, &a.by, a.text.as_deref(), now)
+            .act(id, &action, &by, a.text.as_deref(), now)
     })
     .await?;
     Ok(Json(alarm).into_response())

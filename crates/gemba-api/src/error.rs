@@ -58,16 +58,44 @@ impl ApiError {
     }
 }
 
+/// Longest error message an answer carries, in bytes; longer ones (a parser quoting a 50 MB string
+/// of the request) are cut, so that a bad request is never echoed back at its own size.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Longest message of one item error (`details`, the ingest reply's `errors`).
+pub const MAX_ITEM_MESSAGE_BYTES: usize = 512;
+
+/// `message` cut to at most `max` bytes (on a character boundary), saying how much was cut.
+pub fn clip_message(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max {
+        return message.into();
+    }
+    let kept = crate::security::clip(message, max);
+    format!("{kept}… ({} more bytes cut)", message.len() - kept.len()).into()
+}
+
+/// The item errors with their messages clipped to [`MAX_ITEM_MESSAGE_BYTES`].
+pub fn clip_items(items: &[ItemError]) -> Vec<ItemError> {
+    items
+        .iter()
+        .map(|e| ItemError {
+            location: clip_message(&e.location, MAX_ITEM_MESSAGE_BYTES).into_owned(),
+            message: clip_message(&e.message, MAX_ITEM_MESSAGE_BYTES).into_owned(),
+        })
+        .collect()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let message = clip_message(&self.message, MAX_MESSAGE_BYTES);
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            tracing::error!(code = self.code, message = %message, "request failed");
         }
+        let details = clip_items(&self.details);
         let body = Body {
             error: Inner {
                 code: self.code,
-                message: &self.message,
-                details: &self.details,
+                message: &message,
+                details: &details,
             },
         };
         (self.status, Json(body)).into_response()

@@ -7,6 +7,7 @@
 mod alarms;
 pub mod error;
 pub mod inspect;
+pub mod live;
 pub mod logistics;
 mod production;
 mod routes;
@@ -257,6 +258,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_s),
         ))
+        .layer(axum::middleware::map_response(web::security_headers))
+        .layer(axum::Extension(live::LiveHub::new(&engine)))
         .with_state(engine)
 }
 

@@ -98,13 +98,30 @@ pub async fn work_orders(State(engine): AppState, RawQuery(q): RawQuery) -> ApiR
     crate::routes::export_json(&engine, &list, p.pseudonymise()?)
 }
 
-/// `POST /api/v1/work-orders` with `{machine?, title?, description?, alarm?, assignee?, by}`.
+/// `POST /api/v1/work-orders` with `{machine?, title?, description?, alarm?, assignee?}`. The
+/// creator is the signed-in principal; a scoped one may only create work orders for its assets.
 pub async fn create_work_order(
     State(engine): AppState,
+    principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let body = body_or_error(body)?;
-    let n: NewWorkOrder = parse_json("work order", &body)?;
+    let mut n: NewWorkOrder = parse_json("work order", &body)?;
+    let p = principal.as_ref().map(|x| &x.0);
+    if let Some(p) = p {
+        // The machine the engine will use: the body's, else the alarm's.
+        let machine = n
+            .machine
+            .as_deref()
+            .map(|m| m.trim_end_matches('/').to_owned())
+            .or_else(|| {
+                n.alarm
+                    .and_then(|id| engine.alarms().get(id))
+                    .map(|a| a.asset)
+            });
+        crate::security::check_asset_scope(p, machine)?;
+    }
+    n.by = crate::security::actor(p, Some(&n.by));
     let w = blocking(move || engine.create_work_order(n)).await?;
     Ok((StatusCode::CREATED, Json(w)).into_response())
 }
@@ -124,8 +141,9 @@ pub async fn work_order(State(engine): AppState, Path(id): Path<String>) -> ApiR
         .ok_or_else(|| ApiError::not_found(format!("work order {id}")))
 }
 
-/// `POST /api/v1/work-orders/{id}/{action}` with `{by, assignee?, text?, parts?}`; action is
-/// `assign`, `start`, `done`, `note` or `parts`. Impossible transitions answer 409.
+/// `POST /api/v1/work-orders/{id}/{action}` with `{assignee?, text?, parts?}`; action is
+/// `assign`, `start`, `done`, `note` or `parts`. Impossible transitions answer 409. Who acted is
+/// the signed-in principal.
 pub async fn act(
     State(engine): AppState,
     principal: Option<axum::Extension<gemba_engine::auth::Principal>>,
@@ -145,10 +163,8 @@ pub async fn act(
     let mut a: WorkOrderAction = parse_json("work-order action", &body)?;
     if let Some(axum::Extension(p)) = &principal {
         crate::security::check_asset_scope(p, engine.maintenance().get(id).map(|w| w.machine))?;
-        if p.kind != "anonymous" {
-            a.by = p.name.clone();
-        }
     }
+    a.by = crate::security::actor(principal.as_ref().map(|x| &x.0), Some(&a.by));
     let now = engine.now();
     let w = blocking(move || engine.maintenance().act(id, &action, a, now)).await?;
     Ok(Json(w).into_response())

@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use gemba_core::time::{format_rfc3339, parse_duration_ms, parse_timestamp};
 use gemba_core::{AssetNode, LotDef, SignalDef, Timestamp};
@@ -284,23 +283,20 @@ pub async fn ingest(
         Some(v) => return Err(ApiError::param("mode", v, "must be partial or strict")),
     };
     let body = body_or_error(body)?;
-    let ctype = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    // text/plain is the line protocol; JSON is accepted under any other type when the body is a
-    // JSON object, because `curl -d` sends application/x-www-form-urlencoded by default.
-    let looks_like_json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let line_protocol = if ctype.starts_with("text/plain") {
+    // text/plain is the line protocol, application/json the JSON batch; nothing else (a JSON body
+    // under a form type is how a cross-site page would post one without a CORS preflight).
+    let ctype = crate::security::media_type(&headers).unwrap_or("");
+    let line_protocol = if ctype.eq_ignore_ascii_case("text/plain") {
         true
-    } else if ctype.starts_with("application/json") || looks_like_json {
+    } else if ctype.eq_ignore_ascii_case("application/json") {
         false
     } else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "content-type {ctype:?} is not accepted; send application/json or text/plain (line protocol)"
+                "content-type {:?} is not accepted; send application/json (curl: -H 'content-type: application/json') or text/plain (line protocol)",
+                crate::security::clip(ctype, 100)
             ),
         ));
     };
@@ -336,11 +332,12 @@ pub async fn ingest(
         check_scope(p, &decoded)?;
     }
     let outcome: IngestOutcome = engine.ingest(decoded, Source::Http, mode).await?;
+    let errors = crate::error::clip_items(&outcome.errors);
     let reply = IngestReply {
         accepted_points: outcome.accepted_points,
         accepted_events: outcome.accepted_events,
         rejected: outcome.rejected,
-        errors: &outcome.errors,
+        errors: &errors,
     };
     let status = if outcome.rejected == 0 {
         StatusCode::OK
@@ -795,94 +792,21 @@ pub async fn events(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult
     export_json(&engine, &events, pseudonymise)
 }
 
-/// How far back the live stream looks for events it has not sent yet (late events are still sent
-/// when they arrive within this window).
-const STREAM_EVENT_WINDOW_MS: i64 = 10 * 60_000;
-
-/// State of one `GET /api/v1/stream/latest` connection.
-struct LiveStream {
-    engine: Arc<Engine>,
-    prefix: String,
-    /// The (ts, value) last sent per signal.
-    sent: HashMap<String, (Timestamp, f64)>,
-    /// The highest event id sent (or seen at connect time).
-    last_event_id: Option<i64>,
-    first: bool,
-    interval: tokio::time::Interval,
-}
-
-impl LiveStream {
-    /// Waits for the next second that has something to send and returns its message.
-    async fn next_message(&mut self) -> serde_json::Value {
-        loop {
-            self.interval.tick().await;
-            let latest: Vec<_> = self
-                .engine
-                .latest(&self.prefix)
-                .into_iter()
-                .filter(|v| {
-                    let changed = self.sent.get(&v.signal) != Some(&(v.ts, v.value));
-                    changed || self.first
-                })
-                .collect();
-            for v in &latest {
-                self.sent.insert(v.signal.clone(), (v.ts, v.value));
-            }
-            let now = self.engine.now();
-            let events = self
-                .engine
-                .events(EventQuery {
-                    from: now - STREAM_EVENT_WINDOW_MS,
-                    to: now + 60_000,
-                    asset_prefix: (!self.prefix.is_empty()).then(|| self.prefix.clone()),
-                    kind: None,
-                    limit: 10_000,
-                })
-                .await
-                .unwrap_or_default();
-            let max_id = events.iter().map(|e| e.id).max();
-            let new_events: Vec<_> = match self.last_event_id {
-                // Events start at connect time: the first message sends none.
-                None => Vec::new(),
-                Some(last) => events.into_iter().filter(|e| e.id > last).collect(),
-            };
-            self.last_event_id = self.last_event_id.max(max_id).or(Some(0));
-            let first = std::mem::take(&mut self.first);
-            if first || !latest.is_empty() || !new_events.is_empty() {
-                return json!({"ts": now, "full": first, "latest": latest, "events": new_events});
-            }
-        }
-    }
-}
-
-/// `GET /api/v1/stream/latest?prefix=…`: server-sent events. Every second an `update` event with
-/// `{ts, full, latest: [...], events: [...]}`: the first carries every latest value under the
-/// prefix (`full: true`), later ones only the values that changed and the events stored since.
-pub async fn stream_latest(State(engine): AppState, RawQuery(q): RawQuery) -> ApiResult {
+/// `GET /api/v1/stream/latest?prefix=…`: server-sent events. Every second with news an `update`
+/// event with `{ts, full, latest: [...], events: [...]}`: the first carries every latest value
+/// under the prefix (`full: true`), later ones only the values that changed and the events stored
+/// since; one producer serves every connection (`live.rs`).
+pub async fn stream_latest(
+    axum::Extension(hub): axum::Extension<Arc<crate::live::LiveHub>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let p = Params::parse(q, &["prefix"])?;
     let prefix = p
         .get("prefix")
         .unwrap_or("")
         .trim_end_matches('/')
         .to_owned();
-    let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = LiveStream {
-        engine,
-        prefix,
-        sent: HashMap::new(),
-        last_event_id: None,
-        first: true,
-        interval,
-    };
-    let stream = futures_util::stream::unfold(state, |mut st| async move {
-        let msg = st.next_message().await;
-        let ev = SseEvent::default().event("update").data(msg.to_string());
-        Some((Ok::<_, std::convert::Infallible>(ev), st))
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(crate::live::stream(hub, prefix).await)
 }
 
 /// Runs `f` on the blocking pool (store calls, training, scoring), so that no async worker

@@ -178,6 +178,116 @@ fn is_change(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Routes whose bodies are not (only) JSON; their handlers check the content type themselves
+/// (`/ingest`: JSON or the line protocol, `/inspect`: images).
+const NON_JSON_BODIES: &[&str] = &["/api/v1/ingest", "/api/v1/inspect"];
+
+/// Cross-site request forgery (docs/SECURITY.md#cross-site-requests). A browser attaches the
+/// session cookie to requests that another page makes it send (SameSite=Strict does not stop a
+/// page on another port or subdomain of the same site), and with authentication off nothing is
+/// needed at all. Browsers say where a request comes from; scripts send neither header, and a
+/// bearer token is never attached by a browser on its own. So a change without a bearer token is
+/// refused when `Sec-Fetch-Site` says another site (or another origin of this site) sent it, or
+/// when `Origin` is not this server's own origin (the `Host` header, with `https` under TLS).
+fn cross_site(headers: &HeaderMap, tls: bool) -> Option<String> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return None;
+    }
+    let text = |h: &str| headers.get(h).map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Some(site) = text("sec-fetch-site")
+        && (site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
+    {
+        return Some(format!(
+            "Sec-Fetch-Site: {site}: another site's page sent this request"
+        ));
+    }
+    let origin = text("origin")?;
+    let scheme = if tls { "https" } else { "http" };
+    let own = text("host").map(|h| format!("{scheme}://{h}"));
+    if own
+        .as_deref()
+        .is_some_and(|own| own.eq_ignore_ascii_case(origin.trim()))
+    {
+        return None;
+    }
+    Some(format!(
+        "Origin {:?} is not this server's origin {:?}",
+        clip(origin, 200),
+        clip(own.as_deref().unwrap_or("(no Host header)"), 200)
+    ))
+}
+
+/// At most `max` bytes of `s` (on a character boundary), for quoting client input in answers.
+pub(crate) fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Whether a request has a body: one that is not known to be empty (a `Content-Length` other than
+/// 0, a chunked one, or a body built in process).
+fn has_body(req: &Request) -> bool {
+    use axum::body::HttpBody;
+    req.body().size_hint().exact() != Some(0)
+}
+
+/// Whether the request's `Content-Type` is `application/json` (parameters such as `charset`
+/// allowed).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("application/json"))
+}
+
+/// The media type of `Content-Type` without its parameters.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+}
+
+/// The request checks that do not depend on who asks: cross-site changes (403) and JSON bodies
+/// that do not say they are JSON (415, for every caller: a cross-site `text/plain` form or
+/// `fetch` is how a JSON body gets past a browser's CORS preflight).
+fn hygiene(req: &Request, template: &str, tls: bool) -> Option<Response> {
+    if !is_change(req.method()) {
+        return None;
+    }
+    if let Some(reason) = cross_site(req.headers(), tls) {
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                format!(
+                    "{reason}; changes from a browser must come from this server's own pages \
+                     (scripts: send Authorization: Bearer <API token>)"
+                ),
+            )
+            .into_response(),
+        );
+    }
+    if !NON_JSON_BODIES.contains(&template) && has_body(req) && !is_json(req.headers()) {
+        return Some(
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "{} {template} takes a JSON body: send Content-Type: application/json (got {})",
+                    req.method(),
+                    media_type(req.headers())
+                        .map_or_else(|| "none".to_owned(), |m| format!("{:?}", clip(m, 100)))
+                ),
+            )
+            .into_response(),
+        );
+    }
+    None
+}
+
 /// The middleware described in the module documentation.
 pub async fn authorize(State(engine): AppState, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
@@ -193,7 +303,7 @@ pub async fn authorize(State(engine): AppState, mut req: Request, next: Next) ->
         .map(|c| c.0.ip().to_string());
     let access = crate::access(method.as_str(), &template);
     let who = identify(&engine, req.headers());
-    let (principal, denied): (Option<Principal>, Option<Response>) = match (access, who) {
+    let (principal, mut denied): (Option<Principal>, Option<Response>) = match (access, who) {
         (None, _) => (
             None,
             Some(
@@ -240,6 +350,9 @@ pub async fn authorize(State(engine): AppState, mut req: Request, next: Next) ->
             }
         }
     };
+    if denied.is_none() {
+        denied = hygiene(&req, &template, engine.config().server.tls.is_some());
+    }
     let response = match denied {
         Some(r) => {
             let reason = r.status().as_u16().to_string();
@@ -343,8 +456,21 @@ pub(crate) fn check_asset_scope(p: &Principal, asset: Option<String>) -> ApiResu
     }
 }
 
-/// Sign-in attempts per user name (10 at once, then one every 30 s) and per client address (30 at
-/// once, then one every 10 s): Argon2 makes each guess slow, this makes guessing slower still.
+/// Who is recorded as having done something: the signed-in principal, whatever a request body or
+/// query claims. Only with authentication off (`anonymous`: there are no identities to spoof) is the
+/// name the client gave kept as a label (checked by the engine like any text), `anonymous` when it
+/// gave none.
+pub(crate) fn actor(p: Option<&Principal>, claimed: Option<&str>) -> String {
+    match p {
+        Some(p) if p.kind != "anonymous" => p.name.clone(),
+        _ => claimed.unwrap_or("anonymous").to_owned(),
+    }
+}
+
+/// Sign-in attempts per user name and client address (10 at once, then one every 30 s) and per
+/// client address (30 at once, then one every 10 s): Argon2 makes each guess slow, this makes
+/// guessing slower still. The user budget is per address so that guessing from one address cannot
+/// lock the real user out from another.
 const LOGIN_PER_USER: (f64, f64) = (1.0 / 30.0, 10.0);
 const LOGIN_PER_ADDR: (f64, f64) = (1.0 / 10.0, 30.0);
 
@@ -387,26 +513,25 @@ async fn login(
     raw: axum::body::Bytes,
 ) -> ApiResult {
     let b: LoginBody = body(&raw)?;
-    // Guessing passwords: each user name and each client address has a small budget of attempts.
+    // Guessing passwords: each (user name, client address) and each client address has a small
+    // budget of attempts.
+    let addr = peer.map(|p| p.0.0.ip().to_string()).unwrap_or_default();
     let keys = [
-        (format!("login-user:{}", b.user), LOGIN_PER_USER),
-        (
-            format!(
-                "login-addr:{}",
-                peer.map(|p| p.0.0.ip().to_string()).unwrap_or_default()
-            ),
-            LOGIN_PER_ADDR,
-        ),
+        (format!("login-user:{addr} {}", b.user), LOGIN_PER_USER),
+        (format!("login-addr:{addr}"), LOGIN_PER_ADDR),
     ];
     for (key, (rate, burst)) in &keys {
         if let Err(wait) = limiter().take(key, *rate, *burst) {
             engine.metrics().rate_limited.inc();
+            let secs = wait.ceil().max(1.0) as u64;
             let mut r = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("too many sign-in attempts; retry in {:.0} s", wait.ceil()),
+                format!("too many sign-in attempts; retry in {secs} s"),
             )
             .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r.extensions_mut().insert(AuditNote {
                 target: b.user.clone(),
                 detail: "sign-in attempts over the limit".into(),
@@ -638,10 +763,12 @@ async fn create_token(
     let now = engine.now();
     let expires = match b.expires_in_days {
         None => None,
-        Some(d) if d.is_finite() && d > 0.0 && d <= 3650.0 => Some(now + (d * 86_400_000.0) as i64),
+        Some(d) if d.is_finite() && (1.0..=3650.0).contains(&d) => {
+            Some(now + (d * 86_400_000.0) as i64)
+        }
         Some(d) => {
             return Err(ApiError::unprocessable(format!(
-                "expires_in_days: {d} is not between 0 and 3650"
+                "expires_in_days: {d} is not between 1 and 3650 (leave it out for a token that does not expire)"
             )));
         }
     };

@@ -19,6 +19,16 @@ pub const MIN_TIMESTAMP: Timestamp = 631_152_000_000;
 /// Latest timestamp Gemba accepts in any case: 2200-01-01T00:00:00Z.
 pub const MAX_TIMESTAMP: Timestamp = 7_258_118_400_000;
 
+/// Earliest instant [`parse_timestamp`] accepts: 0000-01-01T00:00:00Z, the first one RFC 3339 can
+/// write. Together with [`PARSE_MAX_TIMESTAMP`] and [`MAX_DURATION_MS`] this keeps every parsed
+/// time within ±2^48 ms, so that sums and differences of a few of them cannot overflow an `i64`
+/// (a query `from=-9223372036854775808` is a 400, not an overflow further down).
+pub const PARSE_MIN_TIMESTAMP: Timestamp = -62_167_219_200_000;
+/// Latest instant [`parse_timestamp`] accepts: 9999-12-31T23:59:59.999Z.
+pub const PARSE_MAX_TIMESTAMP: Timestamp = 253_402_300_799_999;
+/// Longest duration [`parse_duration_ms`] accepts: the span between the two (about 10,000 years).
+pub const MAX_DURATION_MS: i64 = PARSE_MAX_TIMESTAMP - PARSE_MIN_TIMESTAMP;
+
 /// Source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now_ms(&self) -> Timestamp;
@@ -86,15 +96,26 @@ pub fn check_timestamp(
 /// Parses integer milliseconds since the epoch or an RFC 3339 date-time.
 pub fn parse_timestamp(input: &str) -> Result<Timestamp, ValueError> {
     let s = input.trim();
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
+    let ms = match s.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => {
+            let syntax = || ValueError::TimestampSyntax {
+                input: input.to_owned(),
+            };
+            let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| syntax())?;
+            i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).map_err(|_| syntax())?
+        }
+    };
+    if !(PARSE_MIN_TIMESTAMP..=PARSE_MAX_TIMESTAMP).contains(&ms) {
+        return Err(ValueError::TimestampOutOfRange {
+            ts: ms,
+            reason: format!(
+                "timestamps are milliseconds from {PARSE_MIN_TIMESTAMP} (year 0) to \
+                 {PARSE_MAX_TIMESTAMP} (year 9999)"
+            ),
+        });
     }
-    let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| ValueError::TimestampSyntax {
-        input: input.to_owned(),
-    })?;
-    i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).map_err(|_| ValueError::TimestampSyntax {
-        input: input.to_owned(),
-    })
+    Ok(ms)
 }
 
 /// Formats a timestamp as RFC 3339 in UTC with millisecond precision.
@@ -128,8 +149,10 @@ pub fn parse_duration_ms(input: &str) -> Result<i64, String> {
         }
     };
     n.checked_mul(mult)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| format!("duration {input:?} must be positive and fit in 64 bits"))
+        .filter(|v| *v > 0 && *v <= MAX_DURATION_MS)
+        .ok_or_else(|| {
+            format!("duration {input:?} must be positive and at most {MAX_DURATION_MS} ms (10,000 years)")
+        })
 }
 
 #[cfg(test)]
@@ -148,6 +171,31 @@ mod tests {
             Ok(1_700_000_000_500)
         );
         assert!(parse_timestamp("yesterday").is_err());
+        // Integers beyond the years 0–9999 are refused, so that a difference of two cannot overflow.
+        assert_eq!(parse_timestamp("0"), Ok(0));
+        assert_eq!(parse_timestamp("253402300799999"), Ok(PARSE_MAX_TIMESTAMP));
+        assert_eq!(parse_timestamp("-62167219200000"), Ok(PARSE_MIN_TIMESTAMP));
+        assert_eq!(
+            parse_timestamp("0000-01-01T00:00:00Z"),
+            Ok(PARSE_MIN_TIMESTAMP)
+        );
+        for bad in [
+            "-9223372036854775808",
+            "9223372036854775807",
+            "253402300800000",
+            "-62167219200001",
+        ] {
+            let e = parse_timestamp(bad).expect_err(bad);
+            assert!(
+                matches!(e, ValueError::TimestampOutOfRange { .. }),
+                "{bad}: {e}"
+            );
+        }
+        assert!(parse_duration_ms("9223372036854775807ms").is_err());
+        assert_eq!(parse_duration_ms("3650000d"), Ok(3_650_000 * 86_400_000));
+        assert!(parse_duration_ms("3660000d").is_err());
+        let span = PARSE_MAX_TIMESTAMP - PARSE_MIN_TIMESTAMP;
+        assert!(span.checked_mul(4).is_some(), "sums of a few stay in range");
         assert_eq!(format_rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
     }
 

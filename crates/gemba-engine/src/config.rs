@@ -128,6 +128,8 @@ pub struct ServerConfig {
     /// this many seconds without any of them finishing (a hung write path is visible to a
     /// supervisor).
     pub stall_after_s: u64,
+    /// Live streams (`GET /api/v1/stream/latest`) open at once; one more is answered 503.
+    pub max_streams: usize,
 }
 
 /// PEM files of a TLS server certificate (chain) and its private key.
@@ -148,6 +150,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_read_timeout_s: 10,
             stall_after_s: 60,
+            max_streams: 256,
         }
     }
 }
@@ -464,6 +467,9 @@ impl Config {
         }
         if self.ingest.max_batch_items == 0 {
             return bad("ingest.max_batch_items", "must be at least 1");
+        }
+        if self.server.max_streams == 0 {
+            return bad("server.max_streams", "must be at least 1");
         }
         if self.server.max_connections == 0 {
             return bad("server.max_connections", "must be at least 1");

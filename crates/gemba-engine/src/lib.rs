@@ -89,6 +89,8 @@ pub struct RetentionReport {
     pub alarms: usize,
     pub work_orders: usize,
     pub inspections: usize,
+    /// Expired sign-in sessions (always deleted: an expired session lets no one in).
+    pub sessions: usize,
 }
 
 /// What happened to one ingested batch.
@@ -788,7 +790,7 @@ impl Engine {
     }
 
     /// One retention pass at the clock's now: deletes the events, closed alarms, finished work
-    /// orders and inspection results older than their `[retention]` days (raw samples expire in [`Engine::maintain`]).
+    /// orders and inspection results older than their `[retention]` days, and expired sessions (raw samples expire in [`Engine::maintain`]).
     /// Blocking: call it from a blocking thread ([`Engine::spawn_retention`] does).
     pub fn prune(&self) -> Result<RetentionReport, EngineError> {
         let now = self.clock.now_ms();
@@ -809,6 +811,10 @@ impl Engine {
         if let Some(days) = r.inspections_days {
             report.inspections = self.store.delete_inspections_before(cutoff(days))?;
         }
+        report.sessions = self
+            .auth
+            .prune_sessions(now)
+            .map_err(|e| EngineError::Internal(format!("deleting expired sessions: {e}")))?;
         if report != RetentionReport::default() {
             tracing::info!(?report, "retention: expired data deleted");
         }

@@ -135,6 +135,9 @@ pub struct NewWorkOrder {
     pub alarm: Option<u64>,
     #[serde(default)]
     pub assignee: Option<String>,
+    /// Who creates it. Over HTTP the API sets it from the signed-in principal (a body's `by` is
+    /// only used with authentication off, where there are no identities).
+    #[serde(default)]
     pub by: String,
 }
 
@@ -142,6 +145,8 @@ pub struct NewWorkOrder {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkOrderAction {
+    /// Who acts; over HTTP set from the signed-in principal, like [`NewWorkOrder::by`].
+    #[serde(default)]
     pub by: String,
     #[serde(default)]
     pub assignee: Option<String>,

@@ -730,7 +730,8 @@ impl crate::Engine {
         if from >= to {
             return Err(invalid("to", format!("{to} must be after from ({from})")));
         }
-        if to - from > 400 * DAY_MS {
+        // Checked: a difference of two extreme timestamps must not wrap below the limit.
+        if to.checked_sub(from).is_none_or(|span| span > 400 * DAY_MS) {
             return Err(invalid("to", "a range of at most 400 days"));
         }
         let machines = self.machines_under(asset)?;

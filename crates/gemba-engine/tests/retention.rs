@@ -183,7 +183,8 @@ async fn prune_deletes_what_is_older_than_its_days_and_keeps_the_rest() {
             events: 4,
             alarms: 0,
             work_orders: 1,
-            inspections: 2
+            inspections: 2,
+            sessions: 0
         }
     );
     let left: Vec<i64> = engine
@@ -374,4 +375,40 @@ async fn raw_samples_older_than_samples_days_expire_in_the_maintenance_pass() {
     let kept = all().await.unwrap();
     assert_eq!(kept.len(), 5, "{kept:?}");
     assert!(kept.iter().all(|s| s.ts >= NOW - DAY), "{kept:?}");
+}
+
+/// `Auth::prune_sessions` runs in every retention pass: an expired session's record is deleted, a
+/// live one stays (and still signs its user in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_expired_sessions() {
+    use gemba_engine::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let hours = i64::from(cfg.auth.session_hours);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let engine = Engine::open(cfg, clock.clone()).unwrap();
+    let auth = engine.auth();
+    auth.add_user(
+        "olga",
+        Role::Viewer,
+        None,
+        Some("correct horse battery"),
+        NOW,
+    )
+    .unwrap();
+    let (old, _) = auth.login("olga", "correct horse battery", NOW).unwrap();
+    let later = NOW + hours * 3_600_000 - 1000;
+    let (fresh, _) = auth.login("olga", "correct horse battery", later).unwrap();
+    assert_eq!(engine.store().records("session").unwrap().len(), 2);
+    clock.set(NOW + hours * 3_600_000 + 1);
+    let e = engine.clone();
+    let report = tokio::task::spawn_blocking(move || e.prune())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.sessions, 1, "{report:?}");
+    assert_eq!(engine.store().records("session").unwrap().len(), 1);
+    let now = NOW + hours * 3_600_000 + 1;
+    assert!(auth.session(&old, now).is_err());
+    assert_eq!(auth.session(&fresh, now).unwrap().name, "olga");
 }

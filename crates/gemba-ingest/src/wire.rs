@@ -106,6 +106,25 @@ pub(crate) fn decode_json_with(
     default_asset: Option<&str>,
 ) -> Result<DecodedBatch, DecodeError> {
     let text = utf8(body)?;
+    // serde also fills a struct from a JSON array (`[]` would be an empty batch): the body must be
+    // an object.
+    if !text.trim_start().starts_with('{') {
+        let v: Value = serde_json::from_str(text).map_err(|e| syntax_error(&e))?;
+        let got = match v {
+            Value::Array(_) => "an array",
+            Value::String(_) => "a string",
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Null => "null",
+            Value::Object(_) => "an object",
+        };
+        return Err(DecodeError::Shape {
+            path: "body".into(),
+            message: format!(
+                "expected a JSON object with \"points\", \"series\" and/or \"events\", got {got}"
+            ),
+        });
+    }
     let parsed: Body<'_> = serde_json::from_str(text).map_err(|e| syntax_error(&e))?;
     let mut out = DecodedBatch::default();
     out.points.reserve(parsed.points.len());
@@ -384,6 +403,30 @@ mod tests {
             .iter()
             .map(|e| (e.location.clone(), e.message.clone()))
             .collect()
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_a_shape_error() {
+        for (body, got) in [
+            ("[]", "an array"),
+            (" [[{\"signal\":\"a/b\",\"value\":1}]]", "an array"),
+            ("\"x\"", "a string"),
+            ("5", "a number"),
+            ("null", "null"),
+        ] {
+            match decode_json(body.as_bytes()) {
+                Err(DecodeError::Shape { path, message }) => {
+                    assert_eq!(path, "body");
+                    assert!(message.ends_with(got), "{body}: {message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            decode_json(b"[1,"),
+            Err(DecodeError::Syntax { .. })
+        ));
+        assert!(decode_json(b" {}").is_ok());
     }
 
     #[test]

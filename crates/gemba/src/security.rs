@@ -76,7 +76,7 @@ pub enum TokenCmd {
         /// Asset path the token may send data for (e.g. acme/plant1/press/line1/press-1).
         #[arg(long)]
         scope: Option<String>,
-        /// Days until the token expires (default: never).
+        /// Days until the token expires, 1 to 3650 (default: never).
         #[arg(long)]
         expires_days: Option<f64>,
         #[command(flatten)]
@@ -242,10 +242,12 @@ pub fn token(cmd: TokenCmd) -> anyhow::Result<()> {
             let t = now();
             let expires = match expires_days {
                 None => None,
-                Some(d) if d.is_finite() && d > 0.0 && d <= 3650.0 => {
+                Some(d) if d.is_finite() && (1.0..=3650.0).contains(&d) => {
                     Some(t + (d * 86_400_000.0) as i64)
                 }
-                Some(d) => bail!("--expires-days {d}: must be between 0 and 3650"),
+                Some(d) => bail!(
+                    "--expires-days {d}: must be between 1 and 3650 (leave it out for a token that does not expire)"
+                ),
             };
             let issued = auth.create_token(&name, r, scope, expires, &whoami(), t)?;
             audit(

@@ -108,3 +108,35 @@ fn query_prints_tables_and_csv() {
     assert!(!ok);
     assert!(out.contains("is `gemba serve` running"), "{out}");
 }
+
+/// `gemba token create --expires-days`: the message and the check agree (1 to 3650 days; 0 and
+/// fractions of a day below 1 are refused; leaving it out means never).
+#[test]
+fn token_expiry_days_message_and_check_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("gemba.db");
+    let store = store.to_str().unwrap();
+    let create = |days: Option<&str>| {
+        let mut args = vec!["token", "create", "t", "--role", "viewer", "--store", store];
+        if let Some(d) = days {
+            args.push(d);
+        }
+        gemba(&args)
+    };
+    for bad in [
+        "--expires-days=0",
+        "--expires-days=0.5",
+        "--expires-days=-1",
+        "--expires-days=3651",
+        "--expires-days=NaN",
+    ] {
+        let (ok, out) = create(Some(bad));
+        assert!(!ok, "{bad} was accepted: {out}");
+        assert!(out.contains("between 1 and 3650"), "{bad}: {out}");
+    }
+    for good in [Some("--expires-days=1"), Some("--expires-days=3650"), None] {
+        let (ok, out) = create(good);
+        assert!(ok, "{good:?}: {out}");
+        assert!(out.contains("gmb_"), "{good:?}: {out}");
+    }
+}

@@ -254,14 +254,22 @@ fn bad_input_gets_precise_errors_and_loses_nothing_valid() {
     assert_eq!(s, 400);
     let (s, v) = srv.post("/api/v1/ingest", "application/xml", b"<x/>");
     assert_eq!(s, 415, "{v}");
-    // `curl -d` sends a form content type; a JSON object body is still taken as JSON.
+    // `curl -d` sends a form content type: refused, as a cross-site form's JSON would be
+    // (docs/SECURITY.md#cross-site-requests-csrf); the message says what to send.
     let body = json!({"points": [{"signal": TEMP, "ts": now + 20, "value": 305.0}]}).to_string();
     let (s, v) = srv.post(
         "/api/v1/ingest",
         "application/x-www-form-urlencoded",
         body.as_bytes(),
     );
-    assert_eq!(s, 200, "{v}");
+    assert_eq!(s, 415, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{v}"
+    );
     let (s, v) = srv.post_json("/api/v1/ingest?mode=yolo", &json!({}));
     assert_eq!(s, 400);
     assert!(

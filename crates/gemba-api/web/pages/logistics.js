@@ -59,7 +59,7 @@ async function lotInspections(box, lots) {
     ? h('table', {}, h('thead', {}, h('tr', {}, ['logistics.lot', 'logistics.inspected', 'logistics.failed', 'logistics.latest'].map((k) => tr('th', k)))),
       h('tbody', {}, rows.map(([lot, xs]) => h('tr', {}, h('td', {}, lot), h('td.num', {}, num(xs.length, 0)),
         h('td.num', {}, num(xs.filter((x) => x.verdict === 'fail').length, 0)),
-        h('td', {}, h('img', { src: xs[0].heat_map_url, alt: t('quality.heat_map'), width: 32, height: 32, style: 'image-rendering: pixelated; vertical-align: middle' }),
+        h('td', {}, h('img.thumb', { src: xs[0].heat_map_url, alt: t('quality.heat_map'), width: 32, height: 32 }),
           ' ', t(`quality.verdict_${xs[0].verdict}`), ` ${xs[0].part || ''} ${dateTime(xs[0].ts)}`)))))
     : tr('p.muted', 'logistics.no_inspections'));
 }
