@@ -310,7 +310,14 @@ pub async fn act(
     if let Some(axum::Extension(p)) = &principal {
         crate::security::check_asset_scope(p, engine.alarms().get(id).map(|x| x.asset))?;
     }
-    // Who acted is whoever signed in, not what the body claims.
+    // Who acted is whoever signed in, not what the body claims. Without sign-in (authentication
+    // off) the body must name someone: an alarm's history says who acted.
+    let signed_in = principal.as_ref().is_some_and(|x| x.0.kind != "anonymous");
+    if !signed_in && a.by.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "by: name who acts on the alarm (required when nobody is signed in)",
+        ));
+    }
     let by = crate::security::actor(principal.as_ref().map(|x| &x.0), a.by.as_deref());
     let now = engine.now();
     let alarm = blocking(move || {
