@@ -186,13 +186,15 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
     Ok(out)
 }
 
-/// A machine's batch speaks for that machine only (the topic is what its credentials were checked
-/// against): an event for another asset becomes an item error, as over HTTP a scoped token's
-/// event outside its scope is refused. Events of the machine or below it stay.
+/// A machine's batch speaks for that machine (the topic is what its credentials were checked
+/// against): an event for another machine, or anything off the machine's own path, becomes an
+/// item error. Events of the machine, below it, or of the line, area and site above it stay (a
+/// line's events, such as lot moves and shift starts, travel on its machines' topics: the topic
+/// scheme has no line topic).
 fn confine_events(out: &mut DecodedBatch, machine: &str) {
     let events = std::mem::take(&mut out.events);
     for (i, e) in events.into_iter().enumerate() {
-        if gemba_core::is_under(&e.asset, machine) {
+        if gemba_core::is_under(&e.asset, machine) || gemba_core::is_under(machine, &e.asset) {
             out.events.push(e);
         } else {
             out.errors.push(ItemError {
@@ -314,15 +316,16 @@ mod tests {
             "gemba/v1/s/a/l/m",
             br#"{"events": [
                 {"ts": 1, "type": "state", "state": "idle", "asset": "s/a/l/m2"},
-                {"ts": 2, "type": "state", "state": "idle", "asset": "s/a/l"},
+                {"ts": 2, "type": "state", "state": "idle", "asset": "s/a/l2"},
                 {"ts": 3, "type": "state", "state": "idle", "asset": "s/a/l/m"},
-                {"ts": 4, "type": "state", "state": "idle"}
+                {"ts": 4, "type": "state", "state": "idle"},
+                {"ts": 5, "type": "state", "state": "idle", "asset": "s/a/l"}
             ]}"#,
             7,
         )
         .expect("ok");
         let kept: Vec<i64> = b.events.iter().map(|e| e.ts).collect();
-        assert_eq!(kept, [3, 4]);
+        assert_eq!(kept, [3, 4, 5]);
         let locs: Vec<&str> = b.errors.iter().map(|e| e.location.as_str()).collect();
         assert_eq!(locs, ["payload.events[0].asset", "payload.events[1].asset"]);
         assert!(b.errors[0].message.contains("outside this topic's machine"));
