@@ -16,22 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, now_ms};
+use common::{AUTH_ON, Server, now_ms, token};
 use serde_json::{Value, json};
-
-const AUTH_ON: &str = "[auth]\nenabled = true\nrate_per_s = 100000\nburst = 100000\n";
-
-fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
-    let mut cmd = Command::new(common::bin());
-    cmd.args(["token", "create", name, "--role", role, "--config"])
-        .arg(&srv.config);
-    if let Some(s) = scope {
-        cmd.args(["--scope", s]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// mosquitto_pub with `args` against `port`.
 fn mosquitto_pub(port: u16, args: &[&str]) -> Output {

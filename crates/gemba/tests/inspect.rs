@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, run_gemba};
+use common::{Server, run_gemba, token};
 use serde_json::{Value, json};
 
 const SIDE: u32 = 16;
@@ -338,27 +338,6 @@ fn post(srv: &Server, path: &str, r: &Req<'_>, body: &[u8]) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
-    let mut args = vec![
-        "token",
-        "create",
-        name,
-        "--role",
-        role,
-        "--config",
-        srv.config.to_str().unwrap(),
-    ];
-    if let Some(s) = scope {
-        args.extend(["--scope", s]);
-    }
-    let (ok, text) = run_gemba(&args);
-    assert!(ok, "{text}");
-    text.split_whitespace()
-        .find(|w| w.starts_with("gmb_"))
-        .unwrap_or_else(|| panic!("no token in {text}"))
-        .to_owned()
 }
 
 #[test]

@@ -11,12 +11,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Server;
+use common::{AUTH_ON, Server, token};
 use gemba_api::{Access, Role};
 use serde_json::{Value, json};
-
-/// Security tests run with authentication on and a rate limit they do not reach.
-const AUTH_ON: &str = "[auth]\nenabled = true\nrate_per_s = 100000\nburst = 100000\n";
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -76,24 +73,6 @@ fn call(
 }
 
 /// `gemba token create` on the server's store; returns the token.
-fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
-    let mut cmd = Command::new(common::bin());
-    cmd.args(["token", "create", name, "--role", role, "--config"])
-        .arg(&srv.config);
-    if let Some(s) = scope {
-        cmd.args(["--scope", s]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "token create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let t = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(t.starts_with("gmb_"), "{t}");
-    t
-}
-
 /// The one-time password printed at the first start (two lines below its announcement).
 fn one_time_password_in(log: &str) -> String {
     let i = log

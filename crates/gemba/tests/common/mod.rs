@@ -15,6 +15,28 @@ use serde_json::Value;
 /// a rate limit they could reach.
 pub const AUTH_OFF: &str = "[auth]\nenabled = false\nrate_per_s = 1000000.0\nburst = 1000000\n";
 
+/// Authentication on, with a rate limit the tests do not reach (security and attack tests).
+pub const AUTH_ON: &str = "[auth]\nenabled = true\nrate_per_s = 100000\nburst = 100000\n";
+
+/// `gemba token create NAME --role ROLE [--scope SCOPE]` against the server's configuration.
+pub fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> String {
+    let mut cmd = Command::new(bin());
+    cmd.args(["token", "create", name, "--role", role, "--config"])
+        .arg(&srv.config);
+    if let Some(s) = scope {
+        cmd.args(["--scope", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(t.starts_with("gmb_"), "{t}");
+    t
+}
+
 /// A port free now, below Linux's ephemeral range (32768–60999): a port the kernel hands out for
 /// `:0` can be taken by the next outgoing connection of a parallel test before the server binds
 /// it (seen in CI: "Address already in use" for an MQTT port). Ports are drawn at random from
