@@ -32,6 +32,10 @@ const EVENT_WINDOW_MS: i64 = 10 * 60_000;
 pub const TICKS_BUFFERED: usize = 8;
 /// How often the producer looks.
 const PERIOD: Duration = Duration::from_secs(1);
+/// The largest message a connection builds (a larger snapshot or tick goes out in several, the
+/// last with `"more": false`), so that a connection holds at most this much of its own however
+/// many signals there are and however slowly it reads.
+pub const MESSAGE_BYTES: usize = 64 * 1024;
 
 /// JSON fragments sorted by a key (a signal path or an event's asset).
 #[derive(Debug, Default)]
@@ -40,18 +44,13 @@ struct Rendered {
 }
 
 impl Rendered {
-    /// The fragments whose key is `prefix` or below it.
-    fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let start = if prefix.is_empty() {
+    /// The index of the first fragment whose key may be `prefix` or below it.
+    fn start(&self, prefix: &str) -> usize {
+        if prefix.is_empty() {
             0
         } else {
             self.items.partition_point(|(k, _)| k.as_str() < prefix)
-        };
-        self.items[start..]
-            .iter()
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .filter(move |(k, _)| is_under(k, prefix))
-            .map(|(_, json)| json.as_str())
+        }
     }
 }
 
@@ -248,76 +247,155 @@ impl Drop for Slot {
     }
 }
 
+/// A snapshot or a tick being sent, possibly over several messages.
+enum Held {
+    Snapshot(Arc<Snapshot>),
+    Tick(Arc<Tick>),
+}
+
+impl Held {
+    fn ts(&self) -> Timestamp {
+        match self {
+            Held::Snapshot(s) => s.ts,
+            Held::Tick(t) => t.ts,
+        }
+    }
+
+    fn values(&self) -> &Rendered {
+        match self {
+            Held::Snapshot(s) => s.rendered(),
+            Held::Tick(t) => &t.values,
+        }
+    }
+
+    fn events(&self) -> &[(String, String)] {
+        match self {
+            Held::Snapshot(_) => &[],
+            Held::Tick(t) => &t.events,
+        }
+    }
+}
+
+/// What is left to send of a snapshot or a tick: the next value and event to look at.
+struct Pending {
+    held: Held,
+    value_at: usize,
+    event_at: usize,
+    /// No message of it was sent yet.
+    first: bool,
+}
+
+impl Pending {
+    fn new(held: Held, prefix: &str) -> Pending {
+        let value_at = held.values().start(prefix);
+        Pending {
+            held,
+            value_at,
+            event_at: 0,
+            first: true,
+        }
+    }
+
+    fn full(&self) -> bool {
+        matches!(self.held, Held::Snapshot(_))
+    }
+
+    /// The next message of at most about [`MESSAGE_BYTES`] (one fragment more when a single one
+    /// is larger), and whether more remain. `None` when nothing under `prefix` is left (a tick
+    /// with nothing under it sends nothing; a snapshot always sends its first message).
+    fn next(&mut self, prefix: &str) -> Option<(String, bool)> {
+        let full = self.full();
+        let mut out = String::with_capacity(256);
+        let _ = write!(
+            out,
+            "{{\"ts\":{},\"full\":{full},\"latest\":[",
+            self.held.ts()
+        );
+        let mut wrote = 0usize;
+        let mut more = false;
+        let items = &self.held.values().items;
+        while let Some((key, json)) = items.get(self.value_at) {
+            if !key.starts_with(prefix) {
+                self.value_at = items.len();
+                break;
+            }
+            if is_under(key, prefix) {
+                if wrote > 0 && out.len() + json.len() > MESSAGE_BYTES {
+                    more = true;
+                    break;
+                }
+                if wrote > 0 {
+                    out.push(',');
+                }
+                out.push_str(json);
+                wrote += 1;
+            }
+            self.value_at += 1;
+        }
+        out.push_str("],\"events\":[");
+        let mut events_written = 0usize;
+        if !more {
+            let events = self.held.events();
+            while let Some((asset, json)) = events.get(self.event_at) {
+                if is_under(asset, prefix) {
+                    if wrote > 0 && out.len() + json.len() > MESSAGE_BYTES {
+                        more = true;
+                        break;
+                    }
+                    if events_written > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(json);
+                    events_written += 1;
+                    wrote += 1;
+                }
+                self.event_at += 1;
+            }
+        }
+        let _ = write!(out, "],\"more\":{more}}}");
+        let send = wrote > 0 || (full && self.first);
+        self.first = false;
+        send.then_some((out, more))
+    }
+}
+
 /// One connection.
 struct Connection {
     slot: Slot,
     rx: broadcast::Receiver<Arc<Tick>>,
     prefix: String,
-    /// The sequence number of the last tick (or snapshot) sent.
+    /// The sequence number of the last tick (or snapshot) taken.
     seq: u64,
-    /// The first message (a full snapshot) still to send.
-    first: Option<Arc<Snapshot>>,
-}
-
-fn message(
-    ts: Timestamp,
-    full: bool,
-    values: impl Iterator<Item = impl AsRef<str>>,
-    events: impl Iterator<Item = impl AsRef<str>>,
-) -> String {
-    let mut out = String::with_capacity(256);
-    let _ = write!(out, "{{\"ts\":{ts},\"full\":{full},\"latest\":[");
-    for (i, v) in values.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(v.as_ref());
-    }
-    out.push_str("],\"events\":[");
-    for (i, e) in events.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(e.as_ref());
-    }
-    out.push_str("]}");
-    out
+    /// The snapshot or tick being sent; the first is the full snapshot.
+    pending: Option<Pending>,
 }
 
 impl Connection {
-    fn full(&mut self, snap: &Snapshot) -> String {
+    fn take_snapshot(&mut self, snap: Arc<Snapshot>) {
         self.seq = snap.seq;
-        message(
-            snap.ts,
-            true,
-            snap.rendered().under(&self.prefix),
-            std::iter::empty::<&str>(),
-        )
+        self.pending = Some(Pending::new(Held::Snapshot(snap), &self.prefix));
     }
 
-    /// The next message: the first snapshot, then every tick with something under the prefix.
-    /// `None` when the producer is gone (the engine shut down).
+    /// The next message: the first snapshot, then every tick with something under the prefix,
+    /// each in messages of about [`MESSAGE_BYTES`] at most. `None` when the producer is gone
+    /// (the engine shut down).
     async fn next_message(&mut self) -> Option<String> {
-        if let Some(snap) = self.first.take() {
-            return Some(self.full(&snap));
-        }
         loop {
+            if let Some(p) = self.pending.as_mut() {
+                match p.next(&self.prefix) {
+                    Some((msg, true)) => return Some(msg),
+                    Some((msg, false)) => {
+                        self.pending = None;
+                        return Some(msg);
+                    }
+                    None => self.pending = None,
+                }
+            }
             match self.rx.recv().await {
                 Ok(tick) if tick.seq <= self.seq => {}
                 Ok(tick) => {
                     self.seq = tick.seq;
-                    let prefix = self.prefix.as_str();
-                    let mut values = tick.values.under(prefix).peekable();
-                    let mut events = tick
-                        .events
-                        .iter()
-                        .filter(|(asset, _)| is_under(asset, prefix))
-                        .map(|(_, json)| json.as_str())
-                        .peekable();
-                    if values.peek().is_none() && events.peek().is_none() {
-                        continue;
-                    }
-                    return Some(message(tick.ts, false, values, events));
+                    self.pending = Some(Pending::new(Held::Tick(tick), &self.prefix));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Too slow for the ticks buffered: start over from the current values. The
@@ -325,7 +403,7 @@ impl Connection {
                     // then read the snapshot, so that no tick falls between the two).
                     self.rx = self.rx.resubscribe();
                     let snap = self.slot.0.snapshot.read().clone();
-                    return Some(self.full(&snap));
+                    self.take_snapshot(snap);
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -365,13 +443,14 @@ pub async fn stream(hub: Arc<LiveHub>, prefix: String) -> Response {
         )
         .into_response();
     };
-    let conn = Connection {
+    let mut conn = Connection {
         slot,
         rx,
         prefix,
         seq: 0,
-        first: Some(snap),
+        pending: None,
     };
+    conn.take_snapshot(snap);
     let stream = futures_util::stream::unfold(conn, |mut c| async move {
         let msg = c.next_message().await?;
         let ev = SseEvent::default().event("update").data(msg);
@@ -433,8 +512,9 @@ mod tests {
             rx,
             prefix: "s/a/l/m".into(),
             seq: 0,
-            first: Some(snap),
+            pending: None,
         };
+        c.take_snapshot(snap);
         let first = parse(&c.next_message().await.unwrap());
         assert_eq!(first["full"], true);
         // "s/a/l/m-2/x" sorts between "s/a/l/m" and "s/a/l/m/x" but is not under the prefix.
@@ -475,5 +555,66 @@ mod tests {
         assert_eq!(after["latest"][0]["value"], 9.0, "{after}");
         drop(c);
         assert_eq!(hub.open_streams(), 0);
+    }
+
+    fn snapshot_of(n: usize) -> Arc<Snapshot> {
+        let values = (0..n)
+            .map(|i| LatestValue {
+                signal: format!("s/a/l/m{}/x{i:06}", i % 3),
+                ts: T0 + i as i64,
+                value: i as f64,
+                unit: None,
+                state: None,
+            })
+            .collect::<Vec<_>>();
+        let mut values = values;
+        values.sort_unstable_by(|a, b| a.signal.cmp(&b.signal));
+        Arc::new(Snapshot {
+            seq: 1,
+            ts: T0,
+            values,
+            rendered: OnceLock::new(),
+        })
+    }
+
+    /// A snapshot of 30,000 values goes out in messages of at most [`MESSAGE_BYTES`] (plus one
+    /// fragment), all but the last saying `more`, together holding every value under the prefix
+    /// once; an empty prefix match still sends one (empty) full message.
+    #[test]
+    fn large_snapshots_go_out_in_bounded_messages() {
+        let snap = snapshot_of(30_000);
+        for (prefix, expected) in [("", 30_000), ("s/a/l/m1", 10_000), ("s/a/l/m9", 0)] {
+            let mut p = Pending::new(Held::Snapshot(snap.clone()), prefix);
+            let mut seen = Vec::new();
+            let mut messages = 0;
+            while let Some((msg, more)) = p.next(prefix) {
+                messages += 1;
+                assert!(msg.len() <= MESSAGE_BYTES + 200, "{} bytes", msg.len());
+                let v = parse(&msg);
+                assert_eq!(v["full"], true);
+                assert_eq!(v["more"], more);
+                for x in v["latest"].as_array().unwrap() {
+                    let signal = x["signal"].as_str().unwrap().to_string();
+                    assert!(is_under(&signal, prefix), "{signal} under {prefix}");
+                    seen.push(signal);
+                }
+                if !more {
+                    break;
+                }
+            }
+            assert!(p.next(prefix).is_none(), "nothing after the last message");
+            let count = seen.len();
+            seen.dedup();
+            assert_eq!(
+                (count, seen.len()),
+                (expected, expected),
+                "prefix {prefix:?}"
+            );
+            assert!(
+                messages >= expected / 2_000,
+                "{messages} messages for {expected} values"
+            );
+            assert!(messages >= 1);
+        }
     }
 }

@@ -23,14 +23,29 @@ pub use sample::{Point, Sample};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use zone::{UnknownZone, Zone};
 
-/// `text` quoted for an error message or a log line, at most `max_chars` characters of it: input
-/// from outside can be megabytes, and an error that quotes it whole grows responses and logs by
-/// as much. A clipped quote ends in `…` and names the full length in bytes.
+/// `text` quoted for an error message or a log line, with at most `max_chars` characters between
+/// the quotes: input from outside can be megabytes, and an error that quotes it whole grows
+/// responses and logs by as much. The budget counts the quote as written, escapes included (a
+/// control character is written as up to ten characters, `\u{10ffff}`), so the result is never
+/// longer than `max_chars` plus the quotes and the tail. A clipped quote ends in `…` and names the
+/// full length in bytes.
 pub fn quote_clipped(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        None => format!("{text:?}"),
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    let mut out = String::with_capacity(max_chars.min(text.len().saturating_mul(2)) + 2);
+    out.push('"');
+    let mut written = 0;
+    for c in text.chars() {
+        let escaped = c.escape_debug();
+        let n = escaped.len();
+        if written + n > max_chars {
+            out.push('"');
+            out.push_str(&format!("… ({} bytes)", text.len()));
+            return out;
+        }
+        written += n;
+        out.extend(escaped);
     }
+    out.push('"');
+    out
 }
 
 /// Checks one path segment (a site, area, line, machine or signal name).
@@ -68,5 +83,13 @@ mod tests {
         let q = quote_clipped(&big, 10);
         assert!(q.len() < 60, "{q}");
         assert!(q.ends_with("… (2000000 bytes)"), "{q}");
+        // Escapes count against the budget (the fuzzer's mqtt_payload crash: 200 control
+        // characters quoted as 2,000 bytes).
+        let controls = "\u{1}\u{10ffff}".repeat(1_000);
+        let q = quote_clipped(&controls, 200);
+        assert!(q.len() <= 200 + 2 + 20, "{} bytes: {q}", q.len());
+        assert!(q.starts_with("\"\\u{1}"), "{q}");
+        assert_eq!(quote_clipped("a\"b", 10), r#""a\"b""#);
+        assert_eq!(quote_clipped("", 0), "\"\"");
     }
 }

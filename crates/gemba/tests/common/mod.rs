@@ -65,8 +65,21 @@ pub fn free_port() -> u16 {
     panic!("no free port in 20000-32767");
 }
 
+/// The binary the tests spawn: the one cargo built with the tests, or `GEMBA_TEST_BIN` when set
+/// (`scripts/attack` replays the attack suites against a release build that way).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gemba"))
+    match std::env::var_os("GEMBA_TEST_BIN") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "GEMBA_TEST_BIN={} is not a file",
+                path.display()
+            );
+            path
+        }
+        None => PathBuf::from(env!("CARGO_BIN_EXE_gemba")),
+    }
 }
 
 /// A running `gemba serve`.
