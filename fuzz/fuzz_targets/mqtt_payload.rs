@@ -20,6 +20,20 @@ fuzz_target!(|data: &[u8]| {
             (topic, rest.get(cut + 1..).unwrap_or(&[]))
         }
     };
+    // A machine-scoped publisher (issue 27): every event kept lies under its scope.
+    if mode % 3 == 1 {
+        if let Ok(batch) = gemba_ingest::mqtt::decode_mqtt_within(
+            PREFIX,
+            &topic,
+            payload,
+            1_700_000_000_000,
+            Some("s/a/l/m"),
+        ) {
+            for e in &batch.events {
+                assert!(gemba_core::is_under(&e.asset, "s/a/l/m"), "{:?}", e.asset);
+            }
+        }
+    }
     match gemba_ingest::mqtt::decode_mqtt(PREFIX, &topic, payload, 1_700_000_000_000) {
         Ok(batch) => {
             for p in &batch.points {

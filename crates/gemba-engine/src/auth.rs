@@ -365,15 +365,15 @@ impl Auth {
     pub fn mqtt_login(&self, user: &str, password: &str, now: Timestamp) -> MqttGrant {
         if user == INTERNAL_MQTT_USER {
             return if same_digest(&sha256_hex(password), &sha256_hex(&self.internal_secret)) {
-                MqttGrant::Everything
+                MqttGrant::Internal
             } else {
                 MqttGrant::Refused
             };
         }
         match self.token(password, now) {
-            Ok(p) if p.role >= Role::Operator => match p.scope {
-                Some(scope) => MqttGrant::Under(scope),
-                None => MqttGrant::Everything,
+            Ok(p) if p.role >= Role::Operator => MqttGrant::Principal {
+                name: p.name,
+                scope: p.scope,
             },
             _ => MqttGrant::Refused,
         }

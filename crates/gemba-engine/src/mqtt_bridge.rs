@@ -22,7 +22,7 @@ use gemba_ingest::broker::{
     start_embedded,
 };
 use gemba_ingest::client::{MqttClientConfig, MqttMessage, SubscriberHandle, spawn_subscriber};
-use gemba_ingest::mqtt::decode_mqtt;
+use gemba_ingest::mqtt::decode_mqtt_within;
 use tokio::sync::mpsc;
 
 use crate::config::MqttMode;
@@ -201,7 +201,13 @@ fn decode_all(
     let mut acks = Vec::with_capacity(msgs.len());
     for m in msgs {
         engine.metrics().mqtt_messages.inc();
-        match decode_mqtt(prefix, &m.topic, &m.payload, m.received_at) {
+        match decode_mqtt_within(
+            prefix,
+            &m.topic,
+            &m.payload,
+            m.received_at,
+            m.scope.as_deref(),
+        ) {
             Ok(mut b) => {
                 for e in &mut b.errors {
                     e.location = format!("topic {}: {}", m.topic, e.location);

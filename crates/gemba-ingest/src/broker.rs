@@ -31,11 +31,15 @@ pub use rumqttd::AclAction;
 pub enum MqttGrant {
     /// Wrong, unknown, expired or too weak credentials: the connection is refused.
     Refused,
-    /// Every topic.
-    Everything,
-    /// Publish and subscribe only under this asset path (`site/area/line/machine` or a
-    /// prefix of it) in Gemba's topic scheme: `<prefix>/<asset path>/…`.
-    Under(String),
+    /// Gemba's own client (the demo's simulator): every topic, its client ids as given.
+    Internal,
+    /// A principal (an API token, `name` as in the audit log). Its client ids live in its own
+    /// namespace (the broker knows `dev1` of token `token:ab12` as `dev1@token:ab12`), so that
+    /// a device of another principal with the same id can neither take over its session nor
+    /// disconnect it. With a `scope` it publishes and subscribes only under that asset path
+    /// (`site/area/line/machine` or a prefix of it) in Gemba's topic scheme, and its messages
+    /// carry the scope to the ingest path ([`crate::client::MqttMessage::scope`]).
+    Principal { name: String, scope: Option<String> },
 }
 
 /// Checks MQTT credentials: `(client id, user name, password) -> grant`. It may block (a store
@@ -177,11 +181,26 @@ fn server(name: &str, listen: SocketAddr, cfg: &EmbeddedBrokerConfig) -> ServerS
             let on_denied = auth.on_denied.clone();
             async move {
                 match grant.await {
-                    MqttGrant::Under(scope) => Some(TopicAcl::new(
-                        Arc::new(move |_action, topic| topic_in_scope(&prefix, &scope, topic)),
-                        Some(on_denied),
-                    )),
-                    MqttGrant::Everything | MqttGrant::Refused => None,
+                    MqttGrant::Principal {
+                        name,
+                        scope: Some(scope),
+                    } => {
+                        let within = scope.clone();
+                        Some(
+                            TopicAcl::new(
+                                Arc::new(move |_action, topic| {
+                                    topic_in_scope(&prefix, &within, topic)
+                                }),
+                                Some(on_denied),
+                            )
+                            .with_namespace(name)
+                            .with_tag(scope),
+                        )
+                    }
+                    MqttGrant::Principal { name, scope: None } => Some(
+                        TopicAcl::new(Arc::new(|_action, _topic| true), None).with_namespace(name),
+                    ),
+                    MqttGrant::Internal | MqttGrant::Refused => None,
                 }
             }
         });
@@ -211,6 +230,7 @@ async fn hand_over(
             topic: m.topic,
             payload: m.payload,
             received_at,
+            scope: m.tag.map(|t| t.to_string()),
             ack: AckHandle::None,
         })
         .collect();

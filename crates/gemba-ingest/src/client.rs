@@ -96,6 +96,10 @@ pub struct MqttMessage {
     pub payload: Bytes,
     /// Time of receipt, ms since the epoch.
     pub received_at: i64,
+    /// The publisher's scope (an asset path) when the embedded broker authenticated it with a
+    /// scoped token: everything the message writes must lie under it. `None` for unscoped
+    /// publishers and for messages from an external broker.
+    pub scope: Option<String>,
     pub ack: AckHandle,
 }
 
@@ -201,6 +205,7 @@ pub fn spawn_subscriber(
                         topic: p.topic.clone(),
                         payload: p.payload.clone(),
                         received_at: now_ms(),
+                        scope: None,
                         ack: AckHandle::Broker {
                             client: client.clone(),
                             publish: p,

@@ -30,6 +30,19 @@ pub fn decode_mqtt(
     payload: &[u8],
     received_at: i64,
 ) -> Result<DecodedBatch, DecodeError> {
+    decode_mqtt_within(prefix, topic, payload, received_at, None)
+}
+
+/// [`decode_mqtt`] for a publisher confined to `scope` (an asset path, from its token): a machine
+/// batch's events must lie under it as well as on the topic's machine path, so that a
+/// machine-scoped device cannot write its line's events (HTTP refuses them the same way).
+pub fn decode_mqtt_within(
+    prefix: &str,
+    topic: &str,
+    payload: &[u8],
+    received_at: i64,
+    scope: Option<&str>,
+) -> Result<DecodedBatch, DecodeError> {
     let bad_topic = |reason: String| DecodeError::Topic {
         topic: gemba_core::quote_clipped(topic, 200),
         reason,
@@ -50,7 +63,7 @@ pub fn decode_mqtt(
     }
     match segs.len() {
         5 => single(rest, text, received_at),
-        4 => machine_batch(rest, text, received_at),
+        4 => machine_batch(rest, text, received_at, scope),
         n => Err(bad_topic(format!(
             "has {n} levels after {prefix}/; expected site/area/line/machine (batch) or site/area/line/machine/signal"
         ))),
@@ -108,7 +121,12 @@ fn single(signal: &str, text: &str, received_at: i64) -> Result<DecodedBatch, De
     Ok(out)
 }
 
-fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedBatch, DecodeError> {
+fn machine_batch(
+    machine: &str,
+    text: &str,
+    received_at: i64,
+    scope: Option<&str>,
+) -> Result<DecodedBatch, DecodeError> {
     let v: Value = serde_json::from_str(text).map_err(|e| syntax_error(&e))?;
     let is_values_form = |v: &Value| {
         v.as_object()
@@ -123,7 +141,7 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
             for p in &mut out.points {
                 p.ts = Some(p.ts.unwrap_or(received_at));
             }
-            confine_events(&mut out, machine);
+            confine_events(&mut out, machine, scope);
             return Ok(out);
         }
         _ => {
@@ -191,20 +209,29 @@ fn machine_batch(machine: &str, text: &str, received_at: i64) -> Result<DecodedB
 /// item error. Events of the machine, below it, or of the line, area and site above it stay (a
 /// line's events, such as lot moves and shift starts, travel on its machines' topics: the topic
 /// scheme has no line topic).
-fn confine_events(out: &mut DecodedBatch, machine: &str) {
+fn confine_events(out: &mut DecodedBatch, machine: &str, scope: Option<&str>) {
     let events = std::mem::take(&mut out.events);
     for (i, e) in events.into_iter().enumerate() {
-        if gemba_core::is_under(&e.asset, machine) || gemba_core::is_under(machine, &e.asset) {
-            out.events.push(e);
+        let on_path =
+            gemba_core::is_under(&e.asset, machine) || gemba_core::is_under(machine, &e.asset);
+        let message = if !on_path {
+            format!(
+                "{} is outside this topic's machine {machine:?}: publish it to that asset's own topic",
+                gemba_core::quote_clipped(&e.asset, 64)
+            )
+        } else if let Some(scope) = scope.filter(|s| !gemba_core::is_under(&e.asset, s)) {
+            format!(
+                "{} is outside the publisher's scope {scope:?} (its token)",
+                gemba_core::quote_clipped(&e.asset, 64)
+            )
         } else {
-            out.errors.push(ItemError {
-                location: format!("payload.events[{i}].asset"),
-                message: format!(
-                    "{} is outside this topic's machine {machine:?}: publish it to that asset's own topic",
-                    gemba_core::quote_clipped(&e.asset, 64)
-                ),
-            });
-        }
+            out.events.push(e);
+            continue;
+        };
+        out.errors.push(ItemError {
+            location: format!("payload.events[{i}].asset"),
+            message,
+        });
     }
 }
 
@@ -329,6 +356,35 @@ mod tests {
         let locs: Vec<&str> = b.errors.iter().map(|e| e.location.as_str()).collect();
         assert_eq!(locs, ["payload.events[0].asset", "payload.events[1].asset"]);
         assert!(b.errors[0].message.contains("outside this topic's machine"));
+    }
+
+    /// A publisher's scope (its token) bounds a machine batch's events too: a machine-scoped
+    /// device cannot write its line's events, a line-scoped one can.
+    #[test]
+    fn a_scoped_publisher_writes_events_only_in_its_scope() {
+        let body = br#"{"events": [
+            {"ts": 1, "type": "state", "state": "idle", "asset": "s/a/l"},
+            {"ts": 2, "type": "state", "state": "idle"},
+            {"ts": 3, "type": "state", "state": "idle", "asset": "s/a"}
+        ]}"#;
+        let kept = |scope| {
+            let b = decode_mqtt_within(P, "gemba/v1/s/a/l/m", body, 7, scope).expect("ok");
+            for e in &b.errors {
+                assert!(e.message.contains("outside"), "{}", e.message);
+            }
+            b.events.iter().map(|e| e.ts).collect::<Vec<i64>>()
+        };
+        assert_eq!(kept(Some("s/a/l/m")), [2]);
+        assert_eq!(kept(Some("s/a/l")), [1, 2]);
+        assert_eq!(kept(Some("s")), [1, 2, 3]);
+        assert_eq!(kept(None), [1, 2, 3]);
+        let b = decode_mqtt_within(P, "gemba/v1/s/a/l/m", body, 7, Some("s/a/l/m")).unwrap();
+        assert!(
+            b.errors[0]
+                .message
+                .contains("outside the publisher's scope")
+        );
+        assert_eq!(b.errors[0].location, "payload.events[0].asset");
     }
 
     #[test]

@@ -83,6 +83,10 @@ impl Tick {
 
 struct Line {
     path: String,
+    /// The time zone of the line's site: its shifts are local times there.
+    zone: gemba_core::Zone,
+    /// The shift the line is in (an index into the model's shifts), if any.
+    shift_now: Option<usize>,
     machines: Vec<usize>,
     job: u64,
     variant: Variant,
@@ -114,7 +118,6 @@ pub struct Simulator {
     pending: Vec<(Timestamp, Event)>,
     shifts: Vec<gemba_core::ShiftDef>,
     operators: Vec<String>,
-    shift_now: Option<usize>,
     lot_tag: String,
     skipped: Vec<String>,
     started: bool,
@@ -186,8 +189,14 @@ impl Simulator {
             let line = match lines.iter().position(|l| l.path == line_path) {
                 Some(i) => i,
                 None => {
+                    let site = line_path.split('/').next().unwrap_or_default();
+                    let zone =
+                        gemba_core::Zone::of(model.node(site).and_then(|n| n.timezone.as_deref()))
+                            .map_err(|e| SimError::Plant(e.to_string()))?;
                     lines.push(Line {
                         path: line_path.clone(),
+                        zone,
+                        shift_now: None,
                         machines: Vec::new(),
                         job: 0,
                         variant: Variant::M,
@@ -285,7 +294,6 @@ impl Simulator {
             pending: Vec::new(),
             shifts: model.shifts.clone(),
             operators: model.operators.keys().cloned().collect(),
-            shift_now: None,
             lot_tag: lot_tag(start),
             skipped,
             started: false,
@@ -363,7 +371,6 @@ impl Simulator {
         }
         self.shift_changes(ts, &mut tick.events);
         self.fault_schedules(ts, &mut tick.events);
-        let on_shift = self.shifts.is_empty() || self.shift_now.is_some();
         let mut finished_lines = Vec::new();
         for i in 0..self.machines.len() {
             let line = self.machines[i].line;
@@ -371,7 +378,7 @@ impl Simulator {
             let ctx = machine::StepCtx {
                 ts,
                 dt_s,
-                on_shift,
+                on_shift: self.shifts.is_empty() || self.lines[line].shift_now.is_some(),
                 lot: &self.lines[line].out_lot,
                 operator: op.as_deref(),
                 scenario: &self.scenario,
@@ -406,36 +413,37 @@ impl Simulator {
         if self.operators.is_empty() {
             return None;
         }
-        let shift = self.shift_now.unwrap_or(0);
+        let shift = self.lines[line].shift_now.unwrap_or(0);
         Some(self.operators[(shift * self.lines.len() + line) % self.operators.len()].clone())
     }
 
+    /// A `shift_start` event on each line whose shift changed, in the local time of its site.
     fn shift_changes(&mut self, ts: Timestamp, events: &mut Vec<Event>) {
         if self.shifts.is_empty() {
             return;
         }
-        let minute = (ts.rem_euclid(86_400_000) / 60_000) as u32;
-        let now = self.shifts.iter().position(|s| s.contains_minute(minute));
-        if now == self.shift_now {
-            return;
-        }
-        self.shift_now = now;
-        if let Some(s) = now {
-            for l in 0..self.lines.len() {
-                let mut attrs = Map::new();
-                attrs.insert("shift".into(), json!(self.shifts[s].name));
-                if let Some(op) = self.operator_of(l) {
-                    attrs.insert("operator".into(), json!(op));
-                }
-                events.push(Event {
-                    ts,
-                    asset: self.lines[l].path.clone(),
-                    body: EventBody::Custom {
-                        name: "shift_start".into(),
-                    },
-                    attrs,
-                });
+        for l in 0..self.lines.len() {
+            let local = self.lines[l].zone.datetime(ts);
+            let minute = local.hour() as u32 * 60 + local.minute() as u32;
+            let now = self.shifts.iter().position(|s| s.contains_minute(minute));
+            if now == self.lines[l].shift_now {
+                continue;
             }
+            self.lines[l].shift_now = now;
+            let Some(s) = now else { continue };
+            let mut attrs = Map::new();
+            attrs.insert("shift".into(), json!(self.shifts[s].name));
+            if let Some(op) = self.operator_of(l) {
+                attrs.insert("operator".into(), json!(op));
+            }
+            events.push(Event {
+                ts,
+                asset: self.lines[l].path.clone(),
+                body: EventBody::Custom {
+                    name: "shift_start".into(),
+                },
+                attrs,
+            });
         }
     }
 

@@ -421,3 +421,31 @@ fn shipped_scenarios_run_on_their_plants() {
         assert!(onsets > 0, "{:?}: no fault in 3 h", sc.name);
     }
 }
+
+/// Shifts are local times of the line's site (the sample plant's `plant1` is in Europe/Berlin):
+/// in January the early shift (06:00) starts at 05:00 UTC, in July at 04:00 UTC.
+#[test]
+fn shifts_start_in_the_sites_local_time() {
+    let sc = scenario("sample_interval = \"60s\"\n");
+    // 2026-07-06 00:00 UTC, a Monday in summer time.
+    const JULY: i64 = 1_783_296_000_000;
+    for (start, early_utc_hour) in [(START, 5), (JULY, 4)] {
+        let mut sim = Simulator::new(&plant(), &sc, start).expect("simulator");
+        let mut tick = sim.new_tick();
+        let mut starts = Vec::new();
+        for _ in 0..24 * 60 {
+            sim.step(&mut tick);
+            starts.extend(custom(&tick.events, "shift_start").into_iter().cloned());
+        }
+        let early: Vec<i64> = starts
+            .iter()
+            .filter(|e| e.attrs["shift"] == "early")
+            .map(|e| (e.ts - start) / 3_600_000)
+            .collect();
+        assert!(!early.is_empty(), "no early shift started in a day");
+        assert!(
+            early.iter().all(|&h| h == early_utc_hour),
+            "early shift started at UTC hours {early:?}, expected {early_utc_hour}"
+        );
+    }
+}

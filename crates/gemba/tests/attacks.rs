@@ -280,14 +280,134 @@ fn a_machine_batch_cannot_write_events_for_another_machine() {
         json!([]),
         "an event for m2 was stored from m1's topic"
     );
+
+    // The machine's own line is on the topic's path, but outside a machine-scoped token (HTTP
+    // refuses it with 403 outside_scope): refused. A line-scoped token may write it.
+    let line = token(&srv, "line plc", "operator", Some("s1/a1/l1"));
+    for (who, tok, ts) in [("m1", &m1, t + 2), ("line", &line, t + 3)] {
+        let body = json!({"events": [
+            {"ts": ts, "type": "state", "state": "setup", "asset": "s1/a1/l1"},
+            {"ts": ts, "type": "state", "state": "running"}
+        ]});
+        let out = mosquitto_pub(
+            srv.mqtt,
+            &[
+                "-u",
+                who,
+                "-P",
+                tok,
+                "-q",
+                "1",
+                "-t",
+                "gemba/v1/s1/a1/l1/m1",
+                "-m",
+                &body.to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        // The machine's own event of the same message is the sign that it was processed.
+        let processed = common::eventually(Duration::from_secs(10), || {
+            let v = get_json(
+                &srv,
+                Some(&admin),
+                &format!(
+                    "/api/v1/events?asset=s1/a1/l1/m1&from={ts}&to={}&type=state",
+                    ts + 1
+                ),
+            );
+            (v.as_array().is_some_and(|a| !a.is_empty())).then_some(())
+        });
+        assert!(processed.is_some(), "{who}'s message was not processed");
+    }
+    let line_events = get_json(
+        &srv,
+        Some(&admin),
+        &format!("/api/v1/events?asset=s1/a1/l1&from={from}&type=state"),
+    );
+    let stored: Vec<i64> = line_events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["asset"] == "s1/a1/l1")
+        .map(|e| e["ts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        stored,
+        [t + 3],
+        "only the line-scoped token's line event is stored: {line_events}"
+    );
+}
+
+/// Finding (low): a device connecting with another device's client id kicked it off, and the
+/// two then kicked each other once a second. Client ids now live in the namespace of the token
+/// that authenticated them: devices of two tokens with one id both stay connected; the same
+/// token connecting again takes its session over, as MQTT says.
+#[test]
+fn devices_of_different_tokens_with_one_client_id_do_not_kick_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let m1 = token(&srv, "m1 plc", "operator", Some("s1/a1/l1/m1"));
+    let m2 = token(&srv, "m2 plc", "operator", Some("s1/a1/l1/m2"));
+    let mut a = raw_connect_as(srv.mqtt, "plc", Some(("m1", &m1)));
+    let mut b = raw_connect_as(srv.mqtt, "plc", Some(("m2", &m2)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        ping(&mut a),
+        "m1's device was disconnected by m2's with the same client id"
+    );
+    assert!(ping(&mut b), "m2's device is not connected");
+    let mut a2 = raw_connect_as(srv.mqtt, "plc", Some(("m1", &m1)));
+    assert!(ping(&mut a2));
+    assert!(
+        !ping(&mut a),
+        "the same token's second connection takes the session over"
+    );
+    assert!(
+        ping(&mut b),
+        "m2's device was disconnected by m1's reconnect"
+    );
+    assert_no_panic(&srv);
+}
+
+/// PINGREQ; whether a PINGRESP came back (false: the connection was closed).
+fn ping(s: &mut TcpStream) -> bool {
+    if s.write_all(&[0xC0, 0]).is_err() {
+        return false;
+    }
+    let mut resp = [0u8; 2];
+    match s.read_exact(&mut resp) {
+        Ok(()) => {
+            assert_eq!(resp, [0xD0, 0], "PINGRESP");
+            true
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            panic!("no answer to PINGREQ within the read timeout: {e}")
+        }
+        Err(_) => false,
+    }
 }
 
 /// MQTT 3.1.1 CONNECT (clean session, keep-alive 60 s) for `client_id`.
 fn raw_connect(port: u16, client_id: &str) -> TcpStream {
+    raw_connect_as(port, client_id, None)
+}
+
+/// [`raw_connect`] with a user name and password.
+fn raw_connect_as(port: u16, client_id: &str, login: Option<(&str, &str)>) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut var = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    let flags = if login.is_some() { 0xC2 } else { 0x02 };
+    let mut var = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 60];
     var.extend(mqtt_str(client_id.as_bytes()));
+    if let Some((user, pass)) = login {
+        var.extend(mqtt_str(user.as_bytes()));
+        var.extend(mqtt_str(pass.as_bytes()));
+    }
     s.write_all(&packet(0x10, &var)).unwrap();
     let mut ack = [0u8; 4];
     s.read_exact(&mut ack).unwrap();
@@ -509,10 +629,7 @@ fn many_live_streams_on_many_signals_stay_bounded() {
     const SIGNALS: usize = 100_000;
     const BATCH: usize = 5_000;
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start_in(
-        dir.path(),
-        "[ingest]\nunknown_signals = \"register\"\n",
-    );
+    let srv = Server::start_in(dir.path(), "[ingest]\nunknown_signals = \"register\"\n");
     let ingest_all = |value: f64, ts: i64| {
         for b in 0..SIGNALS / BATCH {
             let points: Vec<Value> = (0..BATCH)

@@ -73,12 +73,43 @@ pub type AclDenied = dyn Fn(AclAction, &str) + Send + Sync;
 pub struct TopicAcl {
     check: Arc<AclCheck>,
     on_denied: Option<Arc<AclDenied>>,
+    namespace: Option<String>,
+    tag: Option<Arc<str>>,
 }
 
 impl TopicAcl {
     /// An access check, and a hook told of each refusal the broker enforces.
     pub fn new(check: Arc<AclCheck>, on_denied: Option<Arc<AclDenied>>) -> TopicAcl {
-        TopicAcl { check, on_denied }
+        TopicAcl {
+            check,
+            on_denied,
+            namespace: None,
+            tag: None,
+        }
+    }
+
+    /// The connection's client id lives in this namespace (the principal it authenticated as):
+    /// the broker knows it as `client_id@namespace`, so that a client of another principal with
+    /// the same id neither takes over its session nor disconnects it. A namespace must not
+    /// contain `+ $ # /`.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> TopicAcl {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// An opaque tag handed to the ingest hook with every message of the connection
+    /// ([`IngestMessage::tag`]).
+    pub fn with_tag(mut self, tag: impl Into<Arc<str>>) -> TopicAcl {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn tag(&self) -> Option<&Arc<str>> {
+        self.tag.as_ref()
     }
 
     /// Whether the action is allowed; a refusal is reported to the hook. Called where the broker
@@ -104,7 +135,10 @@ impl TopicAcl {
 /// acknowledges it (Gemba patch).
 #[derive(Debug, Clone)]
 pub struct IngestMessage {
+    /// The client id as the broker knows it (`client_id@namespace` under a namespaced ACL).
     pub client_id: String,
+    /// The tag of the connection's [`TopicAcl`], if any.
+    pub tag: Option<Arc<str>>,
     /// The topic (a topic alias of MQTT 5 resolved).
     pub topic: String,
     pub payload: Bytes,

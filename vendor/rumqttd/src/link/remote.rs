@@ -258,6 +258,7 @@ impl<P: Protocol> RemoteLink<P> {
             }
             out.push(IngestMessage {
                 client_id: self.client_id.clone(),
+                tag: self.acl.as_ref().and_then(|a| a.tag().cloned()),
                 topic: topic.to_owned(),
                 payload: publish.payload.clone(),
                 qos: publish.qos as u8,
@@ -370,6 +371,17 @@ where
         network.write(packet).await?;
 
         return Err(Error::InvalidClientId);
+    }
+
+    // Gemba patch: a client id in the principal's namespace, so that devices of different
+    // principals with the same id do not kick each other (an empty id is assigned a unique one).
+    let mut packet = packet;
+    if let (Some(ns), Packet::Connect(connect, ..)) =
+        (acl.as_ref().and_then(|a| a.namespace()), &mut packet)
+    {
+        if !connect.client_id.is_empty() {
+            connect.client_id = format!("{}@{ns}", connect.client_id);
+        }
     }
 
     // Ok((connect, props, lastwill, lastwill_props))
