@@ -1504,30 +1504,32 @@ impl Alarms {
         });
         a.refresh_state();
         let alarm = a.clone();
-        self.persist(&alarm)?;
+        let event = match action {
+            "ack" => AlarmEvent::Acknowledged,
+            "close" => AlarmEvent::Closed,
+            _ => AlarmEvent::Comment,
+        };
+        // Stored under the book's lock, so that concurrent actions are stored in their order.
+        let stored = self.record(event, &alarm);
         drop(book);
-        self.changed(
-            match action {
-                "ack" => AlarmEvent::Acknowledged,
-                "close" => AlarmEvent::Closed,
-                _ => AlarmEvent::Comment,
-            },
-            &alarm,
-        );
-        Ok(alarm)
+        stored.map(|()| alarm)
     }
 
-    fn persist(&self, a: &Alarm) -> Result<(), EngineError> {
-        let json = serde_json::to_string(a)
-            .map_err(|e| EngineError::Internal(format!("alarm {}: {e}", a.id)))?;
-        self.store
-            .put_record(ALARM_RECORD, &format!("{:012}", a.id), &json)
-            .map_err(store_err)
-    }
-
-    fn changed(&self, event: AlarmEvent, a: &Alarm) {
+    /// Stores the alarm and the notifications of its change in one transaction (a crash between
+    /// two writes lost the notification of a stored alarm), then queues the notifications. They
+    /// are queued even when the store failed (sent from memory; the error is returned).
+    fn record(&self, event: AlarmEvent, a: &Alarm) -> Result<(), EngineError> {
+        let prepared = self.outbox.prepare(&Notification::of_alarm(event, a));
+        let stored = serde_json::to_string(a)
+            .map_err(|e| EngineError::Internal(format!("alarm {}: {e}", a.id)))
+            .and_then(|json| {
+                let mut records = vec![(ALARM_RECORD, format!("{:012}", a.id), json)];
+                records.extend(prepared.records());
+                self.store.put_records_of_kinds(&records).map_err(store_err)
+            });
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.outbox.enqueue(&Notification::of_alarm(event, a));
+        self.outbox.accept(prepared);
+        stored
     }
 
     /// Raises (or re-raises) the rule's alarm. Returns the alarm and whether it is new.
@@ -1611,11 +1613,10 @@ impl Alarms {
             }
         };
         drop(book);
-        if let Err(e) = self.persist(&alarm) {
+        if let Err(e) = self.record(what, &alarm) {
             tracing::error!(error = %e, alarm = alarm.id, "cannot store the alarm");
         }
         self.metrics.alarms_raised.inc();
-        self.changed(what, &alarm);
         alarm
     }
 
@@ -1646,10 +1647,9 @@ impl Alarms {
         a.refresh_state();
         let alarm = a.clone();
         drop(book);
-        if let Err(e) = self.persist(&alarm) {
+        if let Err(e) = self.record(AlarmEvent::Cleared, &alarm) {
             tracing::error!(error = %e, alarm = alarm.id, "cannot store the alarm");
         }
-        self.changed(AlarmEvent::Cleared, &alarm);
         Some(alarm)
     }
 

@@ -274,6 +274,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             .iter()
             .try_for_each(|(k, j)| self.put_record(kind, k, j))
     }
+    /// Stores records of several kinds `(kind, key, json)` in one transaction: all or none (an
+    /// alarm and the notifications of its change).
+    fn put_records_of_kinds(&self, records: &[(&str, String, String)]) -> Result<()> {
+        records
+            .iter()
+            .try_for_each(|(kind, k, j)| self.put_record(kind, k, j))
+    }
     /// All records of one kind as (key, json), ordered by key.
     fn records(&self, kind: &str) -> Result<Vec<(String, String)>>;
 

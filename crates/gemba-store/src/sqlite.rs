@@ -724,6 +724,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn put_records_of_kinds(&self, records: &[(&str, String, String)]) -> Result<()> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO records(kind, key, json) VALUES (?1, ?2, ?3)",
+            )?;
+            for (kind, k, j) in records {
+                st.execute(params![kind, k, j])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn signals(&self) -> Result<Vec<(SignalId, SignalDef)>> {
         self.read(|c| {
             let mut st = c.prepare("SELECT id, path, def FROM signals ORDER BY id")?;

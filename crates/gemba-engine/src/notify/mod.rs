@@ -29,6 +29,7 @@ use crate::alarms::{Alarm, AlarmState, Severity};
 pub use email::{EmailConfig, EmailNotifier, TlsMode};
 pub use outbox::{
     Delivery, DeliveryQuery, DeliveryState, DeliverySummary, Outbox, OutboxCounts, OutboxOptions,
+    Prepared,
 };
 pub use templates::Language;
 pub use webhook::{WebhookConfig, WebhookNotifier};

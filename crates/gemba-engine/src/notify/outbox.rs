@@ -137,6 +137,29 @@ pub struct DeliveryQuery {
     pub limit: usize,
 }
 
+/// The deliveries of one notification, made but not yet stored or queued ([`Outbox::prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    rows: Vec<Delivery>,
+}
+
+impl Prepared {
+    /// The deliveries as store records `(kind, key, JSON)`, for the caller's transaction. A
+    /// delivery that cannot be serialised is left out (logged; it is still sent from memory).
+    pub fn records(&self) -> Vec<(&'static str, String, String)> {
+        self.rows
+            .iter()
+            .filter_map(|d| match serde_json::to_string(d) {
+                Ok(json) => Some((RECORD, d.key(), json)),
+                Err(e) => {
+                    tracing::error!(error = %e, delivery = %d.id, "cannot serialise a notification");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
 /// How many deliveries are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {
@@ -267,8 +290,18 @@ impl Outbox {
 
     /// Stores one delivery per channel whose route takes `n` (one transaction), then wakes those
     /// channels. Blocking (a store write); never fails: a store error is logged and the
-    /// deliveries are still sent from memory.
+    /// deliveries are still sent from memory. (An alarm change stores its deliveries in the
+    /// alarm's own transaction instead: [`Outbox::prepare`], [`Outbox::accept`].)
     pub fn enqueue(&self, n: &Notification) {
+        let prepared = self.prepare(n);
+        self.shared.persist(&prepared.rows);
+        self.accept(prepared);
+    }
+
+    /// The deliveries of `n`, one per channel whose route takes it, made but neither stored nor
+    /// queued: the caller stores [`Prepared::records`] in the transaction of what caused them,
+    /// then hands them to [`Outbox::accept`].
+    pub fn prepare(&self, n: &Notification) -> Prepared {
         let s = &self.shared;
         let targets: Vec<&Arc<dyn Notifier>> = s
             .notifiers
@@ -276,12 +309,12 @@ impl Outbox {
             .filter(|c| c.route().accepts(n))
             .collect();
         if targets.is_empty() {
-            return;
+            return Prepared { rows: Vec::new() };
         }
         let seq = s.next_seq.fetch_add(1, Ordering::AcqRel);
         let id = delivery_id(seq);
         let now = s.clock.now_ms();
-        let rows: Vec<Delivery> = targets
+        let rows = targets
             .iter()
             .map(|c| Delivery {
                 id: id.clone(),
@@ -298,9 +331,17 @@ impl Outbox {
                 notification: n.clone(),
             })
             .collect();
-        s.persist(&rows);
+        Prepared { rows }
+    }
+
+    /// Queues prepared deliveries (already stored by the caller) and wakes their channels.
+    pub fn accept(&self, prepared: Prepared) {
+        if prepared.rows.is_empty() {
+            return;
+        }
+        let s = &self.shared;
         let mut guard = s.rows.lock();
-        for d in rows {
+        for d in prepared.rows {
             guard.map.insert((d.seq, d.channel.clone()), d);
         }
         guard.generation += 1;
@@ -740,6 +781,40 @@ pub(crate) mod tests {
                 expired: 0,
             }
         });
+    }
+
+    /// An alarm change stores its deliveries in its own transaction: `prepare` stores nothing,
+    /// the records go with the caller's (here a stand-in "alarm" record), `accept` sends them,
+    /// and a restart before sending finds them in the store.
+    #[test]
+    fn prepared_deliveries_go_in_the_callers_transaction() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(dir.path());
+        let clock = Arc::new(ManualClock::new(T0));
+        let hook = Fake::new("hook", Severity::Low, true);
+        let (o, _) = start(&store, std::slice::from_ref(&hook), &clock);
+        let prepared = o.prepare(&note(Severity::High, "s1"));
+        assert!(store.records(RECORD).expect("records").is_empty());
+        let mut records = vec![("alarm", "000000000007".to_owned(), "{}".to_owned())];
+        records.extend(prepared.records());
+        assert_eq!(records.len(), 2);
+        store
+            .put_records_of_kinds(&records)
+            .expect("one transaction");
+        o.accept(prepared);
+        wait_until("a first attempt", || hook.tries.load(Ordering::SeqCst) >= 1);
+        assert_eq!(store.records(RECORD).expect("records").len(), 1);
+        assert_eq!(store.records("alarm").expect("records").len(), 1);
+        // Restarted with the receiver back: the stored delivery is sent.
+        drop(o);
+        *hook.down.lock() = false;
+        clock.advance(600_000);
+        let (_o, _) = start(&store, std::slice::from_ref(&hook), &clock);
+        wait_until("delivered after the restart", || hook.got.lock().len() == 1);
+        // No channel takes it: nothing prepared, nothing to store.
+        let none = Fake::new("none", Severity::Critical, false);
+        let (o2, _) = start(&store, std::slice::from_ref(&none), &clock);
+        assert!(o2.prepare(&note(Severity::Low, "s1")).records().is_empty());
     }
 
     #[test]
