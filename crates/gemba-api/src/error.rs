@@ -69,7 +69,7 @@ pub fn clip_message(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if message.len() <= max {
         return message.into();
     }
-    let kept = crate::security::clip(message, max);
+    let kept = &message[..message.floor_char_boundary(max)];
     format!("{kept}… ({} more bytes cut)", message.len() - kept.len()).into()
 }
 

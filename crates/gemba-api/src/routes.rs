@@ -295,8 +295,8 @@ pub async fn ingest(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "content-type {:?} is not accepted; send application/json (curl: -H 'content-type: application/json') or text/plain (line protocol)",
-                crate::security::clip(ctype, 100)
+                "content-type {} is not accepted; send application/json (curl: -H 'content-type: application/json') or text/plain (line protocol)",
+                gemba_core::quote_clipped(ctype, 100)
             ),
         ));
     };

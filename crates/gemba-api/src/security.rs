@@ -18,9 +18,10 @@ use axum::extract::{ConnectInfo, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use gemba_core::quote_clipped;
 use gemba_core::time::format_rfc3339;
 use gemba_engine::Engine;
-use gemba_engine::auth::{AuthError, Principal, Role};
+use gemba_engine::auth::{AuthError, Principal, PrincipalKind, Role};
 use gemba_store::{AuditEntry, AuditQuery};
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -211,22 +212,10 @@ fn cross_site(headers: &HeaderMap, tls: bool) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Origin {:?} is not this server's origin {:?}",
-        clip(origin, 200),
-        clip(own.as_deref().unwrap_or("(no Host header)"), 200)
+        "Origin {} is not this server's origin {}",
+        quote_clipped(origin, 200),
+        quote_clipped(own.as_deref().unwrap_or("(no Host header)"), 200)
     ))
-}
-
-/// At most `max` bytes of `s` (on a character boundary), for quoting client input in answers.
-pub(crate) fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Whether a request has a body: one that is not known to be empty (a `Content-Length` other than
@@ -279,7 +268,7 @@ fn hygiene(req: &Request, template: &str, tls: bool) -> Option<Response> {
                     "{} {template} takes a JSON body: send Content-Type: application/json (got {})",
                     req.method(),
                     media_type(req.headers())
-                        .map_or_else(|| "none".to_owned(), |m| format!("{:?}", clip(m, 100)))
+                        .map_or_else(|| "none".to_owned(), |m| quote_clipped(m, 100))
                 ),
             )
             .into_response(),
@@ -366,7 +355,7 @@ pub async fn authorize(State(engine): AppState, mut req: Request, next: Next) ->
         None => {
             let cfg = &engine.config().auth;
             let key = match (&principal, &peer) {
-                (Some(p), _) if p.kind != "anonymous" => p.name.clone(),
+                (Some(p), _) if p.kind != PrincipalKind::Anonymous => p.name.clone(),
                 (_, Some(ip)) => format!("addr:{ip}"),
                 _ => "anonymous".to_owned(),
             };
@@ -462,7 +451,7 @@ pub(crate) fn check_asset_scope(p: &Principal, asset: Option<String>) -> ApiResu
 /// gave none.
 pub(crate) fn actor(p: Option<&Principal>, claimed: Option<&str>) -> String {
     match p {
-        Some(p) if p.kind != "anonymous" => p.name.clone(),
+        Some(p) if p.kind != PrincipalKind::Anonymous => p.name.clone(),
         _ => claimed.unwrap_or("anonymous").to_owned(),
     }
 }
@@ -620,7 +609,7 @@ async fn change_password(
 ) -> ApiResult {
     let p = principal(p)?;
     let b: PasswordBody = body(&raw)?;
-    if p.kind != "user" {
+    if p.kind != PrincipalKind::User {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_a_user",

@@ -194,8 +194,19 @@ pub struct Principal {
     pub scope: Option<String>,
     /// Only the password may be changed until this is false.
     pub must_change_password: bool,
-    /// `user`, `token` or `anonymous` (auth off).
-    pub kind: &'static str,
+    pub kind: PrincipalKind,
+}
+
+/// How a principal signed in (`"kind"` in `GET /api/v1/auth/me`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    /// A user with a session (signed in with a password).
+    User,
+    /// An API token.
+    Token,
+    /// Nobody: authentication is off.
+    Anonymous,
 }
 
 impl Principal {
@@ -206,7 +217,7 @@ impl Principal {
             role: Role::Admin,
             scope: None,
             must_change_password: false,
-            kind: "anonymous",
+            kind: PrincipalKind::Anonymous,
         }
     }
 
@@ -575,7 +586,7 @@ impl Auth {
             role: user.role,
             scope: user.scope,
             must_change_password: user.must_change_password,
-            kind: "user",
+            kind: PrincipalKind::User,
         })
     }
 
@@ -666,7 +677,7 @@ impl Auth {
             role: t.role,
             scope: t.scope,
             must_change_password: false,
-            kind: "token",
+            kind: PrincipalKind::Token,
         })
     }
 
