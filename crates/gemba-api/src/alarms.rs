@@ -312,7 +312,9 @@ pub async fn act(
     }
     // Who acted is whoever signed in, not what the body claims. Without sign-in (authentication
     // off) the body must name someone: an alarm's history says who acted.
-    let signed_in = principal.as_ref().is_some_and(|x| x.0.kind != gemba_engine::auth::PrincipalKind::Anonymous);
+    let signed_in = principal
+        .as_ref()
+        .is_some_and(|x| x.0.kind != gemba_engine::auth::PrincipalKind::Anonymous);
     if !signed_in && a.by.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(ApiError::bad_request(
             "by: name who acts on the alarm (required when nobody is signed in)",

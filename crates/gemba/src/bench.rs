@@ -284,11 +284,6 @@ fn ingest(args: BenchArgs) -> anyhow::Result<()> {
         "  ratio gemba / reference",
         http_rate / ref_rate
     );
-    println!(
-        "{:<58} {:>14.1}x  (ThingsBoard reports 33,333 samples/s on 36 vCPUs)",
-        "  ratio gemba / ThingsBoard's published figure",
-        http_rate / 33_333.0
-    );
     row(
         "MQTT ingest, 100 samples/message, samples/s",
         format!("{mqtt_batched:.0}"),

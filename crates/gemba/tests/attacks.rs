@@ -759,3 +759,198 @@ fn read_snapshot(sock: &mut TcpStream, expect: usize) -> usize {
         }
     }
 }
+
+/// `curl` against the server: the status, the response headers (lower-case) and the body.
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let bin = common::require_program("curl", "curl");
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let out = Command::new(bin)
+        .args(["-s", "--max-time", "30", "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&head)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let head = std::fs::read_to_string(&head)
+        .unwrap_or_default()
+        .to_lowercase();
+    let body = String::from_utf8_lossy(&std::fs::read(&body).unwrap_or_default()).into_owned();
+    assert!(status > 0, "curl {args:?}: {out:?}");
+    (status, head, body)
+}
+
+/// Findings 7, 8, 10 and the low ones over HTTP, replayed with curl against the binary (the
+/// in-process tests in `gemba-api/tests/hardening.rs` cover each in detail): a cross-site
+/// change, JSON sent as text/plain, an overflowing time range, a top-level `[]`, a large bad body
+/// echoed back, the browser headers, the sign-in lockout's Retry-After, a scoped token's work
+/// order for another machine and a body's `by`. Every answer is a 4xx (or the expected 2xx),
+/// never a 5xx, and the server logs no panic.
+#[test]
+fn http_probes_replayed_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start_in(dir.path(), AUTH_ON);
+    let base = srv.url("");
+    let admin = token(&srv, "probe admin", "admin", None);
+    let bearer = format!("Authorization: Bearer {admin}");
+    let json = "Content-Type: application/json";
+    let url = |p: &str| format!("{base}{p}");
+
+    // Finding 7: a cross-site change (on a server without sign-in, where a browser needs no
+    // cookie at all; with sign-in the session cookie is checked the same way, in-process in
+    // hardening.rs), and JSON sent as text/plain.
+    let open_dir = tempfile::tempdir().unwrap();
+    let open = Server::start_in(open_dir.path(), "");
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &open.url("/api/v1/lots"),
+        "-H",
+        json,
+        "-H",
+        "Origin: http://evil.example",
+        "--data",
+        r#"{"lot":"L1"}"#,
+    ]);
+    assert_eq!(s, 403, "{b}");
+    assert!(b.contains("cross_site_request"), "{b}");
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &open.url("/api/v1/lots"),
+        "-H",
+        json,
+        "-H",
+        "Sec-Fetch-Site: cross-site",
+        "--data",
+        r#"{"lot":"L1"}"#,
+    ]);
+    assert_eq!(s, 403, "{b}");
+    assert_no_panic(&open);
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &url("/api/v1/work-orders"),
+        "-H",
+        &bearer,
+        "-H",
+        "Content-Type: text/plain",
+        "--data",
+        r#"{"machine":"s1/a1/l1/m1","title":"x"}"#,
+    ]);
+    assert_eq!(s, 415, "{b}");
+
+    // Finding 10: time ranges at the ends of i64 are a 400, not a panic behind a 500.
+    for q in [
+        "from=-9223372036854775808&to=9223372036854775807",
+        &format!("from=-9223372036854775808&to={}", now_ms()),
+    ] {
+        let (s, _, b) = curl(&["-H", &bearer, &url(&format!("/api/v1/oee?asset=s1&{q}"))]);
+        assert_eq!(s, 400, "{q}: {b}");
+    }
+
+    // Low: a top-level `[]` is a wrong shape; a 5 MB bad body is not echoed back.
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &url("/api/v1/ingest"),
+        "-H",
+        &bearer,
+        "-H",
+        json,
+        "--data",
+        "[]",
+    ]);
+    assert_eq!(s, 400, "{b}");
+    let big = dir.path().join("big.json");
+    std::fs::write(
+        &big,
+        format!(r#"{{"points": "{}"}}"#, "x".repeat(5_000_000)),
+    )
+    .unwrap();
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &url("/api/v1/ingest"),
+        "-H",
+        &bearer,
+        "-H",
+        json,
+        "--data-binary",
+        &format!("@{}", big.display()),
+    ]);
+    assert!((400..500).contains(&s), "{s}");
+    assert!(b.len() < 4_096, "a {} byte answer to a bad body", b.len());
+
+    // Low: the dashboard's browser headers.
+    let (s, head, _) = curl(&[&url("/")]);
+    assert_eq!(s, 200);
+    for h in [
+        "content-security-policy:",
+        "x-frame-options:",
+        "x-content-type-options:",
+    ] {
+        assert!(head.contains(h), "{h} missing in:\n{head}");
+    }
+
+    // Finding 8: a cnc1-scoped token cannot open a work order for another machine, and the
+    // creator is the token, not the body's `by`.
+    let m1 = token(&srv, "m1 plc", "operator", Some("s1/a1/l1/m1"));
+    let scoped = format!("Authorization: Bearer {m1}");
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &url("/api/v1/work-orders"),
+        "-H",
+        &scoped,
+        "-H",
+        json,
+        "--data",
+        r#"{"machine":"s1/a1/l1/m2","title":"not mine","by":"m1"}"#,
+    ]);
+    assert_eq!(s, 403, "{b}");
+    assert!(b.contains("outside_scope"), "{b}");
+    let (s, _, b) = curl(&[
+        "-X",
+        "POST",
+        &url("/api/v1/work-orders"),
+        "-H",
+        &scoped,
+        "-H",
+        json,
+        "--data",
+        r#"{"machine":"s1/a1/l1/m1","title":"oil leak","by":"the boss"}"#,
+    ]);
+    assert_eq!(s, 201, "{b}");
+    let created: Value = serde_json::from_str(&b).unwrap();
+    let by = created["created"]["by"].as_str().unwrap_or_default();
+    assert!(by.starts_with("token:"), "work order created by {by:?}");
+
+    // Low: the sign-in lockout answers 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..15 {
+        let (s, head, _) = curl(&[
+            "-X",
+            "POST",
+            &url("/api/v1/auth/login"),
+            "-H",
+            json,
+            "--data",
+            r#"{"user":"admin","password":"not the password"}"#,
+        ]);
+        if s == 429 {
+            limited = Some(head);
+            break;
+        }
+        assert_eq!(s, 401);
+    }
+    let head = limited.expect("no 429 after 15 failed sign-ins");
+    assert!(head.contains("retry-after:"), "{head}");
+    assert_no_panic(&srv);
+}
