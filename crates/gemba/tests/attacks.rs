@@ -510,6 +510,14 @@ fn retained_messages_and_log_lines_are_bounded() {
         ])
         .output()
         .unwrap();
+    // 200 × 900 KB retained took the broker from 32 to 331 MB: 6 × 900 KB under a 2 MB bound
+    // must not grow it by more than the bound and the messages in flight.
+    let rss = rss_mb(srv.child.id());
+    eprintln!("retained: RSS {rss:.0} MB");
+    assert!(
+        rss < 128.0,
+        "RSS {rss:.0} MB after 6 retained messages of 900 KB"
+    );
     let retained = String::from_utf8_lossy(&sub.stdout).lines().count();
     assert_eq!(
         retained,
