@@ -473,7 +473,9 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid(_) => ApiError::unprocessable(msg),
             AuthError::NotFound(_) => ApiError::not_found(msg),
             AuthError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
-            AuthError::Store(_) | AuthError::Internal(_) => ApiError::internal(msg),
+            AuthError::Store(_) | AuthError::NoRandomness | AuthError::Internal(_) => {
+                ApiError::internal(msg)
+            }
         }
     }
 }

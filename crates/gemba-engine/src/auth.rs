@@ -81,6 +81,10 @@ pub enum AuthError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] gemba_store::StoreError),
+    /// The operating system's random source failed: no secret can be made (and none is made
+    /// from anything guessable instead).
+    #[error("the system random generator failed")]
+    NoRandomness,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -269,7 +273,7 @@ fn random_hex(n: usize) -> Result<String> {
     let mut buf = vec![0u8; n];
     ring::rand::SystemRandom::new()
         .fill(&mut buf)
-        .map_err(|_| AuthError::Internal("the system random generator failed".into()))?;
+        .map_err(|_| AuthError::NoRandomness)?;
     Ok(hex(&buf))
 }
 
@@ -356,13 +360,14 @@ pub fn generate_password() -> Result<String> {
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn Store>, cfg: AuthConfig) -> Auth {
-        Auth {
+    /// Fails only when the system random source does: the internal MQTT password of this run
+    /// is made from it (it used to fall back to a hash of the clock, which can be guessed).
+    pub fn new(store: Arc<dyn Store>, cfg: AuthConfig) -> Result<Auth> {
+        Ok(Auth {
             store,
             cfg,
-            internal_secret: random_hex(32)
-                .unwrap_or_else(|_| sha256_hex(&format!("{:?}", std::time::SystemTime::now()))),
-        }
+            internal_secret: random_hex(32)?,
+        })
     }
 
     /// The password of [`INTERNAL_MQTT_USER`] for this run of the process.
@@ -711,7 +716,10 @@ mod tests {
     fn auth() -> (tempfile::TempDir, Auth) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("s.db"), Default::default()).expect("store");
-        (dir, Auth::new(Arc::new(store), AuthConfig::default()))
+        (
+            dir,
+            Auth::new(Arc::new(store), AuthConfig::default()).expect("auth"),
+        )
     }
 
     #[test]

@@ -286,7 +286,8 @@ impl Engine {
             .map_err(|e| EngineError::Internal(format!("cannot start the scorer thread: {e}")))?;
         let production = production::Production::load(store.clone())?;
         let maintenance = maintenance::Maintenance::load(store.clone())?;
-        let auth = auth::Auth::new(store.clone(), config.auth.clone());
+        let auth = auth::Auth::new(store.clone(), config.auth.clone())
+            .map_err(|e| EngineError::Internal(format!("authentication: {e}")))?;
         Ok(Arc::new(Engine {
             config,
             store,

@@ -122,7 +122,7 @@ fn open(args: &StoreArgs) -> anyhow::Result<(Auth, Arc<dyn Store>)> {
         SqliteStore::open(&path, Default::default())
             .with_context(|| format!("cannot open the store {}", path.display()))?,
     );
-    Ok((Auth::new(store.clone(), config.auth), store))
+    Ok((Auth::new(store.clone(), config.auth)?, store))
 }
 
 fn role(s: &str) -> anyhow::Result<Role> {
