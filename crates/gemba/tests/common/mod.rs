@@ -479,6 +479,11 @@ pub fn wait_live(log: &Path, timeout: Duration) -> String {
         if text.contains("Gemba demo is live") {
             return text;
         }
+        // A demo that failed to start says so and exits: no need to wait out the timeout.
+        assert!(
+            !text.lines().any(|l| l.starts_with("error:")),
+            "the demo failed to start; log:\n{text}"
+        );
         assert!(
             Instant::now() < deadline,
             "demo not live in {timeout:?}; log:\n{text}"

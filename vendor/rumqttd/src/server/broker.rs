@@ -380,7 +380,20 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
     }
 
     pub async fn start(&mut self, link_type: LinkType) -> Result<(), Error> {
-        let listener = TcpListener::bind(&self.config.listen).await?;
+        // Gemba patch: a bind refused as "in use" is tried again for 2 s. Gemba learns that the
+        // listener is up by binding the address itself for an instant, and a bind of ours that
+        // met that instant failed, leaving the listener down for good.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(&self.config.listen).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let delay = Duration::from_millis(self.config.next_connection_delay_ms);
         let mut count: usize = 0;
 
