@@ -300,11 +300,12 @@ pub async fn act(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let id = alarm_id(&id)?;
-    if !matches!(action.as_str(), "ack" | "comment" | "close") {
+    let Some(action) = gemba_engine::alarms::AlarmAction::parse(&action) else {
         return Err(ApiError::not_found(format!(
-            "{action:?} is not an alarm action: ack, comment or close"
+            "{} is not an alarm action: ack, comment or close",
+            gemba_core::quote_clipped(&action, 64)
         )));
-    }
+    };
     let body = body_or_error(body)?;
     let a: Action = parse_json("alarm action", &body)?;
     if let Some(axum::Extension(p)) = &principal {
@@ -322,11 +323,7 @@ pub async fn act(
     }
     let by = crate::security::actor(principal.as_ref().map(|x| &x.0), a.by.as_deref());
     let now = engine.now();
-    let alarm = blocking(move || {
-        engine
-            .alarms()
-            .act(id, &action, &by, a.text.as_deref(), now)
-    })
-    .await?;
+    let alarm =
+        blocking(move || engine.alarms().act(id, action, &by, a.text.as_deref(), now)).await?;
     Ok(Json(alarm).into_response())
 }

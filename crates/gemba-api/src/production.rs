@@ -151,14 +151,12 @@ pub async fn act(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let id = wo_id(&id)?;
-    if !matches!(
-        action.as_str(),
-        "assign" | "start" | "done" | "note" | "parts"
-    ) {
+    let Some(action) = gemba_engine::maintenance::WorkOrderStep::parse(&action) else {
         return Err(ApiError::not_found(format!(
-            "{action:?} is not a work-order action: assign, start, done, note or parts"
+            "{} is not a work-order action: assign, start, done, note or parts",
+            gemba_core::quote_clipped(&action, 64)
         )));
-    }
+    };
     let body = body_or_error(body)?;
     let mut a: WorkOrderAction = parse_json("work-order action", &body)?;
     if let Some(axum::Extension(p)) = &principal {
@@ -166,7 +164,7 @@ pub async fn act(
     }
     a.by = crate::security::actor(principal.as_ref().map(|x| &x.0), Some(&a.by));
     let now = engine.now();
-    let w = blocking(move || engine.maintenance().act(id, &action, a, now)).await?;
+    let w = blocking(move || engine.maintenance().act(id, action, a, now)).await?;
     Ok(Json(w).into_response())
 }
 

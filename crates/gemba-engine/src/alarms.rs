@@ -1341,6 +1341,34 @@ pub struct Alarms {
     metrics: Arc<Metrics>,
 }
 
+/// What a person does to an alarm (`POST /api/v1/alarms/{id}/{action}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmAction {
+    /// Acknowledge: someone is on it.
+    Ack,
+    /// Add a comment.
+    Comment,
+    /// Close a cleared alarm.
+    Close,
+}
+
+impl AlarmAction {
+    pub const ALL: [AlarmAction; 3] = [AlarmAction::Ack, AlarmAction::Comment, AlarmAction::Close];
+
+    /// The name in the URL.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmAction::Ack => "ack",
+            AlarmAction::Comment => "comment",
+            AlarmAction::Close => "close",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<AlarmAction> {
+        AlarmAction::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
 fn store_err(e: gemba_store::StoreError) -> EngineError {
     EngineError::Store(e)
 }
@@ -1421,7 +1449,7 @@ impl Alarms {
     pub fn act(
         &self,
         id: u64,
-        action: &str,
+        action: AlarmAction,
         by: &str,
         text: Option<&str>,
         now: Timestamp,
@@ -1440,7 +1468,7 @@ impl Alarms {
             at: now,
         };
         match action {
-            "ack" => {
+            AlarmAction::Ack => {
                 if a.closed.is_some() {
                     return Err(EngineError::Conflict(format!(
                         "alarm {id} is closed; it cannot be acknowledged"
@@ -1454,7 +1482,7 @@ impl Alarms {
                 }
                 a.acknowledged = Some(stamp);
             }
-            "close" => {
+            AlarmAction::Close => {
                 if a.closed.is_some() {
                     return Err(EngineError::Conflict(format!(
                         "alarm {id} is already closed"
@@ -1467,15 +1495,10 @@ impl Alarms {
                 }
                 a.closed = Some(stamp);
             }
-            "comment" => {}
-            other => {
-                return Err(EngineError::InvalidQuery(format!(
-                    "{other:?} is not an action: ack, comment or close"
-                )));
-            }
+            AlarmAction::Comment => {}
         }
         let text = text.map(str::trim).filter(|t| !t.is_empty());
-        if action == "comment" && text.is_none() {
+        if action == AlarmAction::Comment && text.is_none() {
             return Err(EngineError::InvalidQuery(
                 "text: a comment needs text".into(),
             ));
@@ -1495,9 +1518,9 @@ impl Alarms {
         a.history.push(Transition {
             at: now,
             what: match action {
-                "ack" => "acknowledged",
-                "close" => "closed",
-                _ => "comment",
+                AlarmAction::Ack => "acknowledged",
+                AlarmAction::Close => "closed",
+                AlarmAction::Comment => "comment",
             }
             .into(),
             by: Some(by.to_owned()),
@@ -1505,9 +1528,9 @@ impl Alarms {
         a.refresh_state();
         let alarm = a.clone();
         let event = match action {
-            "ack" => AlarmEvent::Acknowledged,
-            "close" => AlarmEvent::Closed,
-            _ => AlarmEvent::Comment,
+            AlarmAction::Ack => AlarmEvent::Acknowledged,
+            AlarmAction::Close => AlarmEvent::Closed,
+            AlarmAction::Comment => AlarmEvent::Comment,
         };
         // Stored under the book's lock, so that concurrent actions are stored in their order.
         let stored = self.record(event, &alarm);

@@ -141,6 +141,42 @@ pub struct NewWorkOrder {
     pub by: String,
 }
 
+/// What a person does to a work order: the `{action}` of `POST /api/v1/work-orders/{id}/{action}`
+/// (its body is a [`WorkOrderAction`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkOrderStep {
+    Assign,
+    Start,
+    Done,
+    Note,
+    Parts,
+}
+
+impl WorkOrderStep {
+    pub const ALL: [WorkOrderStep; 5] = [
+        WorkOrderStep::Assign,
+        WorkOrderStep::Start,
+        WorkOrderStep::Done,
+        WorkOrderStep::Note,
+        WorkOrderStep::Parts,
+    ];
+
+    /// The name in the URL.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkOrderStep::Assign => "assign",
+            WorkOrderStep::Start => "start",
+            WorkOrderStep::Done => "done",
+            WorkOrderStep::Note => "note",
+            WorkOrderStep::Parts => "parts",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<WorkOrderStep> {
+        WorkOrderStep::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
 /// An action on a work order (`POST /api/v1/work-orders/{id}/{action}`).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,7 +315,7 @@ impl Maintenance {
     pub fn act(
         &self,
         id: u64,
-        action: &str,
+        action: WorkOrderStep,
         a: WorkOrderAction,
         now: Timestamp,
     ) -> Result<WorkOrder, EngineError> {
@@ -308,7 +344,7 @@ impl Maintenance {
             at: now,
         };
         let what = match action {
-            "assign" => {
+            WorkOrderStep::Assign => {
                 if !matches!(w.state, WorkOrderState::Open | WorkOrderState::Assigned) {
                     return Err(conflict(w, "assigned", "open or assigned"));
                 }
@@ -320,7 +356,7 @@ impl Maintenance {
                 w.state = WorkOrderState::Assigned;
                 "assigned"
             }
-            "start" => {
+            WorkOrderStep::Start => {
                 if w.state != WorkOrderState::Assigned {
                     return Err(conflict(w, "started", "assigned"));
                 }
@@ -328,7 +364,7 @@ impl Maintenance {
                 w.state = WorkOrderState::InProgress;
                 "started"
             }
-            "done" => {
+            WorkOrderStep::Done => {
                 if w.state != WorkOrderState::InProgress {
                     return Err(conflict(w, "done", "in_progress"));
                 }
@@ -336,13 +372,13 @@ impl Maintenance {
                 w.state = WorkOrderState::Done;
                 "done"
             }
-            "note" => {
+            WorkOrderStep::Note => {
                 if a.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
                     return Err(invalid("text", "a note needs text"));
                 }
                 "note"
             }
-            "parts" => {
+            WorkOrderStep::Parts => {
                 if a.parts.is_empty() {
                     return Err(invalid("parts", "at least one part is required"));
                 }
@@ -350,11 +386,6 @@ impl Maintenance {
                     return Err(conflict(w, "given parts", "not done"));
                 }
                 "part"
-            }
-            other => {
-                return Err(EngineError::NotFound(format!(
-                    "{other:?} is not a work-order action: assign, start, done, note or parts"
-                )));
             }
         };
         w.parts.extend(a.parts.iter().cloned());

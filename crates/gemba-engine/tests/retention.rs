@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gemba_core::time::ManualClock;
-use gemba_engine::maintenance::{NewWorkOrder, WorkOrderAction, WorkOrderQuery};
+use gemba_engine::maintenance::{NewWorkOrder, WorkOrderAction, WorkOrderQuery, WorkOrderStep};
 use gemba_engine::{BatchMode, Config, Engine, RetentionReport, Source};
 use gemba_store::{EventQuery, InspectionQuery, InspectionRecord};
 
@@ -64,7 +64,11 @@ fn event(ts: i64, kind: &str) -> String {
 
 /// Assigns, starts and finishes a work order at `at`.
 fn finish(engine: &Engine, id: u64, at: i64) {
-    for action in ["assign", "start", "done"] {
+    for action in [
+        WorkOrderStep::Assign,
+        WorkOrderStep::Start,
+        WorkOrderStep::Done,
+    ] {
         let a = WorkOrderAction {
             by: "olga".into(),
             assignee: Some("olga".into()),
