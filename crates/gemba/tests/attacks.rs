@@ -57,11 +57,7 @@ fn concurrent_batches_of_new_signals_complete_and_health_stays_live() {
     let prober = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(5)))
-                .build()
-                .new_agent();
+            let agent = common::http_agent(Duration::from_secs(5));
             let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::SeqCst) {
                 let t = Instant::now();
@@ -81,11 +77,7 @@ fn concurrent_batches_of_new_signals_complete_and_health_stays_live() {
         .map(|c| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build()
-                    .new_agent();
+                let agent = common::http_agent(Duration::from_secs(60));
                 for b in 0..200 {
                     // Five signals no batch named before, on machines other clients write too.
                     let points: Vec<Value> = (0..5)
@@ -685,11 +677,7 @@ fn many_live_streams_on_many_signals_stay_bounded() {
         let stop = stop.clone();
         let health = srv.url("/healthz");
         std::thread::spawn(move || {
-            let agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .new_agent();
+            let agent = common::http_agent(Duration::from_secs(10));
             let (mut peak, mut slowest, mut probes) = (0.0f64, Duration::ZERO, 0);
             while !stop.load(Ordering::SeqCst) {
                 peak = peak.max(rss_mb(pid));
@@ -794,6 +782,16 @@ fn curl(args: &[&str]) -> (u16, String, String) {
     (status, head, body)
 }
 
+/// `curl -X POST URL -H HEADER… --data-binary BODY` (`@FILE` sends a file).
+fn curl_post(url: &str, headers: &[&str], body: &str) -> (u16, String, String) {
+    let mut args = vec!["-X", "POST", url];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.extend(["--data-binary", body]);
+    curl(&args)
+}
+
 /// Findings 7, 8, 10 and the low ones over HTTP, replayed with curl against the binary (the
 /// in-process tests in `gemba-api/tests/hardening.rs` cover each in detail): a cross-site
 /// change, JSON sent as text/plain, an overflowing time range, a top-level `[]`, a large bad body
@@ -815,43 +813,25 @@ fn http_probes_replayed_with_curl() {
     // hardening.rs), and JSON sent as text/plain.
     let open_dir = tempfile::tempdir().unwrap();
     let open = Server::start_in(open_dir.path(), "");
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
+    let (s, _, b) = curl_post(
         &open.url("/api/v1/lots"),
-        "-H",
-        json,
-        "-H",
-        "Origin: http://evil.example",
-        "--data",
+        &[json, "Origin: http://evil.example"],
         r#"{"lot":"L1"}"#,
-    ]);
+    );
     assert_eq!(s, 403, "{b}");
     assert!(b.contains("cross_site_request"), "{b}");
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
+    let (s, _, b) = curl_post(
         &open.url("/api/v1/lots"),
-        "-H",
-        json,
-        "-H",
-        "Sec-Fetch-Site: cross-site",
-        "--data",
+        &[json, "Sec-Fetch-Site: cross-site"],
         r#"{"lot":"L1"}"#,
-    ]);
+    );
     assert_eq!(s, 403, "{b}");
     assert_no_panic(&open);
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
+    let (s, _, b) = curl_post(
         &url("/api/v1/work-orders"),
-        "-H",
-        &bearer,
-        "-H",
-        "Content-Type: text/plain",
-        "--data",
+        &[&bearer, "Content-Type: text/plain"],
         r#"{"machine":"s1/a1/l1/m1","title":"x"}"#,
-    ]);
+    );
     assert_eq!(s, 415, "{b}");
 
     // Finding 10: time ranges at the ends of i64 are a 400, not a panic behind a 500.
@@ -864,17 +844,7 @@ fn http_probes_replayed_with_curl() {
     }
 
     // Low: a top-level `[]` is a wrong shape; a 5 MB bad body is not echoed back.
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
-        &url("/api/v1/ingest"),
-        "-H",
-        &bearer,
-        "-H",
-        json,
-        "--data",
-        "[]",
-    ]);
+    let (s, _, b) = curl_post(&url("/api/v1/ingest"), &[&bearer, json], "[]");
     assert_eq!(s, 400, "{b}");
     let big = dir.path().join("big.json");
     std::fs::write(
@@ -882,17 +852,11 @@ fn http_probes_replayed_with_curl() {
         format!(r#"{{"points": "{}"}}"#, "x".repeat(5_000_000)),
     )
     .unwrap();
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
+    let (s, _, b) = curl_post(
         &url("/api/v1/ingest"),
-        "-H",
-        &bearer,
-        "-H",
-        json,
-        "--data-binary",
+        &[&bearer, json],
         &format!("@{}", big.display()),
-    ]);
+    );
     assert!((400..500).contains(&s), "{s}");
     assert!(b.len() < 4_096, "a {} byte answer to a bad body", b.len());
 
@@ -911,30 +875,18 @@ fn http_probes_replayed_with_curl() {
     // creator is the token, not the body's `by`.
     let m1 = token(&srv, "m1 plc", "operator", Some("s1/a1/l1/m1"));
     let scoped = format!("Authorization: Bearer {m1}");
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
+    let (s, _, b) = curl_post(
         &url("/api/v1/work-orders"),
-        "-H",
-        &scoped,
-        "-H",
-        json,
-        "--data",
+        &[&scoped, json],
         r#"{"machine":"s1/a1/l1/m2","title":"not mine","by":"m1"}"#,
-    ]);
+    );
     assert_eq!(s, 403, "{b}");
     assert!(b.contains("outside_scope"), "{b}");
-    let (s, _, b) = curl(&[
-        "-X",
-        "POST",
+    let (s, _, b) = curl_post(
         &url("/api/v1/work-orders"),
-        "-H",
-        &scoped,
-        "-H",
-        json,
-        "--data",
+        &[&scoped, json],
         r#"{"machine":"s1/a1/l1/m1","title":"oil leak","by":"the boss"}"#,
-    ]);
+    );
     assert_eq!(s, 201, "{b}");
     let created: Value = serde_json::from_str(&b).unwrap();
     let by = created["created"]["by"].as_str().unwrap_or_default();
@@ -943,15 +895,11 @@ fn http_probes_replayed_with_curl() {
     // Low: the sign-in lockout answers 429 with Retry-After.
     let mut limited = None;
     for _ in 0..15 {
-        let (s, head, _) = curl(&[
-            "-X",
-            "POST",
+        let (s, head, _) = curl_post(
             &url("/api/v1/auth/login"),
-            "-H",
-            json,
-            "--data",
+            &[json],
             r#"{"user":"admin","password":"not the password"}"#,
-        ]);
+        );
         if s == 429 {
             limited = Some(head);
             break;

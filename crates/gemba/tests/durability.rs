@@ -27,11 +27,7 @@ fn every_acknowledged_sample_survives_sigkill() {
         .map(|w| {
             let (url, stop, acked) = (url.clone(), stop.clone(), acked.clone());
             std::thread::spawn(move || {
-                let agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .build()
-                    .new_agent();
+                let agent = common::http_agent(Duration::from_secs(5));
                 let signal = ["s1/a1/l1/m1/temp", "s1/a1/l1/m1/speed"][w % 2];
                 let mut batch = 0usize;
                 while !stop.load(Ordering::SeqCst) {

@@ -245,17 +245,7 @@ fn start_smtp(
 #[test]
 fn email_over_starttls_in_english_and_chinese_routed_by_asset() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(common::bin())
-        .args(["cert", "self-signed", "--out"])
-        .arg(dir.path().join("tls"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tls = dir.path().join("tls");
+    let tls = common::self_signed_certs(dir.path());
     let smtp_port = free_port(); // the SMTP server starts later
     let channel = |name: &str, to: &str, extra: &str| {
         format!(

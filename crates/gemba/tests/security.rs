@@ -16,11 +16,7 @@ use gemba_api::{Access, Role};
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .new_agent()
+    common::http_agent(Duration::from_secs(30))
 }
 
 /// The values of a `/api/v1/latest` answer. Tests compare these, never the JSON text: a
@@ -83,22 +79,6 @@ fn one_time_password_in(log: &str) -> String {
 
 fn one_time_password(srv: &Server) -> String {
     one_time_password_in(&srv.logs())
-}
-
-/// `gemba cert self-signed --out <dir>/tls`; returns the folder with ca.pem, server.pem, server.key.
-fn self_signed_certs(dir: &std::path::Path) -> std::path::PathBuf {
-    let tls = dir.join("tls");
-    let out = Command::new(common::bin())
-        .args(["cert", "self-signed", "--out"])
-        .arg(&tls)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tls
 }
 
 /// The value of a metric in Prometheus text.
@@ -612,7 +592,7 @@ fn limits_answer_429_413_503_and_cut_slow_clients() {
 fn tls_with_a_self_signed_ca_and_curl() {
     let curl = common::require_program("curl", "curl");
     let dir = tempfile::tempdir().unwrap();
-    let tls = self_signed_certs(dir.path());
+    let tls = common::self_signed_certs(dir.path());
     for f in ["ca.pem", "server.pem", "server.key"] {
         assert!(tls.join(f).exists(), "{f}");
     }
@@ -936,7 +916,7 @@ fn demo_with_auth_and_sign_in_in_chromium() {
 fn mqtt_over_tls_with_mosquitto_pub_cafile() {
     let pub_bin = common::require_program("mosquitto_pub", "mosquitto-clients");
     let dir = tempfile::tempdir().unwrap();
-    let tls = self_signed_certs(dir.path());
+    let tls = common::self_signed_certs(dir.path());
     let port = common::free_port();
     let srv = Server::start_in(
         dir.path(),

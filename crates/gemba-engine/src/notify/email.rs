@@ -62,7 +62,7 @@ pub struct EmailConfig {
     pub from: String,
     /// Recipients.
     pub to: Vec<String>,
-    #[serde(default = "low")]
+    #[serde(default = "super::default_min_severity")]
     pub min_severity: Severity,
     /// Only alarms at this asset or below it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,18 +73,12 @@ pub struct EmailConfig {
     #[serde(default = "ten")]
     pub timeout_s: u64,
     /// Wait before the first retry, doubled for each next one up to `notify.max_backoff_s`.
-    #[serde(default = "one_second")]
+    #[serde(default = "super::default_backoff_ms")]
     pub backoff_ms: u64,
 }
 
-fn low() -> Severity {
-    Severity::Low
-}
 fn ten() -> u64 {
     10
-}
-fn one_second() -> u64 {
-    1000
 }
 
 impl EmailConfig {

@@ -256,6 +256,15 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// The defaults every channel's settings share: alarms of every severity, and a first retry
+/// after one second.
+pub(crate) fn default_min_severity() -> Severity {
+    Severity::Low
+}
+pub(crate) fn default_backoff_ms() -> u64 {
+    1000
+}
+
 /// A channel name: 1–64 ASCII letters, digits, `_`, `-`, `.`.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty()

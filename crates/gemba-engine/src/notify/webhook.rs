@@ -21,7 +21,7 @@ pub struct WebhookConfig {
     /// URL's SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default = "low")]
+    #[serde(default = "super::default_min_severity")]
     pub min_severity: Severity,
     /// Only alarms at this asset or below it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +34,7 @@ pub struct WebhookConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// Wait before the first retry, doubled for each next one up to `notify.max_backoff_s`.
-    #[serde(default = "one_second")]
+    #[serde(default = "super::default_backoff_ms")]
     pub backoff_ms: u64,
 }
 
@@ -43,20 +43,13 @@ impl Default for WebhookConfig {
         WebhookConfig {
             url: String::new(),
             name: None,
-            min_severity: Severity::Low,
+            min_severity: super::default_min_severity(),
             asset_prefix: None,
             language: Language::En,
             attempts: None,
-            backoff_ms: 1000,
+            backoff_ms: super::default_backoff_ms(),
         }
     }
-}
-
-fn low() -> Severity {
-    Severity::Low
-}
-fn one_second() -> u64 {
-    1000
 }
 
 impl WebhookConfig {

@@ -41,6 +41,31 @@ pub fn token(srv: &Server, name: &str, role: &str, scope: Option<&str>) -> Strin
 /// `:0` can be taken by the next outgoing connection of a parallel test before the server binds
 /// it (seen in CI: "Address already in use" for an MQTT port). Ports are drawn at random from
 /// 20000–32767 and never handed out twice by this process.
+/// An HTTP client that returns 4xx/5xx answers instead of errors, each call bounded by `timeout`.
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .new_agent()
+}
+
+/// `gemba cert self-signed --out <dir>/tls`; returns the folder with ca.pem, server.pem, server.key.
+pub fn self_signed_certs(dir: &Path) -> PathBuf {
+    let tls = dir.join("tls");
+    let out = Command::new(bin())
+        .args(["cert", "self-signed", "--out"])
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tls
+}
+
 pub fn free_port() -> u16 {
     use std::collections::HashSet;
     use std::sync::Mutex;
@@ -189,11 +214,7 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("spawn gemba serve");
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .new_agent();
+        let agent = http_agent(Duration::from_secs(60));
         let mut s = Server {
             child,
             http,
