@@ -230,7 +230,7 @@ async fn hand_over(
             topic: m.topic,
             payload: m.payload,
             received_at,
-            scope: m.tag.map(|t| t.to_string()),
+            scope: m.tag,
             ack: AckHandle::None,
         })
         .collect();

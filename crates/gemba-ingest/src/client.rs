@@ -99,7 +99,7 @@ pub struct MqttMessage {
     /// The publisher's scope (an asset path) when the embedded broker authenticated it with a
     /// scoped token: everything the message writes must lie under it. `None` for unscoped
     /// publishers and for messages from an external broker.
-    pub scope: Option<String>,
+    pub scope: Option<Arc<str>>,
     pub ack: AckHandle,
 }
 
