@@ -75,17 +75,28 @@ pub(crate) fn syntax_error(e: &serde_json::Error) -> DecodeError {
     } else {
         DecodeError::Shape {
             path: "body".into(),
-            message: e.to_string(),
+            message: strip_position(&e.to_string()),
         }
     }
 }
 
+/// A serde error message for an answer or a log: without its position, and at most
+/// [`SERDE_MESSAGE_BYTES`] long. serde quotes the offending input (`unknown variant "…"`, `invalid
+/// value: string "…"`) whole, and that input comes from outside.
 fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
+    let msg = match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    if msg.len() <= SERDE_MESSAGE_BYTES {
+        return msg.to_owned();
     }
+    let kept = &msg[..msg.floor_char_boundary(SERDE_MESSAGE_BYTES)];
+    format!("{kept}… ({} bytes)", msg.len())
 }
+
+/// Longest serde error message kept ([`strip_position`]).
+const SERDE_MESSAGE_BYTES: usize = 300;
 
 fn utf8(body: &[u8]) -> Result<&str, DecodeError> {
     let text = std::str::from_utf8(body).map_err(|_| DecodeError::NotUtf8)?;
@@ -134,7 +145,7 @@ pub(crate) fn decode_json_with(
             Ok(v) => point_from_value(&v, &loc, names, &mut out),
             Err(e) => out.errors.push(ItemError {
                 location: loc,
-                message: e.to_string(),
+                message: strip_position(&e.to_string()),
             }),
         }
     }
@@ -312,7 +323,7 @@ fn event_item(raw: &str, default_asset: Option<&str>) -> Result<Event, String> {
         let ms = parse_timestamp(s).map_err(|e| format!("ts: {e}"))?;
         v["ts"] = Value::from(ms);
     }
-    serde_json::from_value::<Event>(v).map_err(|e| e.to_string())
+    serde_json::from_value::<Event>(v).map_err(|e| strip_position(&e.to_string()))
 }
 
 /// Decodes the line protocol: `<signal> <value> [<ts>]` per line, `#` comments, blank lines.
@@ -544,5 +555,18 @@ mod tests {
             let _ = decode_json(&bytes);
             let _ = decode_line_protocol(&bytes);
         }
+    }
+
+    /// The fuzzer's mqtt_payload crash: an event type of 2,000 characters was quoted whole in
+    /// serde's "unknown variant" message.
+    #[test]
+    fn serde_messages_quote_outside_input_clipped() {
+        let ty = "x".repeat(5_000);
+        let body = format!(r#"{{"events":[{{"ts":1,"type":"{ty}","asset":"s/a/l/m"}}]}}"#);
+        let b = decode_json(body.as_bytes()).expect("a batch with an item error");
+        assert_eq!(b.errors.len(), 1);
+        let m = &b.errors[0].message;
+        assert!(m.len() < 400, "{} bytes: {m}", m.len());
+        assert!(m.contains("unknown variant"), "{m}");
     }
 }
