@@ -108,7 +108,7 @@ fn csv(args: CsvArgs) -> anyhow::Result<()> {
             })
         })
     } else {
-        let agent = crate::query::agent();
+        let agent = gemba_lab::client::agent();
         let url = format!("{}/api/v1/ingest", args.server.trim_end_matches('/'));
         Box::new(move |batch| post_batch(&agent, &url, batch))
     };

@@ -149,7 +149,7 @@ fn inspect_one(
     let resp = req
         .send(&bytes[..])
         .with_context(|| format!("cannot reach {url}; is `gemba serve` running? (--server)"))?;
-    let text = crate::query::reply(resp)?;
+    let text = gemba_lab::client::reply(resp)?;
     serde_json::from_str(&text)
         .with_context(|| format!("{url} answered with something other than JSON"))
 }
@@ -188,7 +188,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     }
     let base = args.server.trim_end_matches('/').to_owned();
     let url = format!("{base}/api/v1/inspect");
-    let agent = crate::query::agent();
+    let agent = gemba_lab::client::agent();
     let bar = ProgressBar::new(files.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")

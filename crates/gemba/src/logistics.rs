@@ -5,7 +5,8 @@ use clap::{Args, Subcommand};
 use gemba_core::time::format_rfc3339;
 use serde_json::Value;
 
-use crate::query::{agent, get, table};
+use crate::query::table;
+use gemba_lab::client::{agent, get};
 
 /// Where the server is and how to print.
 #[derive(Debug, Args)]

@@ -2,26 +2,17 @@
 //! capability lives in a library crate; this crate only turns commands into calls and errors into
 //! messages (anyhow is used here and nowhere else).
 
-mod bench;
-mod bench_alarms;
-mod bench_genealogy;
 mod cli;
-mod eval;
-mod eval_horizon;
-mod eval_nn;
 mod import;
 mod inspect;
 mod logistics;
 mod production;
 mod query;
-mod rules;
 mod security;
 mod serve;
-mod simulate;
-mod train;
-mod train_nn;
 
 use clap::Parser;
+use gemba_lab::{bench, eval, eval_horizon, eval_nn, simulate, train, train_nn};
 
 /// mimalloc keeps freed memory for reuse where glibc's malloc returns every block above its
 /// mmap threshold to the kernel and gets it back as fresh zeroed pages: a conv VAE epoch spent
@@ -53,7 +44,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args),
         Command::Oee(args) => production::oee(args),
         Command::WorkOrders(args) => production::work_orders(args),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(args) => {
+            init_logging("info", "text");
+            simulate::run(args)
+        }
         Command::Train(args) => train::train(args),
         Command::Predict(args) => train::predict(args),
         Command::Generate(args) => train_nn::generate(args),

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use gemba_core::time::format_rfc3339;
 use serde_json::{Value, json};
 
-use crate::query::{agent, get, post_json};
+use gemba_lab::client::{agent, get, post_json};
 
 #[derive(Debug, Args)]
 pub struct OeeArgs {

@@ -139,7 +139,7 @@ fn stdin_password() -> anyhow::Result<String> {
 }
 
 fn now() -> i64 {
-    crate::simulate::now_ms()
+    gemba_lab::simulate::now_ms()
 }
 
 fn whoami() -> String {

@@ -8,10 +8,10 @@ use anyhow::Context;
 use gemba_core::SystemClock;
 use gemba_engine::{Config, Engine, mqtt_bridge};
 
-use crate::cli::{DemoArgs, ServeArgs};
+use gemba_lab::DEMO_PLANT;
+use gemba_lab::simulate::DemoSim;
 
-/// The sample plant of `gemba demo`.
-pub const DEMO_PLANT: &str = include_str!("../../../examples/plant.toml");
+use crate::cli::{DemoArgs, ServeArgs};
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
@@ -20,9 +20,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::load(args.config.as_deref())?;
-    let (plant, scenario) =
-        crate::simulate::load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
-    let history = crate::simulate::parse_duration_or_zero(&args.history)
+    let (plant, scenario) = gemba_lab::simulate::load_inputs(
+        args.plant.as_deref(),
+        args.scenario.as_deref(),
+        args.seed,
+    )?;
+    let history = gemba_lab::simulate::parse_duration_or_zero(&args.history)
         .map_err(|e| anyhow::anyhow!("--history: {e}"))?;
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create demo directory {}", args.data.display()))?;
@@ -58,14 +61,6 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 /// The demo's grid emission factor when the configuration sets none (docs/LOGISTICS.md).
 const DEMO_CO2E_KG_PER_KWH: f64 = 0.4;
-
-/// What `gemba demo` simulates next to the server.
-pub struct DemoSim {
-    pub plant: gemba_core::Plant,
-    pub scenario: gemba_sim::Scenario,
-    pub history_ms: i64,
-    pub data: std::path::PathBuf,
-}
 
 fn run_server(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()> {
     crate::init_logging(&config.log.level, &config.log.format);
@@ -155,7 +150,7 @@ async fn async_serve(config: Config, demo: Option<DemoSim>) -> anyhow::Result<()
                 }
                 _ => None,
             };
-            Some(crate::simulate::spawn_demo(
+            Some(gemba_lab::simulate::spawn_demo(
                 demo,
                 engine.clone(),
                 tokio::runtime::Handle::current(),

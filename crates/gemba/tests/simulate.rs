@@ -185,6 +185,17 @@ fn bad_inputs_are_clear_errors() {
     let (ok, text) = run_gemba(&["simulate", "--speed", "fast", "--to", "none"]);
     assert!(!ok);
     assert!(text.contains("--speed \"fast\""), "{text}");
+    // Enum-like flags and durations are checked when the command line is parsed.
+    let (ok, text) = run_gemba(&["simulate", "--to", "kafka"]);
+    assert!(!ok);
+    assert!(
+        text.contains("invalid value 'kafka' for '--to <TO>'")
+            && text.contains("mqtt, direct, none"),
+        "{text}"
+    );
+    let (ok, text) = run_gemba(&["simulate", "--to", "none", "--duration", "3 fortnights"]);
+    assert!(!ok);
+    assert!(text.contains("for '--duration <DURATION>'"), "{text}");
     // No broker: a clear error, not a hang.
     let (ok, text) = run_gemba(&[
         "simulate",

@@ -18,7 +18,10 @@ pub fn demo_rule_name(machine: &str, what: &str) -> String {
 /// signals the drive's physics ties together, and a vibration threshold 6σ above normal. Returns
 /// how many were made.
 pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usize {
-    use gemba_engine::alarms::{Period, RuleKind, RuleSpec, Severity};
+    use gemba_engine::alarms::{
+        PcaSpec, Period, RulSpec, RuleKind, RuleSpec, Severity, SpcChart, SpcSpec, ThresholdSpec,
+        VaeSpec,
+    };
     let baseline = Period { from, to };
     let mut made = 0;
     for m in machines {
@@ -30,9 +33,9 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                 severity: Severity::Medium,
                 description: Some("quality characteristic out of statistical control".into()),
                 enabled: true,
-                kind: RuleKind::Spc {
+                kind: RuleKind::Spc(SpcSpec {
                     signal: q.def.path.clone(),
-                    chart: "imr".into(),
+                    chart: SpcChart::Imr,
                     rules: Some(vec![1, 2]),
                     baseline: Some(baseline),
                     center: None,
@@ -41,7 +44,7 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                     l: None,
                     clear_after: None,
                     subgroup: Some(SPC_SUBGROUP),
-                },
+                }),
             });
         }
         let physics = [
@@ -64,7 +67,7 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                     "drive signals deviate from normal operation (variational autoencoder)".into(),
                 ),
                 enabled: true,
-                kind: RuleKind::Vae {
+                kind: RuleKind::Vae(VaeSpec {
                     machine: (*m).to_owned(),
                     signals: Some(have.clone()),
                     baseline: Some(baseline),
@@ -76,14 +79,14 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                     clear_index: None,
                     score_signal: None,
                     state: None,
-                },
+                }),
             });
             specs.push(RuleSpec {
                 name: demo_rule_name(m, "pca"),
                 severity: Severity::High,
                 description: Some("drive signals deviate from normal operation".into()),
                 enabled: true,
-                kind: RuleKind::Pca {
+                kind: RuleKind::Pca(PcaSpec {
                     machine: (*m).to_owned(),
                     signals: Some(have),
                     baseline: Some(baseline),
@@ -94,7 +97,7 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                     clear_index: None,
                     score_signal: None,
                     state: None,
-                },
+                }),
             });
         }
         let vib = format!("{m}/vibration_rms");
@@ -116,14 +119,14 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                 severity: Severity::Critical,
                 description: Some("spindle vibration far above normal: bearing wear?".into()),
                 enabled: true,
-                kind: RuleKind::Threshold {
+                kind: RuleKind::Threshold(ThresholdSpec {
                     signal: vib,
                     above: Some(round2(mean + 6.0 * sd)),
                     below: None,
                     clear: round2(mean + 4.0 * sd),
                     raise_after_s: 60.0,
                     clear_after_s: 300.0,
-                },
+                }),
             });
         }
         if engine
@@ -138,13 +141,13 @@ pub fn demo_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> usi
                 severity: Severity::Critical,
                 description: Some("bearing wear: less than 2 running hours of life left".into()),
                 enabled: true,
-                kind: RuleKind::Rul {
+                kind: RuleKind::Rul(RulSpec {
                     machine: (*m).to_owned(),
                     signal: "vibration_rms".into(),
                     threshold: 11.0,
                     lead_time_h: 2.0,
                     baseline: Some(baseline),
-                },
+                }),
             });
         }
         for spec in specs {
@@ -185,7 +188,7 @@ pub struct HorizonMade {
 /// level with the best F1 on the training rows for a minute; a machine without a failure in the
 /// history gets the rule of the model trained on the machines with its signals. Blocking.
 pub fn demo_horizon_rules(engine: &Engine, machines: &[&str], from: i64, to: i64) -> HorizonMade {
-    use gemba_engine::alarms::{RuleKind, RuleSpec, Severity};
+    use gemba_engine::alarms::{ModelSpec, RuleKind, RuleSpec, Severity};
     use gemba_engine::datasets::HorizonRequest;
     let mut made = HorizonMade::default();
     // Machines without a failure in the history: scored by the model of the machines with their
@@ -315,7 +318,7 @@ pub fn demo_horizon_rules(engine: &Engine, machines: &[&str], from: i64, to: i64
                         .into(),
                 ),
                 enabled: true,
-                kind: RuleKind::Model {
+                kind: RuleKind::Model(ModelSpec {
                     machine: m.clone(),
                     model: name.clone(),
                     version: Some(version),
@@ -326,7 +329,7 @@ pub fn demo_horizon_rules(engine: &Engine, machines: &[&str], from: i64, to: i64
                     clear_after: Some(300),
                     score_signal: Some("p_failure_30m".into()),
                     state: None,
-                },
+                }),
             };
             match engine.create_alarm_rule(spec, Some("gemba demo".into())) {
                 Ok(_) => made.rules += 1,

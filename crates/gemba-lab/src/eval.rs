@@ -10,12 +10,11 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use gemba_core::Timestamp;
-use gemba_core::time::parse_duration_ms;
 use gemba_engine::{Config, Engine};
 use gemba_sim::Simulator;
 use gemba_store::EventQuery;
 
-use crate::cli::EvalAlarmsArgs;
+use crate::args::EvalAlarmsArgs;
 use crate::simulate::{DirectSink, Sink, drive, load_inputs};
 
 /// After a fault ends, alarms within this long still count as detections of it.
@@ -51,7 +50,7 @@ impl Drop for TempDir {
 /// The plant and scenario of an evaluation and an engine on a scratch store for them (removed
 /// with the returned directory).
 pub(crate) fn simulated(
-    sim: &crate::cli::SimInputs,
+    sim: &crate::args::SimInputs,
 ) -> anyhow::Result<(gemba_core::Plant, gemba_sim::Scenario, TempDir, Arc<Engine>)> {
     let (plant, scenario) = load_inputs(sim.plant.as_deref(), sim.scenario.as_deref(), sim.seed)?;
     let (dir, engine) = scratch_engine(sim.plant.as_deref())?;
@@ -68,7 +67,7 @@ pub(crate) fn scratch_engine(
         Some(p) => p.to_path_buf(),
         None => {
             let p = dir.0.join("plant.toml");
-            std::fs::write(&p, crate::serve::DEMO_PLANT)?;
+            std::fs::write(&p, crate::DEMO_PLANT)?;
             p
         }
     };
@@ -129,10 +128,7 @@ fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
-    let duration =
-        parse_duration_ms(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-    let baseline =
-        parse_duration_ms(&args.baseline).map_err(|e| anyhow::anyhow!("--baseline: {e}"))?;
+    let (duration, baseline) = (args.duration.ms, args.baseline.ms);
     if duration < 3_600_000 {
         anyhow::bail!("--duration: at least 1h, to see faults");
     }
@@ -430,7 +426,7 @@ pub(crate) fn read_te(path: &std::path::Path) -> anyhow::Result<Vec<Vec<f64>>> {
 /// process: fitted on the normal training set, limits at a quantile of held-out normal data, then
 /// per fault the detection rate after the onset (sample 160 of each test file) and the false-alarm
 /// rate before it.
-pub fn te(args: crate::cli::EvalTeArgs) -> anyhow::Result<()> {
+pub fn te(args: crate::args::EvalTeArgs) -> anyhow::Result<()> {
     use gemba_analytics::{PcaMonitor, PcaOptions};
     let dir = &args.dir;
     let train = read_te(&dir.join("d00.dat"))?;
@@ -506,9 +502,8 @@ pub fn te(args: crate::cli::EvalTeArgs) -> anyhow::Result<()> {
 /// `gemba eval rul`: the health/RUL estimate of `gemba-engine::health` on the simulator's bearing
 /// wear. For every bearing that fails in the run: every 30 min from its onset to its failure, the
 /// remaining running time predicted from the data so far against the true one.
-pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
-    let duration =
-        parse_duration_ms(&args.duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+pub fn rul(args: crate::args::EvalRulArgs) -> anyhow::Result<()> {
+    let duration = args.duration.ms;
     let (plant, scenario, _dir, engine) = simulated(&args.sim)?;
     let dt = scenario.sample_interval.0;
     let now = crate::simulate::now_ms();
@@ -653,7 +648,7 @@ pub fn rul(args: crate::cli::EvalRulArgs) -> anyhow::Result<()> {
 /// with window features (mean, σ, min, max, slope and last of every variable over `window`
 /// samples) and a kernel SVM (and logistic regression for comparison), trained on the training
 /// files (normal + 21 faults) and tested on the test files after each onset.
-pub fn te_classify(args: crate::cli::EvalTeClassifyArgs) -> anyhow::Result<()> {
+pub fn te_classify(args: crate::args::EvalTeClassifyArgs) -> anyhow::Result<()> {
     use gemba_ml::{Dataset, Matrix, ModelKind, WindowSpec, train, window_features};
     let dir = &args.dir;
     let spec = WindowSpec {

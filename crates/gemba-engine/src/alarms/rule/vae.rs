@@ -9,9 +9,14 @@ use gemba_core::Timestamp;
 use gemba_nn::{Table, Threshold, ThresholdMethod, TrainHooks, Vae, VaeParams};
 use serde_json::json;
 
+use gemba_core::SignalDef;
+
 use super::{
-    Counted, Explanation, Held, Reading, Row, SignalContribution, Step, Verdict, top_signal_note,
+    Counted, Evaluator, Fit, FitCtx, Held, Multivariate, RestoreCtx, Restored, Row, Step, Verdict,
+    invalid, pca_alarm, top_signal_note,
 };
+use crate::EngineError;
+use crate::alarms::spec::{Explanation, Fitted, Reading, SignalContribution, VaeFitted, VaeSpec};
 
 /// Fewest training windows a rule accepts.
 pub(super) const MIN_TRAIN_WINDOWS: usize = 50;
@@ -39,7 +44,7 @@ fn windows(rows: &[Vec<f64>], window: usize) -> Vec<f32> {
 }
 
 /// A VAE trained for a rule.
-pub(super) struct Fit {
+pub(super) struct Trained {
     pub vae: Vae,
     pub train_windows: usize,
     pub holdout_windows: usize,
@@ -48,14 +53,14 @@ pub(super) struct Fit {
 /// Trains on the first 70 % of the windows of `rows` (normal operation, in time order) and sets
 /// the threshold at the `quantile` of the scores of the last 30 %: held out in time, so that the
 /// threshold is not fitted on windows the network has seen (or their neighbours).
-pub(super) fn fit(
+fn train(
     rows: &[Vec<f64>],
     signals: &[String],
     window: usize,
     quantile: f64,
     epochs: usize,
     seed: u64,
-) -> Result<Fit, String> {
+) -> Result<Trained, String> {
     let d = signals.len() * window;
     let data = windows(rows, window);
     let n = data.len() / d.max(1);
@@ -92,7 +97,7 @@ pub(super) fn fit(
             vae.threshold.value
         ));
     }
-    Ok(Fit {
+    Ok(Trained {
         vae,
         train_windows: cut,
         holdout_windows: n - cut,
@@ -217,6 +222,168 @@ impl VaeEval {
     }
 }
 
+/// Validates `spec` and fits the rule on the store's data.
+pub(super) fn fit(cx: &FitCtx<'_>, spec: &VaeSpec) -> Result<Fit, EngineError> {
+    let VaeSpec {
+        machine,
+        signals,
+        baseline,
+        window,
+        quantile,
+        epochs,
+        raise_after,
+        clear_after,
+        clear_index,
+        score_signal,
+        state,
+    } = spec;
+    let (engine, now) = (cx.engine, cx.now);
+    let window = window.unwrap_or(3);
+    if !(1..=60).contains(&window) {
+        return Err(invalid("window", format!("{window} must be 1 to 60 rows")));
+    }
+    let quantile = quantile.unwrap_or(0.999);
+    if !(quantile > 0.5 && quantile < 1.0) {
+        return Err(invalid(
+            "quantile",
+            format!("{quantile} must lie in (0.5, 1)"),
+        ));
+    }
+    let epochs = epochs.unwrap_or(60);
+    if !(1..=1000).contains(&epochs) {
+        return Err(invalid("epochs", format!("{epochs} must be 1 to 1000")));
+    }
+    let Multivariate {
+        machine,
+        names,
+        score_name,
+        all,
+        gate,
+        rows,
+        period: p,
+    } = engine.multivariate_baseline(
+        "the VAE",
+        machine,
+        signals.as_deref(),
+        score_signal.as_deref().unwrap_or("vae_index"),
+        state.as_deref(),
+        *baseline,
+        now,
+    )?;
+    let started = std::time::Instant::now();
+    let fit = train(&rows, &names, window as usize, quantile, epochs as usize, 0).map_err(|e| {
+        invalid(
+            "baseline",
+            format!("{machine} between {} and {}: {e}", p.from, p.to),
+        )
+    })?;
+    tracing::info!(
+        rule = %cx.name,
+        windows = fit.train_windows,
+        epochs = fit.vae.history.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "vae rule trained"
+    );
+    let artifact = fit
+        .vae
+        .to_json()
+        .map_err(|e| EngineError::Internal(format!("VAE artefact: {e}")))?;
+    let model_name = format!("{}-vae", cx.name);
+    let version = engine
+        .register_model(&model_name, Some(&machine), &artifact)?
+        .version;
+    let out = engine.score_signal_id(SignalDef {
+        description: Some(format!(
+            "VAE anomaly index of alarm rule {} (above 1: anomaly)",
+            cx.name
+        )),
+        ..SignalDef::auto(&format!("{machine}/{score_name}"))
+    })?;
+    let threshold = fit.vae.threshold.value;
+    let eval = VaeEval {
+        machine: machine.clone(),
+        signals: names.clone(),
+        model: format!("{model_name}@{version}"),
+        vae: fit.vae,
+        window: window as usize,
+        quantile,
+        held: Held::new(names.len(), gate.as_ref().map(|g| g.1)),
+        recent: Default::default(),
+        alarm: pca_alarm(*raise_after, *clear_after, *clear_index, false),
+    };
+    let fitted = Fitted::Vae(VaeFitted {
+        signals: names,
+        window: window as usize,
+        quantile,
+        model: model_name,
+        version,
+        threshold,
+        train_windows: fit.train_windows,
+        holdout_windows: fit.holdout_windows,
+        score_signal: format!("{machine}/{score_name}"),
+        gate_signal: gate.as_ref().map(|g| g.0.def.path.clone()),
+        gate_state: gate.as_ref().map(|g| g.1),
+    });
+    Ok(Fit {
+        eval: Box::new(eval),
+        inputs: all.iter().map(|r| r.id).collect(),
+        output: Some(out),
+        asset: machine,
+        fitted,
+    })
+}
+
+/// Rebuilds the evaluator of a stored rule: the network comes from the model registry.
+pub(super) fn restore(
+    cx: &RestoreCtx<'_>,
+    spec: &VaeSpec,
+    fitted: &VaeFitted,
+) -> Result<Restored, String> {
+    let machine = spec.machine.trim_end_matches('/').to_owned();
+    let (model, version) = (&fitted.model, fitted.version);
+    let json = crate::models::artifact_json(cx.store, model, version)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("model {model}@{version} is gone"))?;
+    let net = Vae::from_json(&json).map_err(|e| e.to_string())?;
+    let inputs = cx.machine_inputs(&machine, &fitted.signals, fitted.gate_signal.as_ref())?;
+    Ok(Restored {
+        eval: Box::new(VaeEval {
+            machine,
+            signals: fitted.signals.clone(),
+            model: format!("{model}@{version}"),
+            vae: net,
+            window: fitted.window,
+            quantile: fitted.quantile,
+            held: Held::new(fitted.signals.len(), fitted.gate_state),
+            recent: Default::default(),
+            alarm: pca_alarm(
+                spec.raise_after,
+                spec.clear_after,
+                spec.clear_index,
+                cx.raised,
+            ),
+        }),
+        inputs,
+        output: Some(cx.id(&fitted.score_signal)?),
+    })
+}
+
+impl Evaluator for VaeEval {
+    fn step(
+        &mut self,
+        ts: Timestamp,
+        points: &[(usize, f64)],
+        verdicts: &mut Vec<Verdict>,
+    ) -> Option<f64> {
+        for &(slot, v) in points {
+            self.held.set(slot, v);
+        }
+        let (index, verdict) = self.evaluate(ts)?;
+        verdicts.extend(verdict);
+        Some(index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +410,7 @@ mod tests {
     #[test]
     fn too_short_a_baseline_is_refused_with_the_numbers() {
         let rows: Vec<Vec<f64>> = (0..40).map(|i| vec![i as f64, 1.0]).collect();
-        let err = fit(&rows, &["a".into(), "b".into()], 3, 0.999, 5, 0)
+        let err = train(&rows, &["a".into(), "b".into()], 3, 0.999, 5, 0)
             .err()
             .expect("too few rows");
         assert!(err.contains("38 windows of 3"), "{err}");

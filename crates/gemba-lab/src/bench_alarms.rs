@@ -11,7 +11,7 @@ use gemba_analytics::spc::{Rule, RuleSet, check_rules};
 use gemba_analytics::{RuleMonitor, StreamViolation};
 use serde_json::{Value, json};
 
-use crate::cli::BenchAlarmsArgs;
+use crate::args::BenchAlarmsArgs;
 
 /// Roughly normal values (sum of four uniforms), with a mean shift every 10,000 points so that
 /// rules fire as they would on a real process.
@@ -103,7 +103,7 @@ fn latency(args: &BenchAlarmsArgs) -> anyhow::Result<()> {
     let dir = crate::bench::tempdir()?;
     let (server, _) = crate::bench::start_server(&dir.0.join("server"))?;
     let base = format!("http://127.0.0.1:{}", server.http);
-    let agent = crate::query::agent();
+    let agent = crate::client::agent();
     let now = || crate::simulate::now_ms();
     let probe = "bench/area/line0/probe/temp";
     post(

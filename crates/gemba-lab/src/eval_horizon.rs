@@ -37,7 +37,7 @@ use gemba_ml::{Dataset, Matrix, ModelKind};
 use gemba_sim::Simulator;
 use serde_json::json;
 
-use crate::cli::EvalHorizonArgs;
+use crate::args::EvalHorizonArgs;
 use crate::simulate::{DirectSink, Sink, drive};
 
 /// Counts of one class: (true positives, false positives, false negatives).
@@ -481,10 +481,7 @@ fn baseline(t: &Table, train: &[usize]) -> (usize, bool, f64) {
 }
 
 pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
-    let ms = |k: &str, v: &str| parse_duration_ms(v).map_err(|e| anyhow::anyhow!("--{k}: {e}"));
-    let duration = ms("duration", &args.duration)?;
-    let horizon = ms("horizon", &args.horizon)?;
-    let step = ms("step", &args.step)?;
+    let (duration, horizon, step) = (args.duration.ms, args.horizon.ms, args.step.ms);
     if horizon >= duration {
         anyhow::bail!(
             "--horizon {} is not shorter than --duration {}: no row could be labelled (simulate longer)",
@@ -499,11 +496,13 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
         .map(str::trim)
         .filter(|w| !w.is_empty())
         .map(|w| {
-            ms("window", w).and_then(|v| {
-                gemba_engine::datasets::check_window(v)
-                    .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
-                Ok(v)
-            })
+            parse_duration_ms(w)
+                .map_err(|e| anyhow::anyhow!("--window: {e}"))
+                .and_then(|v| {
+                    gemba_engine::datasets::check_window(v)
+                        .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+                    Ok(v)
+                })
         })
         .collect::<anyhow::Result<_>>()?;
     if let Some(dir) = &args.dump {

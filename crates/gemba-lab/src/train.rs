@@ -11,7 +11,7 @@ use gemba_ml::{Matrix, ModelArtifact, ModelKind, Scoring};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
-use crate::cli::{ModelsCmd, PredictArgs, TrainArgs};
+use crate::args::{ModelsCmd, PredictArgs, TrainArgs};
 
 fn kind_of(model: &str) -> anyhow::Result<ModelKind> {
     let k = match model {
@@ -216,7 +216,7 @@ pub(crate) fn register(args: &TrainArgs, body: String) -> anyhow::Result<()> {
 }
 
 pub(crate) fn post(url: &str, body: &[u8]) -> anyhow::Result<Value> {
-    let text = crate::query::post_json(&crate::query::agent(), url, body)?;
+    let text = crate::client::post_json(&crate::client::agent(), url, body)?;
     serde_json::from_str(&text)
         .with_context(|| format!("{url} answered with something other than JSON"))
 }
@@ -263,8 +263,8 @@ pub(crate) fn model_text(spec: &str, server: &str) -> anyhow::Result<String> {
     let Some((name, version)) = spec.split_once('@') else {
         bail!("--model {spec:?}: no such file, and not NAME@VERSION of a registered model");
     };
-    let body = crate::query::get(
-        &crate::query::agent(),
+    let body = crate::client::get(
+        &crate::client::agent(),
         &format!(
             "{}/api/v1/models/{name}/{version}",
             server.trim_end_matches('/')
@@ -399,8 +399,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
 pub fn models(cmd: ModelsCmd) -> anyhow::Result<()> {
     match cmd {
         ModelsCmd::List { server } => {
-            let body = crate::query::get(
-                &crate::query::agent(),
+            let body = crate::client::get(
+                &crate::client::agent(),
                 &format!("{}/api/v1/models", server.trim_end_matches('/')),
                 &[],
             )?;

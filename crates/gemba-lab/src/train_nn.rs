@@ -10,7 +10,7 @@ use gemba_nn::{EpochReport, Table, TrainHooks, Vae, VaeParams};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 
-use crate::cli::{PredictArgs, TrainArgs};
+use crate::args::{PredictArgs, TrainArgs};
 
 /// Whether `--model` (or an artefact's kind) belongs to gemba-nn.
 pub fn is_nn(model: &str) -> bool {
@@ -391,7 +391,7 @@ pub fn predict(args: &PredictArgs, text: &str) -> anyhow::Result<()> {
 
 /// `gemba generate`: rows of a conditional GAN (per class, with a `class` column) or of a tabular
 /// VAE as CSV, or images of a DCGAN or an image VAE as PNG files in a folder.
-pub fn generate(args: crate::cli::GenerateArgs) -> anyhow::Result<()> {
+pub fn generate(args: crate::args::GenerateArgs) -> anyhow::Result<()> {
     use std::io::Write;
     if args.count == 0 || args.count > 1_000_000 {
         bail!("--count {}: use 1 to 1,000,000", args.count);

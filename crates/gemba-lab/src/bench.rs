@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::cli::{BenchArgs, BenchCmd};
+use crate::args::{BenchArgs, BenchCmd};
 
 const SIGNALS_PER_BODY: usize = 100;
 const POINTS_PER_SERIES: usize = 10_000;
@@ -79,7 +79,7 @@ pub(crate) fn start_server(dir: &Path) -> anyhow::Result<(Child_, Duration)> {
         .spawn()
         .context("cannot start gemba serve")?;
     let mut c = Child_ { child, http, mqtt };
-    let agent = crate::query::agent();
+    let agent = crate::client::agent();
     loop {
         if let Ok(r) = agent
             .get(&format!("http://127.0.0.1:{http}/healthz"))

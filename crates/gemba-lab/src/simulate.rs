@@ -17,7 +17,7 @@ use gemba_sim::{FailureMode, Label, Scenario, Simulator, Tick};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
-use crate::cli::SimulateArgs;
+use crate::args::{SimTarget, SimulateArgs};
 
 /// The default scenario of `gemba demo` and `gemba simulate`.
 pub const DEFAULT_SCENARIO: &str = include_str!("../../../examples/scenarios/default.toml");
@@ -30,7 +30,7 @@ pub fn load_inputs(
 ) -> anyhow::Result<(Plant, Scenario)> {
     let plant = match plant {
         Some(p) => gemba_engine::load_plant(p)?,
-        None => gemba_engine::parse_plant(crate::serve::DEMO_PLANT, "the sample plant")?,
+        None => gemba_engine::parse_plant(crate::DEMO_PLANT, "the sample plant")?,
     };
     let mut scenario = match scenario {
         Some(p) => {
@@ -70,6 +70,15 @@ pub fn now_ms() -> Timestamp {
 }
 
 /// Where ticks go.
+/// What `gemba demo` simulates next to the server.
+#[derive(Debug)]
+pub struct DemoSim {
+    pub plant: gemba_core::Plant,
+    pub scenario: gemba_sim::Scenario,
+    pub history_ms: i64,
+    pub data: std::path::PathBuf,
+}
+
 pub trait Sink {
     fn send(&mut self, tick: &Tick) -> anyhow::Result<()>;
     /// Hands over what is buffered (called before the pacer sleeps).
@@ -164,6 +173,7 @@ fn value_text(sim_states: &[String], v: f64) -> Option<String> {
 /// `[{"ts", "values"}, …]`) and events as `{"events": […]}` on the machine's topic; events of a
 /// line (lot moves, shift starts) go on the topic of the line's first machine, with the line as
 /// their asset.
+#[derive(Debug)]
 pub struct MqttSink {
     rt: tokio::runtime::Handle,
     publisher: Option<Publisher>,
@@ -294,6 +304,7 @@ impl Sink for MqttSink {
 }
 
 /// Writes ticks into a store through the engine's validated write path.
+#[derive(Debug)]
 pub struct DirectSink {
     engine: Arc<Engine>,
     paths: Vec<String>,
@@ -374,7 +385,7 @@ impl Sink for DirectSink {
 }
 
 /// Counts only (for measuring the simulator itself).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct NullSink;
 
 impl Sink for NullSink {
@@ -392,6 +403,7 @@ impl Sink for NullSink {
     }
 }
 
+#[derive(Debug)]
 struct LabelRow {
     ts: Timestamp,
     label: Label,
@@ -400,6 +412,7 @@ struct LabelRow {
 /// CSV export: `machines/<machine>.csv` (ts and one column per signal; state signals as names),
 /// `events.csv` (ts, asset, type, the event as JSON) and `labels.csv` (ground truth per machine
 /// and tick, with the time to the machine's next failure).
+#[derive(Debug)]
 pub struct ExportSink {
     dir: PathBuf,
     machine_files: Vec<csv::Writer<std::io::BufWriter<std::fs::File>>>,
@@ -589,22 +602,16 @@ pub fn progress(total_s: u64) -> ProgressBar {
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    crate::init_logging("info", "text");
     let (plant, scenario) =
         load_inputs(args.plant.as_deref(), args.scenario.as_deref(), args.seed)?;
     let speed = parse_speed(&args.speed)?;
-    let duration = args
-        .duration
-        .as_deref()
-        .map(parse_duration_ms)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+    let duration = args.duration.as_ref().map(|d| d.ms);
     let now = now_ms();
     let start = match (&args.start, speed, duration) {
         (Some(s), _, _) => parse_timestamp(s).map_err(|e| anyhow::anyhow!("--start: {e}"))?,
         (None, Some(v), _) if (v - 1.0).abs() < f64::EPSILON => now,
         (None, _, Some(d)) => now - d,
-        (None, _, None) if args.to == "none" => now,
+        (None, _, None) if args.to == SimTarget::None => now,
         (None, _, None) => bail!(
             "--speed {} without --duration would stamp data further and further in the future; \
              give --duration (the run then ends now) or --start",
@@ -652,8 +659,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     let mut sinks: Vec<Box<dyn Sink + Send>> = Vec::new();
     let mut _engine = None;
-    match args.to.as_str() {
-        "mqtt" => {
+    match args.to {
+        SimTarget::Mqtt => {
             let cfg = MqttClientConfig {
                 host: args.mqtt_host.clone(),
                 port: args.mqtt_port,
@@ -671,15 +678,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 &sim,
             )?));
         }
-        "direct" => {
+        SimTarget::Direct => {
             let config = Config::load(args.config.as_deref())?;
             let engine = Engine::open(config, Arc::new(gemba_core::SystemClock))
                 .context("cannot open the store (is a server using it?)")?;
             sinks.push(Box::new(DirectSink::new(engine.clone(), &sim)));
             _engine = Some(engine);
         }
-        "none" => {}
-        other => bail!("--to {other:?}: use mqtt, direct or none"),
+        SimTarget::None => {}
     }
     if let Some(dir) = &args.export {
         sinks.push(Box::new(ExportSink::create(dir, &sim)?));
@@ -743,7 +749,7 @@ fn bench_plant(machines: usize) -> anyhow::Result<Plant> {
     Ok(gemba_engine::parse_plant(&text, "the benchmark plant")?)
 }
 
-pub fn bench(args: crate::cli::BenchSimArgs) -> anyhow::Result<()> {
+pub fn bench(args: crate::args::BenchSimArgs) -> anyhow::Result<()> {
     if args.machines == 0 || !(args.hz.is_finite() && args.hz > 0.0 && args.hz <= 1000.0) {
         bail!("--machines must be > 0 and --hz in (0, 1000]");
     }
@@ -762,7 +768,7 @@ pub fn bench(args: crate::cli::BenchSimArgs) -> anyhow::Result<()> {
         signal: None,
     });
     scenario.sample_interval = gemba_sim::Dur((1000.0 / args.hz).round().max(1.0) as i64);
-    let duration = parse_duration_ms(&args.duration).map_err(anyhow::Error::msg)?;
+    let duration = args.duration.ms;
     let start = 1_767_571_200_000;
     let stop = AtomicBool::new(false);
 
@@ -836,7 +842,7 @@ pub fn bench(args: crate::cli::BenchSimArgs) -> anyhow::Result<()> {
 /// Starts the demo's simulator thread: history at full speed into the store, then live data in
 /// real time over the embedded broker (or straight into the store when MQTT is off).
 pub fn spawn_demo(
-    demo: crate::serve::DemoSim,
+    demo: crate::simulate::DemoSim,
     engine: Arc<Engine>,
     rt: tokio::runtime::Handle,
     mqtt: Option<std::net::SocketAddr>,
@@ -864,7 +870,7 @@ fn human(ms: i64) -> String {
 const DEMO_BASELINE_MS: i64 = 2 * 3_600_000;
 
 fn demo_run(
-    demo: crate::serve::DemoSim,
+    demo: crate::simulate::DemoSim,
     engine: Arc<Engine>,
     rt: tokio::runtime::Handle,
     mqtt: Option<std::net::SocketAddr>,
