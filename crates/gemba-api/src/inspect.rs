@@ -3,7 +3,7 @@
 //! Scoring, validation and storage are the engine's (`gemba_engine::inspection`); this file only
 //! translates HTTP.
 
-use std::sync::Arc;
+use crate::table::{Route, route};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,7 +12,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gemba_core::time::format_rfc3339;
-use gemba_engine::Engine;
 use gemba_engine::auth::Principal;
 use gemba_engine::inspection::NewInspection;
 use gemba_store::{InspectionQuery, InspectionRecord};
@@ -23,33 +22,35 @@ use crate::error::ApiError;
 use crate::routes::{ApiResult, AppState, Params, blocking, body_or_error};
 use crate::security::{Access, AuditNote, check_asset_scope};
 
-/// Routes of this file, in the same form as [`crate::ROUTES`]. An inspection camera station is a
-/// machine with an operator token (scoped to it, like a machine that ingests); reading results is
-/// open to every role, like the other read routes.
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("post", "/api/v1/inspect", Access::Role(Role::Operator)),
-    ("get", "/api/v1/inspections", Access::Role(Role::Viewer)),
-    (
-        "get",
+/// The routes of this file. An inspection camera station is a machine with an operator token
+/// (scoped to it, like a machine that ingests); reading results is open to every role, like the
+/// other read routes.
+pub(crate) const ROUTES: &[Route] = &[
+    route!(
+        POST,
+        "/api/v1/inspect",
+        Access::Role(Role::Operator),
+        inspect
+    ),
+    route!(
+        GET,
+        "/api/v1/inspections",
+        Access::Role(Role::Viewer),
+        inspections
+    ),
+    route!(
+        GET,
         "/api/v1/inspections/{id}",
         Access::Role(Role::Viewer),
+        inspection
     ),
-    (
-        "get",
+    route!(
+        GET,
         "/api/v1/inspections/{id}/heatmap.png",
         Access::Role(Role::Viewer),
+        heat_map
     ),
 ];
-
-/// The router of this file.
-pub fn routes() -> axum::Router<Arc<Engine>> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/api/v1/inspect", post(inspect))
-        .route("/api/v1/inspections", get(inspections))
-        .route("/api/v1/inspections/{id}", get(inspection))
-        .route("/api/v1/inspections/{id}/heatmap.png", get(heat_map))
-}
 
 /// The wire form of a result: the stored record, the model as `name@version`, the time as RFC 3339
 /// and the heat map's URL.

@@ -1,8 +1,9 @@
 //! Gemba's HTTP API: the axum router, its wire types and the OpenAPI document.
 //!
-//! Architecture invariant: handlers translate HTTP to engine calls and back; they hold no state of
-//! their own and contain no domain logic. Errors become responses only in [`error`]. Every route is
-//! listed in `openapi.json`, which a test checks against the router.
+//! Architecture invariant: handlers translate HTTP to engine calls and back and contain no domain
+//! logic. Errors become responses only in [`error`]. Every route is one line of a route table
+//! (`table`), which builds the router and the access check; every route is listed in
+//! `openapi.json`, which a test checks against the tables.
 
 mod alarms;
 pub mod error;
@@ -13,6 +14,7 @@ mod production;
 mod routes;
 pub mod security;
 pub mod server;
+mod table;
 mod web;
 
 use std::sync::Arc;
@@ -20,116 +22,276 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use gemba_engine::Engine;
 use tower_http::timeout::TimeoutLayer;
 
 pub use error::ApiError;
 pub use gemba_engine::auth::Role;
 pub use security::Access;
+pub use table::Route;
+use table::route;
 
 /// The OpenAPI 3.1 document served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every API route as (method, path, who may use it). The OpenAPI test checks it against
-/// `openapi.json`, the access middleware reads it for every request, and the security test walks
-/// it with every role. A route the router has but this table lacks is refused to everyone.
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("post", "/api/v1/ingest", Access::Role(Role::Operator)),
-    ("get", "/api/v1/assets", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/assets", Access::Role(Role::Engineer)),
-    ("get", "/api/v1/signals", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/signals", Access::Role(Role::Engineer)),
-    ("get", "/api/v1/lots", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/lots", Access::Role(Role::Operator)),
-    ("get", "/api/v1/operators", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/operators", Access::Role(Role::Engineer)),
-    ("get", "/api/v1/shifts", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/shifts", Access::Role(Role::Engineer)),
-    ("get", "/api/v1/latest", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/series", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/events", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/stream/latest", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/stats", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/spc", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/models", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/models", Access::Role(Role::Engineer)),
-    (
-        "get",
+/// The core routes (ingest, assets and signals, queries, models, alarms, production and
+/// maintenance, the API document, health and metrics).
+pub(crate) const ROUTES: &[Route] = &[
+    route!(
+        POST,
+        "/api/v1/ingest",
+        Access::Role(Role::Operator),
+        routes::ingest
+    ),
+    route!(
+        GET,
+        "/api/v1/assets",
+        Access::Role(Role::Viewer),
+        routes::assets
+    ),
+    route!(
+        POST,
+        "/api/v1/assets",
+        Access::Role(Role::Engineer),
+        routes::define_node
+    ),
+    route!(
+        GET,
+        "/api/v1/signals",
+        Access::Role(Role::Viewer),
+        routes::signals
+    ),
+    route!(
+        POST,
+        "/api/v1/signals",
+        Access::Role(Role::Engineer),
+        routes::define_signal
+    ),
+    route!(
+        GET,
+        "/api/v1/lots",
+        Access::Role(Role::Viewer),
+        routes::lots
+    ),
+    route!(
+        POST,
+        "/api/v1/lots",
+        Access::Role(Role::Operator),
+        routes::define_lot
+    ),
+    route!(
+        GET,
+        "/api/v1/operators",
+        Access::Role(Role::Viewer),
+        routes::operators
+    ),
+    route!(
+        POST,
+        "/api/v1/operators",
+        Access::Role(Role::Engineer),
+        routes::define_operator
+    ),
+    route!(
+        GET,
+        "/api/v1/shifts",
+        Access::Role(Role::Viewer),
+        routes::shifts
+    ),
+    route!(
+        POST,
+        "/api/v1/shifts",
+        Access::Role(Role::Engineer),
+        routes::define_shift
+    ),
+    route!(
+        GET,
+        "/api/v1/latest",
+        Access::Role(Role::Viewer),
+        routes::latest
+    ),
+    route!(
+        GET,
+        "/api/v1/series",
+        Access::Role(Role::Viewer),
+        routes::series
+    ),
+    route!(
+        GET,
+        "/api/v1/events",
+        Access::Role(Role::Viewer),
+        routes::events
+    ),
+    route!(
+        GET,
+        "/api/v1/stream/latest",
+        Access::Role(Role::Viewer),
+        routes::stream_latest
+    ),
+    route!(
+        GET,
+        "/api/v1/stats",
+        Access::Role(Role::Viewer),
+        routes::stats
+    ),
+    route!(GET, "/api/v1/spc", Access::Role(Role::Viewer), routes::spc),
+    route!(
+        GET,
+        "/api/v1/models",
+        Access::Role(Role::Viewer),
+        routes::models
+    ),
+    route!(
+        POST,
+        "/api/v1/models",
+        Access::Role(Role::Engineer),
+        routes::register_model
+    ),
+    route!(
+        GET,
         "/api/v1/models/{name}/{version}",
         Access::Role(Role::Viewer),
+        routes::model_artifact
     ),
-    (
-        "post",
+    route!(
+        POST,
         "/api/v1/models/{name}/{version}/activate",
         Access::Role(Role::Engineer),
+        routes::activate_model
     ),
-    ("get", "/api/v1/alarm-rules", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/alarm-rules", Access::Role(Role::Engineer)),
-    (
-        "get",
+    route!(
+        GET,
+        "/api/v1/alarm-rules",
+        Access::Role(Role::Viewer),
+        alarms::rules
+    ),
+    route!(
+        POST,
+        "/api/v1/alarm-rules",
+        Access::Role(Role::Engineer),
+        alarms::create_rule
+    ),
+    route!(
+        GET,
         "/api/v1/alarm-rules/{name}",
         Access::Role(Role::Viewer),
+        alarms::rule
     ),
-    (
-        "delete",
+    route!(
+        DELETE,
         "/api/v1/alarm-rules/{name}",
         Access::Role(Role::Engineer),
+        alarms::delete_rule
     ),
-    ("get", "/api/v1/alarms", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/alarms/{id}", Access::Role(Role::Viewer)),
-    (
-        "post",
+    route!(
+        GET,
+        "/api/v1/alarms",
+        Access::Role(Role::Viewer),
+        alarms::alarms
+    ),
+    route!(
+        GET,
+        "/api/v1/alarms/{id}",
+        Access::Role(Role::Viewer),
+        alarms::alarm
+    ),
+    route!(
+        POST,
         "/api/v1/alarms/{id}/{action}",
         Access::Role(Role::Operator),
+        alarms::act
     ),
-    ("get", "/api/v1/notifications", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/datasets/parts", Access::Role(Role::Viewer)),
-    (
-        "get",
+    route!(
+        GET,
+        "/api/v1/notifications",
+        Access::Role(Role::Viewer),
+        alarms::notifications
+    ),
+    route!(
+        GET,
+        "/api/v1/datasets/parts",
+        Access::Role(Role::Viewer),
+        alarms::parts_dataset
+    ),
+    route!(
+        GET,
         "/api/v1/datasets/horizon",
         Access::Role(Role::Viewer),
+        alarms::horizon_dataset
     ),
-    ("get", "/api/v1/health", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/oee", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/states", Access::Role(Role::Viewer)),
-    (
-        "get",
+    route!(
+        GET,
+        "/api/v1/health",
+        Access::Role(Role::Viewer),
+        alarms::health
+    ),
+    route!(
+        GET,
+        "/api/v1/oee",
+        Access::Role(Role::Viewer),
+        production::oee
+    ),
+    route!(
+        GET,
+        "/api/v1/states",
+        Access::Role(Role::Viewer),
+        production::states
+    ),
+    route!(
+        GET,
         "/api/v1/production/config",
         Access::Role(Role::Viewer),
+        production::config
     ),
-    (
-        "put",
+    route!(
+        PUT,
         "/api/v1/production/config",
         Access::Role(Role::Engineer),
+        production::set_config
     ),
-    ("get", "/api/v1/work-orders", Access::Role(Role::Viewer)),
-    ("post", "/api/v1/work-orders", Access::Role(Role::Operator)),
-    (
-        "get",
+    route!(
+        GET,
+        "/api/v1/work-orders",
+        Access::Role(Role::Viewer),
+        production::work_orders
+    ),
+    route!(
+        POST,
+        "/api/v1/work-orders",
+        Access::Role(Role::Operator),
+        production::create_work_order
+    ),
+    route!(
+        GET,
         "/api/v1/work-orders/{id}",
         Access::Role(Role::Viewer),
+        production::work_order
     ),
-    (
-        "post",
+    route!(
+        POST,
         "/api/v1/work-orders/{id}/{action}",
         Access::Role(Role::Operator),
+        production::act
     ),
-    ("get", "/api/v1/maintenance", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/openapi.json", Access::Public),
-    ("get", "/healthz", Access::Public),
-    ("get", "/metrics", Access::Role(Role::Viewer)),
+    route!(
+        GET,
+        "/api/v1/maintenance",
+        Access::Role(Role::Viewer),
+        production::maintenance
+    ),
+    route!(GET, "/api/v1/openapi.json", Access::Public, routes::openapi),
+    route!(GET, "/healthz", Access::Public, routes::healthz),
+    route!(GET, "/metrics", Access::Role(Role::Viewer), routes::metrics),
 ];
 
 /// The dashboard's own files: public, so that the sign-in page can load.
-pub const WEB_ROUTES: &[(&str, &str, Access)] = &[
-    ("get", "/", Access::Public),
-    ("get", "/web/{*path}", Access::Public),
-    ("get", "/i18n/{file}", Access::Public),
+pub(crate) const WEB_ROUTES: &[Route] = &[
+    route!(GET, "/", Access::Public, web::index),
+    route!(GET, "/web/{*path}", Access::Public, web::file),
+    route!(GET, "/i18n/{file}", Access::Public, web::i18n),
 ];
 
-/// Every route table of the API.
-pub fn route_tables() -> impl Iterator<Item = &'static (&'static str, &'static str, Access)> {
+/// Every route of the API.
+pub fn route_tables() -> impl Iterator<Item = &'static Route> {
     ROUTES
         .iter()
         .chain(logistics::ROUTES)
@@ -142,8 +304,8 @@ pub fn route_tables() -> impl Iterator<Item = &'static (&'static str, &'static s
 /// missing from the tables.
 pub fn access(method: &str, template: &str) -> Option<Access> {
     route_tables()
-        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == template)
-        .map(|(_, _, a)| *a)
+        .find(|r| r.method.as_str().eq_ignore_ascii_case(method) && r.path == template)
+        .map(|r| r.access)
 }
 
 async fn refuse_declared_oversize(
@@ -179,68 +341,7 @@ async fn refuse_declared_oversize(
 /// Builds the router over a running engine.
 pub fn router(engine: Arc<Engine>) -> Router {
     let cfg = engine.config().server.clone();
-    Router::new()
-        .route("/", get(web::index))
-        .route("/web/{*path}", get(web::file))
-        .route("/i18n/{file}", get(web::i18n))
-        .route("/api/v1/ingest", post(routes::ingest))
-        .route(
-            "/api/v1/assets",
-            get(routes::assets).post(routes::define_node),
-        )
-        .route(
-            "/api/v1/signals",
-            get(routes::signals).post(routes::define_signal),
-        )
-        .route("/api/v1/lots", get(routes::lots).post(routes::define_lot))
-        .route(
-            "/api/v1/operators",
-            get(routes::operators).post(routes::define_operator),
-        )
-        .route(
-            "/api/v1/shifts",
-            get(routes::shifts).post(routes::define_shift),
-        )
-        .route("/api/v1/latest", get(routes::latest))
-        .route("/api/v1/series", get(routes::series))
-        .route("/api/v1/events", get(routes::events))
-        .route("/api/v1/stream/latest", get(routes::stream_latest))
-        .route("/api/v1/stats", get(routes::stats))
-        .route("/api/v1/spc", get(routes::spc))
-        .route(
-            "/api/v1/models",
-            get(routes::models).post(routes::register_model),
-        )
-        .route(
-            "/api/v1/models/{name}/{version}",
-            get(routes::model_artifact),
-        )
-        .route(
-            "/api/v1/models/{name}/{version}/activate",
-            post(routes::activate_model),
-        )
-        .route(
-            "/api/v1/alarm-rules",
-            get(alarms::rules).post(alarms::create_rule),
-        )
-        .route(
-            "/api/v1/alarm-rules/{name}",
-            get(alarms::rule).delete(alarms::delete_rule),
-        )
-        .route("/api/v1/alarms", get(alarms::alarms))
-        .route("/api/v1/alarms/{id}", get(alarms::alarm))
-        .route("/api/v1/alarms/{id}/{action}", post(alarms::act))
-        .route("/api/v1/notifications", get(alarms::notifications))
-        .route("/api/v1/datasets/parts", get(alarms::parts_dataset))
-        .route("/api/v1/datasets/horizon", get(alarms::horizon_dataset))
-        .route("/api/v1/health", get(alarms::health))
-        .merge(production_routes())
-        .route("/api/v1/openapi.json", get(routes::openapi))
-        .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
-        .merge(logistics::routes())
-        .merge(inspect::routes())
-        .merge(security::routes())
+    table::router(route_tables())
         // After every route: authentication, roles, rate limit and audit (docs/SECURITY.md).
         .route_layer(axum::middleware::from_fn_with_state(
             engine.clone(),
@@ -263,61 +364,27 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine)
 }
 
-/// Production and maintenance (issue 7): states, OEE, work orders, MTBF/MTTR.
-fn production_routes() -> Router<Arc<Engine>> {
-    use axum::routing::put;
-    Router::new()
-        .route("/api/v1/oee", get(production::oee))
-        .route("/api/v1/states", get(production::states))
-        .route(
-            "/api/v1/production/config",
-            get(production::config).merge(put(production::set_config)),
-        )
-        .route(
-            "/api/v1/work-orders",
-            get(production::work_orders).post(production::create_work_order),
-        )
-        .route("/api/v1/work-orders/{id}", get(production::work_order))
-        .route("/api/v1/work-orders/{id}/{action}", post(production::act))
-        .route("/api/v1/maintenance", get(production::maintenance))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every path the router registers (read from the `.route("…"` calls of the sources that
-    /// build it) has an access rule; a route someone adds later without one fails here (and is
-    /// refused to everyone at run time).
+    /// The tables build a router (axum refuses a path or a method twice by panicking), and the
+    /// access check reads them.
     #[test]
-    fn every_registered_route_has_an_access_rule() {
-        let sources = [
-            include_str!("lib.rs"),
-            include_str!("logistics.rs"),
-            include_str!("inspect.rs"),
-            include_str!("security.rs"),
-        ];
-        let mut found = 0;
-        for src in sources {
-            let mut rest = src;
-            while let Some(i) = rest.find(".route(") {
-                rest = &rest[i + 7..];
-                let trimmed = rest.trim_start();
-                let Some(lit) = trimmed.strip_prefix('"') else {
-                    continue;
-                };
-                let path = &lit[..lit.find('"').expect("closing quote")];
-                if !path.starts_with('/') {
-                    continue;
-                }
-                found += 1;
-                assert!(
-                    route_tables().any(|(_, p, _)| *p == path),
-                    "the router serves {path} but no route table gives it an access rule"
-                );
-            }
+    fn the_route_tables_build_the_router_and_the_access_check() {
+        let all: Vec<&Route> = route_tables().collect();
+        assert!(all.len() > 70, "only {} routes", all.len());
+        for (i, a) in all.iter().enumerate() {
+            assert!(
+                !all[..i]
+                    .iter()
+                    .any(|b| b.method == a.method && b.path == a.path),
+                "{} {} is in the route tables twice",
+                a.method,
+                a.path
+            );
         }
-        assert!(found > 50, "only {found} routes found in the sources");
+        let _router = table::router(route_tables());
         assert_eq!(access("GET", "/api/v1/not-a-route"), None);
         assert_eq!(access("get", "/healthz"), Some(Access::Public));
         assert_eq!(
@@ -346,10 +413,12 @@ mod tests {
             .chain(inspect::ROUTES)
             .chain(security::ROUTES)
             .collect();
-        for (method, path, _) in &all {
+        for r in &all {
+            let method = r.method.as_str().to_ascii_lowercase();
             assert!(
-                paths.get(*path).and_then(|p| p.get(*method)).is_some(),
-                "{method} {path} is not in openapi.json"
+                paths.get(r.path).and_then(|p| p.get(&method)).is_some(),
+                "{method} {} is not in openapi.json",
+                r.path
             );
         }
         let documented: usize = paths

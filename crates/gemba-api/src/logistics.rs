@@ -1,13 +1,12 @@
 //! Handlers of the logistics, genealogy and energy routes (docs/LOGISTICS.md). Lots and moves
 //! arrive as events through `POST /api/v1/ingest`; these routes only read.
 
+use crate::table::{Route, route};
 use std::fmt::Write as _;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use gemba_core::Timestamp;
 use gemba_core::time::format_rfc3339;
 use gemba_engine::energy::Period;
@@ -19,48 +18,63 @@ use crate::error::ApiError;
 use crate::routes::{ApiResult, AppState, Format, Params, csv_field, csv_response};
 use crate::{Access, Role};
 
-/// The routes of this file as (method, path), for the OpenAPI consistency test.
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("get", "/api/v1/logistics/lots", Access::Role(Role::Viewer)),
-    (
-        "get",
+/// The routes of this file.
+pub(crate) const ROUTES: &[Route] = &[
+    route!(
+        GET,
+        "/api/v1/logistics/lots",
+        Access::Role(Role::Viewer),
+        lots
+    ),
+    route!(
+        GET,
         "/api/v1/logistics/lots/{lot}",
         Access::Role(Role::Viewer),
+        lot
     ),
-    (
-        "get",
+    route!(
+        GET,
         "/api/v1/logistics/inventory",
         Access::Role(Role::Viewer),
+        inventory
     ),
-    (
-        "get",
+    route!(
+        GET,
         "/api/v1/logistics/location",
         Access::Role(Role::Viewer),
+        location
     ),
-    ("get", "/api/v1/logistics/dwell", Access::Role(Role::Viewer)),
-    (
-        "get",
+    route!(
+        GET,
+        "/api/v1/logistics/dwell",
+        Access::Role(Role::Viewer),
+        dwell
+    ),
+    route!(
+        GET,
         "/api/v1/logistics/lead-times",
         Access::Role(Role::Viewer),
+        lead_times
     ),
-    ("get", "/api/v1/genealogy/{lot}", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/energy/report", Access::Role(Role::Viewer)),
-    ("get", "/api/v1/energy/lots", Access::Role(Role::Viewer)),
+    route!(
+        GET,
+        "/api/v1/genealogy/{lot}",
+        Access::Role(Role::Viewer),
+        genealogy
+    ),
+    route!(
+        GET,
+        "/api/v1/energy/report",
+        Access::Role(Role::Viewer),
+        energy_report
+    ),
+    route!(
+        GET,
+        "/api/v1/energy/lots",
+        Access::Role(Role::Viewer),
+        energy_lots
+    ),
 ];
-
-/// The router of this file (merged into the main router).
-pub fn routes() -> Router<std::sync::Arc<gemba_engine::Engine>> {
-    Router::new()
-        .route("/api/v1/logistics/lots", get(lots))
-        .route("/api/v1/logistics/lots/{lot}", get(lot))
-        .route("/api/v1/logistics/inventory", get(inventory))
-        .route("/api/v1/logistics/location", get(location))
-        .route("/api/v1/logistics/dwell", get(dwell))
-        .route("/api/v1/logistics/lead-times", get(lead_times))
-        .route("/api/v1/genealogy/{lot}", get(genealogy))
-        .route("/api/v1/energy/report", get(energy_report))
-        .route("/api/v1/energy/lots", get(energy_lots))
-}
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -8,9 +8,9 @@
 //! before the answer leaves. A route missing from the table is refused to everyone: new routes are
 //! closed until someone decides who may use them.
 
+use crate::table::{Route, route};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -44,41 +44,46 @@ pub enum Access {
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "gemba_session";
 
-/// Routes of this file, in the same form as [`crate::ROUTES`].
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("post", "/api/v1/auth/login", Access::Public),
-    ("post", "/api/v1/auth/logout", Access::SignedIn),
-    ("get", "/api/v1/auth/me", Access::SignedIn),
-    ("post", "/api/v1/auth/password", Access::SignedIn),
-    ("get", "/api/v1/users", Access::Role(Role::Admin)),
-    ("post", "/api/v1/users", Access::Role(Role::Admin)),
-    ("delete", "/api/v1/users/{name}", Access::Role(Role::Admin)),
-    (
-        "post",
+/// The routes of this file.
+pub(crate) const ROUTES: &[Route] = &[
+    route!(POST, "/api/v1/auth/login", Access::Public, login),
+    route!(POST, "/api/v1/auth/logout", Access::SignedIn, logout),
+    route!(GET, "/api/v1/auth/me", Access::SignedIn, me),
+    route!(
+        POST,
+        "/api/v1/auth/password",
+        Access::SignedIn,
+        change_password
+    ),
+    route!(GET, "/api/v1/users", Access::Role(Role::Admin), users),
+    route!(POST, "/api/v1/users", Access::Role(Role::Admin), add_user),
+    route!(
+        DELETE,
+        "/api/v1/users/{name}",
+        Access::Role(Role::Admin),
+        delete_user
+    ),
+    route!(
+        POST,
         "/api/v1/users/{name}/password",
         Access::Role(Role::Admin),
+        reset_password
     ),
-    ("get", "/api/v1/tokens", Access::Role(Role::Admin)),
-    ("post", "/api/v1/tokens", Access::Role(Role::Admin)),
-    ("delete", "/api/v1/tokens/{id}", Access::Role(Role::Admin)),
-    ("get", "/api/v1/audit", Access::Role(Role::Admin)),
+    route!(GET, "/api/v1/tokens", Access::Role(Role::Admin), tokens),
+    route!(
+        POST,
+        "/api/v1/tokens",
+        Access::Role(Role::Admin),
+        create_token
+    ),
+    route!(
+        DELETE,
+        "/api/v1/tokens/{id}",
+        Access::Role(Role::Admin),
+        revoke_token
+    ),
+    route!(GET, "/api/v1/audit", Access::Role(Role::Admin), audit),
 ];
-
-/// The router of this file.
-pub fn routes() -> axum::Router<Arc<Engine>> {
-    use axum::routing::{delete, get, post};
-    axum::Router::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/me", get(me))
-        .route("/api/v1/auth/password", post(change_password))
-        .route("/api/v1/users", get(users).post(add_user))
-        .route("/api/v1/users/{name}", delete(delete_user))
-        .route("/api/v1/users/{name}/password", post(reset_password))
-        .route("/api/v1/tokens", get(tokens).post(create_token))
-        .route("/api/v1/tokens/{id}", delete(revoke_token))
-        .route("/api/v1/audit", get(audit))
-}
 
 /// What a handler adds to the audit entry of its request (the object and details).
 #[derive(Debug, Clone, Default)]
