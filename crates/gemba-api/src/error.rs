@@ -118,6 +118,25 @@ impl From<EngineError> for ApiError {
             EngineError::Model(_) | EngineError::Plant { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
             }
+            EngineError::Alarm(a) => {
+                use gemba_engine::alarms::AlarmError as A;
+                let (status, code) = match a {
+                    A::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+                    A::UnknownRule(_) | A::UnknownAlarm(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    A::RuleExists(_)
+                    | A::AckClosed(_)
+                    | A::AlreadyAcknowledged { .. }
+                    | A::AlreadyClosed(_)
+                    | A::StillActive(_) => (StatusCode::CONFLICT, "conflict"),
+                    A::FeatureNotASignal { .. } => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_model")
+                    }
+                    A::UnreadableRecord { .. } | A::Unwritable { .. } | A::VaeArtefact { .. } => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                    }
+                };
+                ApiError::new(status, code, msg)
+            }
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
             }

@@ -72,6 +72,8 @@ pub enum EngineError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error(transparent)]
+    Alarm(#[from] alarms::AlarmError),
     #[error("Gemba is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]

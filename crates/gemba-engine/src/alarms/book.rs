@@ -10,7 +10,9 @@ use gemba_core::Timestamp;
 use gemba_store::Store;
 use parking_lot::{Mutex, RwLock};
 
+use super::AlarmError;
 use super::rule::Active;
+use super::rule::invalid;
 use super::scorer::{Msg, Tap};
 use super::spec::*;
 use super::{ALARM_RECORD, RULE_RECORD};
@@ -75,16 +77,22 @@ impl Alarms {
     ) -> Result<Alarms, EngineError> {
         let mut book = BTreeMap::new();
         for (key, json) in store.records(ALARM_RECORD).map_err(store_err)? {
-            let a: Alarm = serde_json::from_str(&json).map_err(|e| {
-                EngineError::Internal(format!("stored alarm {key} is unreadable: {e}"))
-            })?;
+            let a: Alarm =
+                serde_json::from_str(&json).map_err(|e| AlarmError::UnreadableRecord {
+                    kind: "alarm",
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
             book.insert(a.id, a);
         }
         let mut rules = BTreeMap::new();
         for (key, json) in store.records(RULE_RECORD).map_err(store_err)? {
-            let r: AlarmRule = serde_json::from_str(&json).map_err(|e| {
-                EngineError::Internal(format!("stored alarm rule {key} is unreadable: {e}"))
-            })?;
+            let r: AlarmRule =
+                serde_json::from_str(&json).map_err(|e| AlarmError::UnreadableRecord {
+                    kind: "alarm rule",
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
             rules.insert(r.spec.name.clone(), r);
         }
         let next = book.keys().next_back().copied().unwrap_or(0) + 1;
@@ -147,14 +155,13 @@ impl Alarms {
         now: Timestamp,
     ) -> Result<Alarm, EngineError> {
         if by.trim().is_empty() || by.len() > 128 {
-            return Err(EngineError::InvalidQuery(
-                "by: who does this (1–128 characters) is required".into(),
+            return Err(invalid(
+                "by",
+                "who does this (1–128 characters) is required",
             ));
         }
         let mut book = self.book.lock();
-        let a = book
-            .get_mut(&id)
-            .ok_or_else(|| EngineError::NotFound(format!("alarm {id}")))?;
+        let a = book.get_mut(&id).ok_or(AlarmError::UnknownAlarm(id))?;
         let stamp = Stamp {
             by: by.to_owned(),
             at: now,
@@ -162,28 +169,27 @@ impl Alarms {
         match action {
             AlarmAction::Ack => {
                 if a.closed.is_some() {
-                    return Err(EngineError::Conflict(format!(
-                        "alarm {id} is closed; it cannot be acknowledged"
-                    )));
+                    return Err(AlarmError::AckClosed(id).into());
                 }
                 if a.acknowledged.is_some() {
-                    return Err(EngineError::Conflict(format!(
-                        "alarm {id} was already acknowledged by {}",
-                        a.acknowledged.as_ref().map_or("", |s| s.by.as_str())
-                    )));
+                    return Err(AlarmError::AlreadyAcknowledged {
+                        id,
+                        by: a
+                            .acknowledged
+                            .as_ref()
+                            .map_or("", |s| s.by.as_str())
+                            .to_owned(),
+                    }
+                    .into());
                 }
                 a.acknowledged = Some(stamp);
             }
             AlarmAction::Close => {
                 if a.closed.is_some() {
-                    return Err(EngineError::Conflict(format!(
-                        "alarm {id} is already closed"
-                    )));
+                    return Err(AlarmError::AlreadyClosed(id).into());
                 }
                 if a.condition {
-                    return Err(EngineError::Conflict(format!(
-                        "alarm {id} is still active (its condition is present); it can be closed once it has cleared"
-                    )));
+                    return Err(AlarmError::StillActive(id).into());
                 }
                 a.closed = Some(stamp);
             }
@@ -191,15 +197,11 @@ impl Alarms {
         }
         let text = text.map(str::trim).filter(|t| !t.is_empty());
         if action == AlarmAction::Comment && text.is_none() {
-            return Err(EngineError::InvalidQuery(
-                "text: a comment needs text".into(),
-            ));
+            return Err(invalid("text", "a comment needs text"));
         }
         if let Some(t) = text {
             if t.len() > 4096 {
-                return Err(EngineError::InvalidQuery(
-                    "text: at most 4096 characters".into(),
-                ));
+                return Err(invalid("text", "at most 4096 characters"));
             }
             a.comments.push(Comment {
                 by: by.to_owned(),
@@ -236,7 +238,12 @@ impl Alarms {
     fn record(&self, event: AlarmEvent, a: &Alarm) -> Result<(), EngineError> {
         let prepared = self.outbox.prepare(&Notification::of_alarm(event, a));
         let stored = serde_json::to_string(a)
-            .map_err(|e| EngineError::Internal(format!("alarm {}: {e}", a.id)))
+            .map_err(|e| {
+                EngineError::from(AlarmError::Unwritable {
+                    what: format!("alarm {}", a.id),
+                    reason: e.to_string(),
+                })
+            })
             .and_then(|json| {
                 let mut records = vec![(ALARM_RECORD, format!("{:012}", a.id), json)];
                 records.extend(prepared.records());
@@ -388,8 +395,10 @@ impl Alarms {
     /// Stores a fitted rule and hands it to the scorer.
     pub(crate) fn install(&self, active: Active) -> Result<AlarmRule, EngineError> {
         let rule = active.rule.clone();
-        let json = serde_json::to_string(&rule)
-            .map_err(|e| EngineError::Internal(format!("rule {}: {e}", rule.spec.name)))?;
+        let json = serde_json::to_string(&rule).map_err(|e| AlarmError::Unwritable {
+            what: format!("alarm rule {}", rule.spec.name),
+            reason: e.to_string(),
+        })?;
         self.store
             .put_record(RULE_RECORD, &rule.spec.name, &json)
             .map_err(store_err)?;
@@ -405,7 +414,7 @@ impl Alarms {
     /// Deletes a rule; its open alarms stay in the book.
     pub fn remove_rule(&self, name: &str) -> Result<(), EngineError> {
         if self.rules.write().remove(name).is_none() {
-            return Err(EngineError::NotFound(format!("alarm rule {name:?}")));
+            return Err(AlarmError::UnknownRule(name.to_owned()).into());
         }
         self.store
             .delete_record(RULE_RECORD, name)

@@ -35,12 +35,14 @@ use gemba_core::{Timestamp, check_segment};
 use crate::EngineError;
 
 mod book;
+mod error;
 mod restore;
 mod rule;
 mod scorer;
 pub mod spec;
 
 pub use book::{AlarmAction, Alarms};
+pub use error::AlarmError;
 pub(crate) use scorer::{ScorerParts, Tap, run_scorer};
 pub use spec::*;
 
@@ -69,10 +71,7 @@ impl crate::Engine {
     ) -> Result<AlarmRule, EngineError> {
         check_segment(&spec.name).map_err(|e| invalid("name", format!("{:?} {e}", spec.name)))?;
         if self.alarms.rule(&spec.name).is_some() {
-            return Err(EngineError::Conflict(format!(
-                "an alarm rule named {:?} exists; delete it first or pick another name",
-                spec.name
-            )));
+            return Err(AlarmError::RuleExists(spec.name.clone()).into());
         }
         if let Some(d) = &spec.description
             && d.len() > 1024

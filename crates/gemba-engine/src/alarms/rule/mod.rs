@@ -6,6 +6,7 @@
 use gemba_core::{Sample, SignalDef, SignalKind, Timestamp, check_segment};
 use gemba_store::SignalId;
 
+use super::AlarmError;
 use super::spec::{AlarmRule, Explanation, Fitted, Period, RuleKind};
 use crate::{Engine, EngineError};
 
@@ -321,11 +322,14 @@ struct Multivariate {
 
 // ---------------------------------------------------------------------------------------------
 
-pub(super) fn invalid(field: &str, reason: impl std::fmt::Display) -> EngineError {
-    EngineError::InvalidQuery(format!("{field}: {reason}"))
+pub(super) fn invalid(field: &'static str, reason: impl std::fmt::Display) -> EngineError {
+    EngineError::Alarm(AlarmError::Invalid {
+        field,
+        reason: reason.to_string(),
+    })
 }
 
-fn finite(field: &str, v: f64) -> Result<f64, EngineError> {
+fn finite(field: &'static str, v: f64) -> Result<f64, EngineError> {
     if v.is_finite() {
         Ok(v)
     } else {

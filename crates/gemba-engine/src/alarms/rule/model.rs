@@ -11,6 +11,7 @@ use super::{
     invalid,
 };
 use crate::EngineError;
+use crate::alarms::AlarmError;
 use crate::alarms::spec::{
     Explanation, Fitted, ModelFitted, ModelSpec, Reading, SignalContribution,
 };
@@ -377,16 +378,20 @@ pub(super) fn fit(cx: &FitCtx<'_>, spec: &ModelSpec) -> Result<Fit, EngineError>
     )
     .map_err(|e| invalid("model", format!("{model}@{version}: {e}")))?;
     let regs: Vec<crate::Registered> = signals
-            .iter()
-            .map(|f| {
-                engine.registry.get(&format!("{machine}/{f}")).ok_or_else(|| {
-                    EngineError::InvalidModel(format!(
-                        "feature {f:?} of model {model}@{version} is not a signal of {machine}; \
-                         alarm rules score models on the machine's signals named like their features"
-                    ))
+        .iter()
+        .map(|f| {
+            engine
+                .registry
+                .get(&format!("{machine}/{f}"))
+                .ok_or_else(|| {
+                    EngineError::Alarm(AlarmError::FeatureNotASignal {
+                        feature: f.clone(),
+                        model: format!("{model}@{version}"),
+                        machine: machine.clone(),
+                    })
                 })
-            })
-            .collect::<Result<_, _>>()?;
+        })
+        .collect::<Result<_, _>>()?;
     let score_name = score_signal.clone().unwrap_or_else(|| format!("p_{model}"));
     check_segment(&score_name)
         .map_err(|e| invalid("score_signal", format!("{score_name:?} {e}")))?;

@@ -16,6 +16,7 @@ use super::{
     invalid, pca_alarm, top_signal_note,
 };
 use crate::EngineError;
+use crate::alarms::AlarmError;
 use crate::alarms::spec::{Explanation, Fitted, Reading, SignalContribution, VaeFitted, VaeSpec};
 
 /// Fewest training windows a rule accepts.
@@ -284,10 +285,12 @@ pub(super) fn fit(cx: &FitCtx<'_>, spec: &VaeSpec) -> Result<Fit, EngineError> {
         seconds = started.elapsed().as_secs_f64(),
         "vae rule trained"
     );
-    let artifact = fit
-        .vae
-        .to_json()
-        .map_err(|e| EngineError::Internal(format!("VAE artefact: {e}")))?;
+    let artifact = fit.vae.to_json().map_err(|e| {
+        EngineError::Alarm(AlarmError::VaeArtefact {
+            rule: cx.name.to_owned(),
+            reason: e.to_string(),
+        })
+    })?;
     let model_name = format!("{}-vae", cx.name);
     let version = engine
         .register_model(&model_name, Some(&machine), &artifact)?
