@@ -652,7 +652,9 @@ async fn remote<P: Protocol>(
 type WillHandlers = Mutex<HashMap<String, Sender<AwaitingWill>>>;
 
 /// The will handlers, also after a panic while they were locked (Gemba patch).
-fn lock_wills(handlers: &WillHandlers) -> std::sync::MutexGuard<'_, HashMap<String, Sender<AwaitingWill>>> {
+fn lock_wills(
+    handlers: &WillHandlers,
+) -> std::sync::MutexGuard<'_, HashMap<String, Sender<AwaitingWill>>> {
     handlers
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
