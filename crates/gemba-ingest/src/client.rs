@@ -404,10 +404,27 @@ mod tests {
             tx,
         )
         .expect("subscriber");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-
         let (c4, mut l4) = AsyncClient::new(MqttOptions::new("pub-v4", "127.0.0.1", p4), 10);
         tokio::spawn(async move { while l4.poll().await.is_ok() {} });
+        // Until the subscription is in place messages are dropped: publish probes until one
+        // arrives. They go over the connection that publishes x next, so every probe arrives
+        // before x.
+        let mut probes = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            c4.publish("gemba/v1/s/a/l/m/probe", QoS::AtLeastOnce, false, "0")
+                .await
+                .expect("probe");
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                m.ack.ack();
+                probes += 1;
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the subscriber did not subscribe within 10 s"
+            );
+        }
         c4.publish("gemba/v1/s/a/l/m/x", QoS::AtLeastOnce, false, "1.5")
             .await
             .expect("publish");
@@ -432,8 +449,12 @@ mod tests {
                 .await
                 .expect("message within 10 s")
                 .expect("channel open");
-            got.push((m.topic.clone(), m.payload.clone()));
             m.ack.ack();
+            if m.topic.ends_with("/probe") {
+                probes += 1;
+                continue;
+            }
+            got.push((m.topic.clone(), m.payload.clone()));
         }
         got.sort();
         assert_eq!(
@@ -444,7 +465,7 @@ mod tests {
             got[1],
             ("gemba/v1/s/a/l/m/y".to_owned(), Bytes::from_static(b"2.5"))
         );
-        assert_eq!(sub.stats.messages.load(Ordering::Relaxed), 2);
+        assert_eq!(sub.stats.messages.load(Ordering::Relaxed), 2 + probes);
     }
 
     #[test]

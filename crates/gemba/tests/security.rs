@@ -561,18 +561,34 @@ fn limits_answer_429_413_503_and_cut_slow_clients() {
     let held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(("127.0.0.1", srv.http)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut extra = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut reply = String::new();
-    let _ = extra.read_to_string(&mut reply);
+    // The server counts a connection once it has accepted it: ask again until it has taken the
+    // four (an extra connection that is served meanwhile closes at once, unanswered).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let mut extra = TcpStream::connect(("127.0.0.1", srv.http)).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut reply = String::new();
+        let _ = extra.read_to_string(&mut reply);
+        if reply.starts_with("HTTP/1.1 503") || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply:?}");
     assert!(reply.contains("too_many_connections"), "{reply}");
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(call(&srv, "get", "/healthz", None, None).0, 200);
+    // The slots come back as the server sees the four connections close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while call(&srv, "get", "/healthz", None, None).0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection slots did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let metrics = {
         let r = call(&srv, "get", "/metrics", Some(&t2), None);
         r.1.as_str().unwrap_or_default().to_owned()
