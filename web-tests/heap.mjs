@@ -1,6 +1,6 @@
-// Where the dashboard's JS heap goes over a long watch of live updates (docs/ARCHITECTURE.md,
-// "Browser memory"). Not part of the test suite: run it by hand against a running demo
-// (`gemba demo`, authentication off), e.g.
+// Where the dashboard's JS heap goes over a long watch of live updates (docs/PERFORMANCE.md,
+// "Browser memory over 10 minutes"). Not part of the test suite: run it by hand against a running
+// demo (`gemba demo`, authentication off), e.g.
 //
 //   GEMBA_HEAP_S=600 node web-tests/heap.mjs http://127.0.0.1:8080 /tmp/heap
 //
