@@ -2,7 +2,8 @@
 //! samples, events, material lots, operators and shifts, the clock and the sites' time zones.
 //!
 //! Architecture invariant: this crate does no IO (no files, sockets, threads or global state). Every
-//! other Gemba crate depends on it; it depends on none of them. Types that cross a boundary (plant
+//! Gemba crate but the pure numeric ones (`gemba-ml`, `gemba-nn`) depends on it; it depends on none
+//! of them. Types that cross a boundary (plant
 //! file, HTTP, MQTT) derive serde here so that there is exactly one definition of each.
 
 pub mod asset;

@@ -2,8 +2,9 @@
 //! registered image model (a conv VAE of `gemba-nn`), judged against the model's threshold learned
 //! from good parts, and stored with its heat map, linked to the part, lot and machine.
 //!
-//! The engine does not depend on `gemba-nn` (Burn is the heavy dependency only the binary
-//! carries, docs/ARCHITECTURE.md): the binary installs an [`ImageModels`] loader at start
+//! Image models are loaded through a trait so that inspection does not tie the engine to one model
+//! family (the engine links `gemba-nn` only for the `vae` alarm rule, behind its default `vae`
+//! feature, docs/ARCHITECTURE.md): the binary installs an [`ImageModels`] loader at start
 //! ([`crate::Engine::set_image_models`]); the engine resolves `name[@version]` in the model
 //! registry, checks the registered kind, loads each version once through the loader and keeps it
 //! (per `name@version`; a version never changes once registered), validates part, lot and machine,

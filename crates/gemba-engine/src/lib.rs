@@ -2,9 +2,10 @@
 //! group commit → acknowledge), the MQTT bridge, background maintenance and metrics.
 //!
 //! Architecture invariant: the engine is the only place where decoded input meets the asset model and
-//! the store. It never parses bytes itself (that is `gemba-ingest`) and never speaks HTTP (that is
-//! `gemba-api`). Blocking store calls run on the writer thread or tokio's blocking pool, never on an
-//! async worker.
+//! the store. It never parses bytes itself (that is `gemba-ingest`) and never serves HTTP (that is
+//! `gemba-api`); it is an HTTP and SMTP client only in its notification channels (`notify`:
+//! webhooks, e-mail). Blocking store calls run on the writer thread or tokio's blocking pool, never
+//! on an async worker.
 
 pub mod alarms;
 pub mod auth;

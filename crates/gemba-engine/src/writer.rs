@@ -1,5 +1,6 @@
-//! The single writer: one OS thread owns all writes to the store and commits whatever has queued up
-//! since the last commit as one transaction (group commit). Each submitter gets its acknowledgement
+//! The single writer: one OS thread owns all writes of samples and events to the store and commits
+//! whatever has queued up since the last commit as one transaction (group commit); records, audit
+//! entries and inspection results are written by their callers on blocking threads. Each submitter gets its acknowledgement
 //! only after the commit that contains its data has returned, i.e. after it is durable.
 
 use std::sync::Arc;
