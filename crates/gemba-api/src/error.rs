@@ -137,6 +137,42 @@ impl From<EngineError> for ApiError {
                 };
                 ApiError::new(status, code, msg)
             }
+            EngineError::WorkOrder(w) => {
+                use gemba_engine::maintenance::WorkOrderError as W;
+                let (status, code) = match w {
+                    W::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+                    W::Unknown(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    W::NotNow { .. } | W::AlarmHasOne { .. } => (StatusCode::CONFLICT, "conflict"),
+                    W::UnreadableRecord { .. } | W::Unwritable { .. } => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                    }
+                };
+                ApiError::new(status, code, msg)
+            }
+            EngineError::Registry(r) => {
+                use gemba_engine::models::RegistryError as R;
+                let (status, code) = match r {
+                    R::BadName { .. } | R::BadArtefact(_) | R::UnknownAsset(_) => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_model")
+                    }
+                    R::UnknownVersion { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                    R::Record(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                };
+                ApiError::new(status, code, msg)
+            }
+            EngineError::Production(p) => {
+                use gemba_engine::production::ProductionError as P;
+                let (status, code) = match p {
+                    P::Invalid { .. } | P::BadTimezone { .. } => {
+                        (StatusCode::BAD_REQUEST, "bad_request")
+                    }
+                    P::UnknownAsset(_) => (StatusCode::NOT_FOUND, "not_found"),
+                    P::UnreadableConfig(_) | P::Unwritable(_) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                    }
+                };
+                ApiError::new(status, code, msg)
+            }
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
             }

@@ -75,6 +75,12 @@ pub enum EngineError {
     Conflict(String),
     #[error(transparent)]
     Alarm(#[from] alarms::AlarmError),
+    #[error(transparent)]
+    WorkOrder(#[from] maintenance::WorkOrderError),
+    #[error(transparent)]
+    Registry(#[from] models::RegistryError),
+    #[error(transparent)]
+    Production(#[from] production::ProductionError),
     #[error("Gemba is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]

@@ -209,8 +209,38 @@ pub struct Maintenance {
     next_id: AtomicU64,
 }
 
+/// Why a work order or a step of one was refused: one variant per cause. The API decides the
+/// status code of each (`gemba_api::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkOrderError {
+    /// A field is missing, malformed or out of range.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("no work order {0}")]
+    Unknown(u64),
+    /// The work order's state does not allow the step.
+    #[error("work order {id} is {state}; it can be {what} only when {need}")]
+    NotNow {
+        id: u64,
+        state: &'static str,
+        what: &'static str,
+        need: &'static str,
+    },
+    #[error("alarm {alarm} already has work order {work_order}")]
+    AlarmHasOne { alarm: u64, work_order: u64 },
+    /// A stored work order that does not parse (written by another version?).
+    #[error("stored work order {key} is unreadable: {reason}")]
+    UnreadableRecord { key: String, reason: String },
+    #[error("work order {id} cannot be written as JSON: {reason}")]
+    Unwritable { id: u64, reason: String },
+}
+
+/// A refusal of `field`.
 fn invalid(field: &str, reason: impl std::fmt::Display) -> EngineError {
-    EngineError::InvalidQuery(format!("{field}: {reason}"))
+    EngineError::WorkOrder(WorkOrderError::Invalid {
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    })
 }
 
 fn check_text(field: &str, v: &str, max: usize) -> Result<String, EngineError> {
@@ -226,7 +256,10 @@ impl Maintenance {
         let mut book = BTreeMap::new();
         for (key, json) in store.records(RECORD)? {
             let w: WorkOrder = serde_json::from_str(&json).map_err(|e| {
-                EngineError::Internal(format!("stored work order {key} is unreadable: {e}"))
+                EngineError::WorkOrder(WorkOrderError::UnreadableRecord {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })
             })?;
             book.insert(w.id, w);
         }
@@ -245,8 +278,12 @@ impl Maintenance {
     }
 
     fn persist(&self, w: &WorkOrder) -> Result<(), EngineError> {
-        let json = serde_json::to_string(w)
-            .map_err(|e| EngineError::Internal(format!("cannot serialise: {e}")))?;
+        let json = serde_json::to_string(w).map_err(|e| {
+            EngineError::WorkOrder(WorkOrderError::Unwritable {
+                id: w.id,
+                reason: e.to_string(),
+            })
+        })?;
         self.store
             .put_record(RECORD, &format!("{:012}", w.id), &json)?;
         Ok(())
@@ -332,12 +369,14 @@ impl Maintenance {
         let mut book = self.book.lock();
         let w = book
             .get_mut(&id)
-            .ok_or_else(|| EngineError::NotFound(format!("work order {id}")))?;
-        let conflict = |w: &WorkOrder, what: &str, need: &str| {
-            EngineError::Conflict(format!(
-                "work order {id} is {}; it can be {what} only when {need}",
-                w.state.name()
-            ))
+            .ok_or(EngineError::WorkOrder(WorkOrderError::Unknown(id)))?;
+        let conflict = |w: &WorkOrder, what: &'static str, need: &'static str| {
+            EngineError::WorkOrder(WorkOrderError::NotNow {
+                id,
+                state: w.state.name(),
+                what,
+                need,
+            })
         };
         let stamp = Stamp {
             by: by.clone(),
@@ -452,10 +491,10 @@ impl crate::Engine {
         if let Some(a) = &alarm
             && let Some(w) = self.maintenance.for_alarm(a.id)
         {
-            return Err(EngineError::Conflict(format!(
-                "alarm {} already has work order {}",
-                a.id, w.id
-            )));
+            return Err(EngineError::WorkOrder(WorkOrderError::AlarmHasOne {
+                alarm: a.id,
+                work_order: w.id,
+            }));
         }
         let machine = n
             .machine
@@ -547,7 +586,7 @@ impl crate::Engine {
                 by: "gemba".into(),
             }) {
                 Ok(_) => made += 1,
-                Err(EngineError::Conflict(_)) => {}
+                Err(EngineError::WorkOrder(WorkOrderError::AlarmHasOne { .. })) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -57,8 +57,32 @@ fn key(name: &str, version: u32) -> String {
     format!("{name}@{version:06}")
 }
 
+/// Why the model registry refused something: one variant per cause. The API decides the status
+/// code of each (`gemba_api::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The name is not a path segment.
+    #[error("model name {name:?} {reason}")]
+    BadName { name: String, reason: String },
+    /// The artefact is not one Gemba can register (not JSON, no kind, fields missing, parts that
+    /// do not fit together).
+    #[error("{0}")]
+    BadArtefact(String),
+    #[error("unknown asset {0:?}")]
+    UnknownAsset(String),
+    #[error("no model {name} version {version}")]
+    UnknownVersion { name: String, version: u32 },
+    /// A stored registry record that does not parse or cannot be written.
+    #[error("model registry record: {0}")]
+    Record(String),
+}
+
 fn invalid(reason: String) -> EngineError {
-    EngineError::InvalidModel(reason)
+    EngineError::Registry(RegistryError::BadArtefact(reason))
+}
+
+fn record_err(e: serde_json::Error) -> EngineError {
+    EngineError::Registry(RegistryError::Record(e.to_string()))
 }
 
 fn strings(v: &Value, field: &str) -> Result<Vec<String>, EngineError> {
@@ -80,7 +104,12 @@ impl Engine {
         asset: Option<&str>,
         artifact_json: &str,
     ) -> Result<ModelVersion, EngineError> {
-        check_segment(name).map_err(|r| invalid(format!("model name {name:?} {r}")))?;
+        check_segment(name).map_err(|r| {
+            EngineError::Registry(RegistryError::BadName {
+                name: name.to_owned(),
+                reason: r.to_string(),
+            })
+        })?;
         let v: Value = serde_json::from_str(artifact_json)
             .map_err(|e| invalid(format!("artefact is not JSON: {e}")))?;
         let kind = v
@@ -111,7 +140,7 @@ impl Engine {
         if let Some(a) = asset
             && self.registry().node(a).is_none()
         {
-            return Err(invalid(format!("unknown asset {a:?}")));
+            return Err(RegistryError::UnknownAsset(a.to_owned()).into());
         }
         let _guard = self.models_lock.lock();
         let version = self
@@ -145,7 +174,7 @@ impl Engine {
         };
         let k = key(name, version);
         let meta_json =
-            serde_json::to_string(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
+            serde_json::to_string(&meta).map_err(record_err)?;
         self.store().put_record(ARTIFACT, &k, artifact_json)?;
         self.store().put_record(META, &k, &meta_json)?;
         Ok(meta)
@@ -157,7 +186,7 @@ impl Engine {
             .records(META)?
             .into_iter()
             .map(|(_, j)| {
-                serde_json::from_str(&j).map_err(|e| EngineError::Internal(e.to_string()))
+                serde_json::from_str(&j).map_err(record_err)
             })
             .collect()
     }
@@ -179,12 +208,14 @@ impl Engine {
             .iter()
             .any(|m| m.name == name && m.version == version)
         {
-            return Err(EngineError::NotFound(format!(
-                "model {name} version {version}"
-            )));
+            return Err(RegistryError::UnknownVersion {
+                name: name.to_owned(),
+                version,
+            }
+            .into());
         }
         if self.registry().node(asset).is_none() {
-            return Err(invalid(format!("unknown asset {asset:?}")));
+            return Err(RegistryError::UnknownAsset(asset.to_owned()).into());
         }
         let active = ActiveModel {
             asset: asset.to_owned(),
@@ -193,7 +224,7 @@ impl Engine {
             since: self.now(),
         };
         let json =
-            serde_json::to_string(&active).map_err(|e| EngineError::Internal(e.to_string()))?;
+            serde_json::to_string(&active).map_err(record_err)?;
         self.store().put_record(ACTIVE, asset, &json)?;
         Ok(active)
     }
@@ -204,7 +235,7 @@ impl Engine {
             .records(ACTIVE)?
             .into_iter()
             .map(|(_, j)| {
-                serde_json::from_str(&j).map_err(|e| EngineError::Internal(e.to_string()))
+                serde_json::from_str(&j).map_err(record_err)
             })
             .collect()
     }

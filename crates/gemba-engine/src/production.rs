@@ -85,8 +85,31 @@ pub struct ProductionConfig {
     pub grace_s: Option<u64>,
 }
 
+/// Why the production subsystem refused a configuration or a query: one variant per cause. The
+/// API decides the status code of each (`gemba_api::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum ProductionError {
+    /// A field of the configuration or a query parameter is missing, malformed or out of range.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("unknown asset {0:?}")]
+    UnknownAsset(String),
+    /// A site's (or the plant's) time zone is not an IANA name.
+    #[error("site {site:?}: timezone {reason}")]
+    BadTimezone { site: String, reason: String },
+    /// The stored configuration does not parse (written by another version?).
+    #[error("stored production config is unreadable: {0}")]
+    UnreadableConfig(String),
+    #[error("production config cannot be written as JSON: {0}")]
+    Unwritable(String),
+}
+
+/// A refusal of `field`.
 fn invalid(field: &str, reason: impl std::fmt::Display) -> EngineError {
-    EngineError::InvalidQuery(format!("{field}: {reason}"))
+    EngineError::Production(ProductionError::Invalid {
+        field: field.to_owned(),
+        reason: reason.to_string(),
+    })
 }
 
 fn minutes(field: &str, name: &str, start: &str, end: &str) -> Result<DailyWindow, EngineError> {
@@ -315,7 +338,7 @@ impl Production {
     pub fn load(store: Arc<dyn Store>) -> Result<Production, EngineError> {
         let config = match store.record(CONFIG_RECORD, "default")? {
             Some(json) => serde_json::from_str(&json).map_err(|e| {
-                EngineError::Internal(format!("stored production config is unreadable: {e}"))
+                EngineError::Production(ProductionError::UnreadableConfig(e.to_string()))
             })?,
             None => ProductionConfig::default(),
         };
@@ -375,7 +398,7 @@ impl crate::Engine {
     pub fn set_production_config(&self, cfg: ProductionConfig) -> Result<(), EngineError> {
         cfg.validate(&self.registry)?;
         let json = serde_json::to_string(&cfg)
-            .map_err(|e| EngineError::Internal(format!("cannot serialise: {e}")))?;
+            .map_err(|e| EngineError::Production(ProductionError::Unwritable(e.to_string())))?;
         self.store.put_record(CONFIG_RECORD, "default", &json)?;
         *self.production.config.write() = cfg;
         self.production.clear_cache();
@@ -386,7 +409,7 @@ impl crate::Engine {
     pub fn machines_under(&self, asset: &str) -> Result<Vec<String>, EngineError> {
         let asset = asset.trim_end_matches('/');
         if self.registry.node(asset).is_none() {
-            return Err(EngineError::NotFound(format!("asset {asset:?}")));
+            return Err(ProductionError::UnknownAsset(asset.to_owned()).into());
         }
         let mut out = Vec::new();
         fn walk(n: &gemba_core::TreeNode, under: &str, out: &mut Vec<String>) {
@@ -974,7 +997,12 @@ impl crate::Engine {
             .and_then(|n| n.timezone)
             .or_else(|| self.config.plant.timezone.clone());
         Zone::of(name.as_deref())
-            .map_err(|e| EngineError::InvalidQuery(format!("site {site:?}: timezone {e}")))
+            .map_err(|e| {
+                EngineError::Production(ProductionError::BadTimezone {
+                    site: site.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
     }
 }
 

@@ -320,8 +320,7 @@ struct Multivariate {
     period: Period,
 }
 
-// ---------------------------------------------------------------------------------------------
-
+/// A rule refused for one of its fields.
 pub(super) fn invalid(field: &'static str, reason: impl std::fmt::Display) -> EngineError {
     EngineError::Alarm(AlarmError::Invalid {
         field,
@@ -329,6 +328,7 @@ pub(super) fn invalid(field: &'static str, reason: impl std::fmt::Display) -> En
     })
 }
 
+/// `v`, or a refusal of `field` when it is not a finite number.
 fn finite(field: &'static str, v: f64) -> Result<f64, EngineError> {
     if v.is_finite() {
         Ok(v)
@@ -344,7 +344,6 @@ fn parent(path: &str) -> String {
 }
 
 impl crate::Engine {
-    /// (default `running` when the machine's `state` signal knows it; `any`: no gate).
     /// The id of a rule's score signal: the existing one, or `def` defined now.
     fn score_signal_id(&self, def: SignalDef) -> Result<SignalId, EngineError> {
         match self.registry.get(&def.path) {
@@ -435,6 +434,8 @@ impl crate::Engine {
         })
     }
 
+    /// The state signal and state index that gate a rule of `machine`: `state` names the state
+    /// (default `running` when the machine's `state` signal knows it; `any`: no gate).
     fn state_gate(
         &self,
         machine: &str,
