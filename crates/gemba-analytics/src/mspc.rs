@@ -9,6 +9,7 @@
 // Matrix code reads like the textbook with explicit indices.
 #![allow(clippy::needless_range_loop)]
 
+use gemba_ml::metrics::quantile;
 use serde::{Deserialize, Serialize};
 
 use crate::spc::SpcError;
@@ -56,14 +57,6 @@ pub struct PcaScore {
     pub contributions: Vec<f64>,
     /// Standardised value of each signal ((x − mean) / std on the normal data).
     pub z: Vec<f64>,
-}
-
-fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let pos = (q * (v.len() - 1) as f64).clamp(0.0, (v.len() - 1) as f64);
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
 /// Eigenvalues and eigenvectors (columns of the returned row-major matrix) of a symmetric matrix,
@@ -228,8 +221,9 @@ impl PcaMonitor {
                 (t2, spe)
             })
             .unzip();
-        monitor.t2_limit = quantile(t2s, opts.quantile).max(1e-9);
-        monitor.spe_limit = quantile(spes, opts.quantile).max(1e-9);
+        // numpy's linear-interpolation quantile; the holdout has at least 20 rows.
+        monitor.t2_limit = quantile(&t2s, opts.quantile).max(1e-9);
+        monitor.spe_limit = quantile(&spes, opts.quantile).max(1e-9);
         Ok(monitor)
     }
 
