@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
@@ -260,35 +263,10 @@ impl Fnv {
     }
 }
 
-/// A small deterministic PRNG (SplitMix64) for shuffles and folds; no external dependency.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
+/// The seeded generator of shuffles and folds (ChaCha8, as the simulator and `gemba-nn` use):
+/// the same seed gives the same stream on every platform.
+pub(crate) fn seeded_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
 }
 
 /// Stratified k-fold: `k` (train, test) index pairs; each class is spread evenly over the folds.
@@ -309,11 +287,11 @@ pub fn stratified_kfold(y: &[usize], k: usize, seed: u64) -> Result<Vec<(Vec<usi
     for (i, &c) in y.iter().enumerate() {
         by_class.entry(c).or_default().push(i);
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = seeded_rng(seed);
     let mut fold_of = vec![0usize; y.len()];
     let mut offset = 0;
     for idx in by_class.values_mut() {
-        rng.shuffle(idx);
+        idx.shuffle(&mut rng);
         for (r, &i) in idx.iter().enumerate() {
             fold_of[i] = (r + offset) % k;
         }

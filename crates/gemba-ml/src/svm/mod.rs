@@ -6,9 +6,10 @@ pub mod linear;
 pub mod platt;
 pub mod smo;
 
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Matrix, Rng};
+use crate::data::{Dataset, Matrix, seeded_rng};
 use crate::error::{MlError, Result, bad_param};
 use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
@@ -255,7 +256,7 @@ impl SvcValidParams {
         let l = idx.len();
         let folds = self.p.probability_folds.min(l);
         let mut perm: Vec<usize> = (0..l).collect();
-        Rng::new(seed).shuffle(&mut perm);
+        perm.shuffle(&mut seeded_rng(seed));
         let mut dec = vec![0.0; l];
         for f in 0..folds {
             let (start, end) = (f * l / folds, (f + 1) * l / folds);
