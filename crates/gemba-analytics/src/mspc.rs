@@ -319,30 +319,21 @@ impl PcaMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(state: &mut u64) -> f64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(state: &mut u64) -> f64 {
-        let (u1, u2) = (lcg(state).max(1e-12), lcg(state));
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     /// Three correlated signals driven by one latent factor plus a fourth independent one.
     fn rows(n: usize, seed: u64) -> Vec<Vec<f64>> {
-        let mut s = seed;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || gemba_sim::physics::normal(&mut rng);
         (0..n)
             .map(|_| {
-                let f = normal(&mut s);
+                let f = normal();
                 vec![
-                    10.0 + 2.0 * f + 0.1 * normal(&mut s),
-                    5.0 - 1.0 * f + 0.1 * normal(&mut s),
-                    100.0 + 20.0 * f + 1.0 * normal(&mut s),
-                    3.0 + 0.5 * normal(&mut s),
+                    10.0 + 2.0 * f + 0.1 * normal(),
+                    5.0 - 1.0 * f + 0.1 * normal(),
+                    100.0 + 20.0 * f + 1.0 * normal(),
+                    3.0 + 0.5 * normal(),
                 ]
             })
             .collect()
