@@ -279,30 +279,14 @@ impl LinearSvcValidParams {
 
     /// Held-out decision values of a `probability_folds`-fold cross-validation (random folds).
     fn cv_decisions(&self, x: &Matrix, y: &[f64], c: &[f64], seed: u64, primal: bool) -> Vec<f64> {
-        let l = y.len();
-        let folds = self.p.probability_folds.min(l);
-        let mut perm: Vec<usize> = (0..l).collect();
-        perm.shuffle(&mut seeded_rng(seed ^ 0x5eed));
-        let mut dec = vec![0.0; l];
-        for f in 0..folds {
-            let (start, end) = (f * l / folds, (f + 1) * l / folds);
-            let test = &perm[start..end];
-            let train: Vec<usize> = perm[..start].iter().chain(&perm[end..]).copied().collect();
-            let pos = train.iter().filter(|&&t| y[t] > 0.0).count();
-            if pos == 0 || pos == train.len() {
-                let v = if pos > 0 { 1.0 } else { -1.0 };
-                test.iter().for_each(|&t| dec[t] = v);
-                continue;
-            }
-            let tx = x.select_rows(&train);
-            let ty: Vec<f64> = train.iter().map(|&t| y[t]).collect();
-            let tc: Vec<f64> = train.iter().map(|&t| c[t]).collect();
-            let (w, b, _) = self.solve_one(&tx, &ty, &tc, seed, primal);
+        let folds = self.p.probability_folds;
+        super::platt::cv_decisions(y, c, folds, seed ^ 0x5eed, |train, ty, tc, test, dec| {
+            let tx = x.select_rows(train);
+            let (w, b, _) = self.solve_one(&tx, ty, tc, seed, primal);
             for &t in test {
                 dec[t] = dot(&w, x.row(t)) + b;
             }
-        }
-        dec
+        })
     }
 }
 
