@@ -217,7 +217,7 @@ impl Dataset {
 
     /// Hex fingerprint (FNV-1a, 64 bit) of features, labels and names: identifies training data.
     pub fn fingerprint(&self) -> String {
-        let mut h = Fnv::new();
+        let mut h = Fnv1a64::new();
         h.write(&(self.x.rows as u64).to_le_bytes());
         h.write(&(self.x.cols as u64).to_le_bytes());
         for v in &self.x.data {
@@ -230,7 +230,7 @@ impl Dataset {
             h.write(n.as_bytes());
             h.write(&[0]);
         }
-        format!("fnv1a64:{:016x}", h.0)
+        h.fingerprint()
     }
 }
 
@@ -250,16 +250,33 @@ pub fn check_finite(x: &Matrix, names: &[String]) -> Result<()> {
     Ok(())
 }
 
-struct Fnv(u64);
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+/// FNV-1a, 64 bit: the hash of training-data fingerprints, here ([`Dataset::fingerprint`]) and in
+/// `gemba-nn`'s artefacts. Not for anything adversarial.
+#[derive(Debug, Clone)]
+pub struct Fnv1a64(u64);
+
+impl Default for Fnv1a64 {
+    fn default() -> Self {
+        Fnv1a64(0xcbf2_9ce4_8422_2325)
     }
-    fn write(&mut self, bytes: &[u8]) {
+}
+
+impl Fnv1a64 {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
+    }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+    /// `fnv1a64:` and the hash as 16 hex digits, the form artefacts store.
+    pub fn fingerprint(&self) -> String {
+        format!("fnv1a64:{:016x}", self.0)
     }
 }
 
@@ -414,5 +431,26 @@ fn csv_err(line: u64, column: Option<&str>, message: String) -> MlError {
         line,
         column: column.map(str::to_owned),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fnv1a64;
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        let hash = |s: &str| {
+            let mut h = Fnv1a64::new();
+            h.write(s.as_bytes());
+            h.finish()
+        };
+        assert_eq!(hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash("foobar"), 0x8594_4171_f739_67e8);
+        let mut h = Fnv1a64::new();
+        h.write(b"foo");
+        h.write(b"bar");
+        assert_eq!(h.fingerprint(), "fnv1a64:85944171f73967e8");
     }
 }
