@@ -204,6 +204,8 @@ mod tests {
     use super::*;
     use crate::spc::check_rules;
     use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     /// Streams `values` and lists (index, rule, absolute points) like the batch function does.
     fn streamed(values: &[f64], rules: &RuleSet) -> Vec<(usize, u8, Vec<usize>)> {
@@ -273,12 +275,9 @@ mod tests {
     fn agrees_with_the_batch_rules_on_a_drifting_series() {
         // A deterministic series: in control, then a shift, a trend, an oscillation and NaNs.
         let mut v = Vec::new();
-        let mut x: u64 = 12345;
+        let mut rng = ChaCha8Rng::seed_from_u64(12345);
         for i in 0..2000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            let u = rng.r#gen::<f64>() - 0.5;
             let shift = if (500..700).contains(&i) { 1.5 } else { 0.0 };
             let trend = if (900..920).contains(&i) {
                 0.2 * f64::from(i - 900)

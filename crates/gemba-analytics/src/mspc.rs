@@ -9,6 +9,7 @@
 // Matrix code reads like the textbook with explicit indices.
 #![allow(clippy::needless_range_loop)]
 
+use gemba_ml::metrics::quantile;
 use serde::{Deserialize, Serialize};
 
 use crate::spc::SpcError;
@@ -56,14 +57,6 @@ pub struct PcaScore {
     pub contributions: Vec<f64>,
     /// Standardised value of each signal ((x − mean) / std on the normal data).
     pub z: Vec<f64>,
-}
-
-fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let pos = (q * (v.len() - 1) as f64).clamp(0.0, (v.len() - 1) as f64);
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
 /// Eigenvalues and eigenvectors (columns of the returned row-major matrix) of a symmetric matrix,
@@ -228,8 +221,9 @@ impl PcaMonitor {
                 (t2, spe)
             })
             .unzip();
-        monitor.t2_limit = quantile(t2s, opts.quantile).max(1e-9);
-        monitor.spe_limit = quantile(spes, opts.quantile).max(1e-9);
+        // numpy's linear-interpolation quantile; the holdout has at least 20 rows.
+        monitor.t2_limit = quantile(&t2s, opts.quantile).max(1e-9);
+        monitor.spe_limit = quantile(&spes, opts.quantile).max(1e-9);
         Ok(monitor)
     }
 
@@ -325,30 +319,21 @@ impl PcaMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(state: &mut u64) -> f64 {
-        *state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*state >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(state: &mut u64) -> f64 {
-        let (u1, u2) = (lcg(state).max(1e-12), lcg(state));
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     /// Three correlated signals driven by one latent factor plus a fourth independent one.
     fn rows(n: usize, seed: u64) -> Vec<Vec<f64>> {
-        let mut s = seed;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut normal = || gemba_sim::physics::normal(&mut rng);
         (0..n)
             .map(|_| {
-                let f = normal(&mut s);
+                let f = normal();
                 vec![
-                    10.0 + 2.0 * f + 0.1 * normal(&mut s),
-                    5.0 - 1.0 * f + 0.1 * normal(&mut s),
-                    100.0 + 20.0 * f + 1.0 * normal(&mut s),
-                    3.0 + 0.5 * normal(&mut s),
+                    10.0 + 2.0 * f + 0.1 * normal(),
+                    5.0 - 1.0 * f + 0.1 * normal(),
+                    100.0 + 20.0 * f + 1.0 * normal(),
+                    3.0 + 0.5 * normal(),
                 ]
             })
             .collect()

@@ -133,17 +133,20 @@ struct Pipeline {
     validation_fraction: Option<f64>,
 }
 
+/// The hyper-parameters as a JSON object (`null` is the empty one).
+fn params_object(params: &Value) -> Result<Map<String, Value>> {
+    match params {
+        Value::Null => Ok(Map::new()),
+        Value::Object(m) => Ok(m.clone()),
+        other => Err(bad_param(
+            "params",
+            format!("must be a JSON object, got {other}"),
+        )),
+    }
+}
+
 fn split_params(params: &Value) -> Result<(Pipeline, Value)> {
-    let obj: Map<String, Value> = match params {
-        Value::Null => Map::new(),
-        Value::Object(m) => m.clone(),
-        other => {
-            return Err(bad_param(
-                "params",
-                format!("must be a JSON object, got {other}"),
-            ));
-        }
-    };
+    let obj = params_object(params)?;
     let mut model = Map::new();
     let mut pipe = Pipeline {
         standardize: true,
@@ -769,16 +772,7 @@ pub fn grid_search(
     seed: u64,
     scoring: Scoring,
 ) -> Result<GridSearchResult> {
-    let base = match base {
-        Value::Null => Map::new(),
-        Value::Object(m) => m.clone(),
-        other => {
-            return Err(bad_param(
-                "params",
-                format!("must be a JSON object, got {other}"),
-            ));
-        }
-    };
+    let base = params_object(base)?;
     if let Some((k, _)) = grid.iter().find(|(_, v)| v.is_empty()) {
         return Err(bad_param(k, "grid has no values"));
     }

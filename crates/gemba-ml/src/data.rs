@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
@@ -214,7 +217,7 @@ impl Dataset {
 
     /// Hex fingerprint (FNV-1a, 64 bit) of features, labels and names: identifies training data.
     pub fn fingerprint(&self) -> String {
-        let mut h = Fnv::new();
+        let mut h = Fnv1a64::new();
         h.write(&(self.x.rows as u64).to_le_bytes());
         h.write(&(self.x.cols as u64).to_le_bytes());
         for v in &self.x.data {
@@ -227,7 +230,7 @@ impl Dataset {
             h.write(n.as_bytes());
             h.write(&[0]);
         }
-        format!("fnv1a64:{:016x}", h.0)
+        h.fingerprint()
     }
 }
 
@@ -247,48 +250,40 @@ pub fn check_finite(x: &Matrix, names: &[String]) -> Result<()> {
     Ok(())
 }
 
-struct Fnv(u64);
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+/// FNV-1a, 64 bit: the hash of training-data fingerprints, here ([`Dataset::fingerprint`]) and in
+/// `gemba-nn`'s artefacts. Not for anything adversarial.
+#[derive(Debug, Clone)]
+pub struct Fnv1a64(u64);
+
+impl Default for Fnv1a64 {
+    fn default() -> Self {
+        Fnv1a64(0xcbf2_9ce4_8422_2325)
     }
-    fn write(&mut self, bytes: &[u8]) {
+}
+
+impl Fnv1a64 {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+    /// `fnv1a64:` and the hash as 16 hex digits, the form artefacts store.
+    pub fn fingerprint(&self) -> String {
+        format!("fnv1a64:{:016x}", self.0)
+    }
 }
 
-/// A small deterministic PRNG (SplitMix64) for shuffles and folds; no external dependency.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
+/// The seeded generator of shuffles and folds (ChaCha8, as the simulator and `gemba-nn` use):
+/// the same seed gives the same stream on every platform.
+pub(crate) fn seeded_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
 }
 
 /// Stratified k-fold: `k` (train, test) index pairs; each class is spread evenly over the folds.
@@ -309,11 +304,11 @@ pub fn stratified_kfold(y: &[usize], k: usize, seed: u64) -> Result<Vec<(Vec<usi
     for (i, &c) in y.iter().enumerate() {
         by_class.entry(c).or_default().push(i);
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = seeded_rng(seed);
     let mut fold_of = vec![0usize; y.len()];
     let mut offset = 0;
     for idx in by_class.values_mut() {
-        rng.shuffle(idx);
+        idx.shuffle(&mut rng);
         for (r, &i) in idx.iter().enumerate() {
             fold_of[i] = (r + offset) % k;
         }
@@ -436,5 +431,26 @@ fn csv_err(line: u64, column: Option<&str>, message: String) -> MlError {
         line,
         column: column.map(str::to_owned),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fnv1a64;
+
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        let hash = |s: &str| {
+            let mut h = Fnv1a64::new();
+            h.write(s.as_bytes());
+            h.finish()
+        };
+        assert_eq!(hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash("foobar"), 0x8594_4171_f739_67e8);
+        let mut h = Fnv1a64::new();
+        h.write(b"foo");
+        h.write(b"bar");
+        assert_eq!(h.fingerprint(), "fnv1a64:85944171f73967e8");
     }
 }

@@ -39,7 +39,7 @@ pub use artifact::{
     ArtifactMetrics, Contribution, Explanation, FittedModel, GridPoint, GridSearchResult,
     ModelArtifact, ModelKind, Scoring, cross_validate, grid_search, train,
 };
-pub use data::{Dataset, Matrix, Rng, load_csv, stratified_kfold};
+pub use data::{Dataset, Matrix, load_csv, stratified_kfold};
 pub use error::{MlError, Result};
 pub use logistic::{LogisticModel, LogisticParams, LogisticValidParams, Penalty};
 pub use model::{ClassWeight, Classifier, Fit, ParamGuard};

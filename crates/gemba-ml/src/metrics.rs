@@ -1,4 +1,6 @@
-//! Classification metrics.
+//! Classification metrics, and the order statistics (median, quantile) and ROC AUC that the other
+//! Gemba crates share: `gemba-nn` (thresholds, detector AUROC), `gemba-analytics` (PCA limits) and
+//! the binary's evaluations call these instead of keeping copies.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +69,11 @@ pub fn per_class(y: &[usize], pred: &[usize], k: usize) -> Vec<ClassScores> {
 }
 
 /// ROC AUC of scores for a binary problem (`positive[i]` true for the positive class); ties get
-/// half credit (the Mann–Whitney statistic). `None` if a class is missing.
+/// half credit (the Mann–Whitney statistic). `None` if a class is missing (also for empty input).
+///
+/// `scores` and `positive` must have the same length (a shorter `positive` panics). Scores are
+/// ranked with [`f64::total_cmp`] and tied with `==`: a NaN score ranks above every number
+/// (a negative-signed NaN below), and no NaN ties with another.
 pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
@@ -93,6 +99,92 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Option<f64> {
         i = j + 1;
     }
     Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
+}
+
+/// The `q` quantile of `values` (unsorted) by linear interpolation between the closest ranks:
+/// numpy's default (`numpy.quantile(values, q)`, `method="linear"`; Hyndman & Fan type 7).
+///
+/// With the values sorted ascending as `s[0..n]`, the position is `h = q·(n − 1)` and the quantile
+/// `s[⌊h⌋] + (s[⌈h⌉] − s[⌊h⌋])·(h − ⌊h⌋)`; `q = 0.5` of `[1, 2, 3, 4]` is 2.5, `q = 0.9` is 3.7.
+/// Edge cases, as every caller has relied on them:
+/// - `q` is clamped to [0, 1]; a NaN `q` gives NaN;
+/// - empty `values` give NaN;
+/// - values are sorted with [`f64::total_cmp`]: NaN sorts above +∞ (a negative-signed NaN below
+///   −∞), so NaNs take the top (or bottom) positions rather than being skipped;
+/// - an infinite value at either neighbouring rank gives ±∞ or NaN (∞ − ∞), even when `h` is
+///   a whole number.
+///
+/// Sorts a copy; [`quantile_sorted`] takes values already sorted.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut s = values.to_vec();
+    s.sort_by(f64::total_cmp);
+    quantile_sorted(&s, q)
+}
+
+/// [`quantile`] of values already sorted ascending (by [`f64::total_cmp`]).
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// The median of `values` (unsorted): the middle value, or the mean `(a + b) / 2` of the two
+/// middle ones for an even count; `None` when empty. Sorted with [`f64::total_cmp`] like
+/// [`quantile`] (NaN sorts above +∞); filter NaN out first where it must not count. For an even
+/// count this is not always bit-identical to `quantile(values, 0.5)`, which computes
+/// `a + (b − a) / 2`.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut s = values.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        None
+    } else if n % 2 == 1 {
+        Some(s[n / 2])
+    } else {
+        Some((s[n / 2 - 1] + s[n / 2]) / 2.0)
+    }
+}
+
+/// The cut with the best F1 when warning where `score > cut`, found exactly (every distinct
+/// score tried, highest first): `(cut, F1)`, or `None` without a positive row (or without rows).
+///
+/// The cut lies halfway between a score and the next lower distinct one, or 1 below the lowest
+/// score when warning on every row is best; tied scores warn together; of equal F1 the higher
+/// cut wins. `scores` and `truth` must have the same length.
+pub fn best_f1_cut(scores: &[f64], truth: &[bool]) -> Option<(f64, f64)> {
+    let positives = truth.iter().filter(|&&b| b).count();
+    if positives == 0 || scores.is_empty() {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut best: Option<(f64, f64)> = None;
+    for (k, &i) in order.iter().enumerate() {
+        if truth[i] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        let next = order.get(k + 1).map(|&j| scores[j]);
+        if next == Some(scores[i]) {
+            continue;
+        }
+        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
+        let cut = match next {
+            Some(n) => n + (scores[i] - n) / 2.0,
+            None => scores[i] - 1.0,
+        };
+        if best.is_none_or(|b| f1 > b.1) {
+            best = Some((cut, f1));
+        }
+    }
+    best
 }
 
 /// Average precision (area under the precision–recall curve as scikit-learn computes it:
@@ -266,5 +358,111 @@ pub fn report(
         brier: proba.and_then(|p| brier_score(y, p).ok()),
         normal_class: normal,
         detection: detection(y, pred, normal),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates_like_numpy() {
+        let s = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&s, 0.5), 2.5);
+        assert_eq!(quantile(&s, 0.0), 1.0);
+        assert_eq!(quantile(&s, 1.0), 4.0);
+        // numpy.quantile([1, 2, 3, 4], 0.9) == 3.7 (h = 2.7).
+        assert_eq!(quantile(&s, 0.9), 3.7);
+        assert_eq!(quantile(&[4.0, 1.0, 3.0, 2.0], 0.9), 3.7);
+        assert_eq!(quantile_sorted(&s, 0.25), 1.75);
+        // Ties and a single value.
+        assert_eq!(quantile(&[1.0, 1.0, 1.0, 5.0], 0.5), 1.0);
+        assert_eq!(quantile(&[7.0], 0.3), 7.0);
+    }
+
+    #[test]
+    fn quantile_edge_cases_are_pinned() {
+        let s = [1.0, 2.0, 3.0, 4.0];
+        // q is clamped to [0, 1]; NaN q and empty input give NaN.
+        assert_eq!(quantile(&s, -1.0), 1.0);
+        assert_eq!(quantile(&s, 2.0), 4.0);
+        assert!(quantile(&s, f64::NAN).is_nan());
+        assert!(quantile(&[], 0.5).is_nan());
+        assert!(quantile_sorted(&[], 0.5).is_nan());
+        // NaN sorts above every number (total_cmp) and is not skipped.
+        let with_nan = [f64::NAN, 2.0, 1.0];
+        assert_eq!(quantile(&with_nan, 0.0), 1.0);
+        assert_eq!(quantile(&with_nan, 0.5), 2.0);
+        assert!(quantile(&with_nan, 0.75).is_nan());
+        assert!(quantile(&with_nan, 1.0).is_nan());
+        // An infinite neighbour: ∞ between ranks, ∞ − ∞ = NaN even at a whole position.
+        assert_eq!(quantile(&[1.0, f64::INFINITY], 0.5), f64::INFINITY);
+        assert!(quantile(&[1.0, f64::INFINITY], 1.0).is_nan());
+    }
+
+    #[test]
+    fn median_is_the_middle_or_the_mean_of_the_two_middles() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[1.0, 1.0, 2.0, 9.0]), Some(1.5));
+        // (a + b) / 2, not numpy's a + (b − a) / 2: they differ in the last bit here.
+        assert_eq!(median(&[0.7, 0.1]), Some(0.39999999999999997));
+        assert_eq!(quantile(&[0.7, 0.1], 0.5), 0.4);
+        // NaN sorts last and counts.
+        assert_eq!(median(&[f64::NAN, 2.0, 1.0]), Some(2.0));
+        assert!(median(&[f64::NAN, 1.0]).is_some_and(f64::is_nan));
+    }
+
+    #[test]
+    fn best_f1_cut_tries_every_distinct_score() {
+        // Warning on the top three: tp 2, fp 1, fn 0 → F1 = 4 / 5, cut halfway to 0.1.
+        assert_eq!(
+            best_f1_cut(
+                &[0.9, 0.8, 0.7, 0.1, 0.05],
+                &[true, false, true, false, false]
+            ),
+            Some((0.4, 0.8))
+        );
+        // Tied scores warn together: the two 1.0 rows (tp 1, fp 1) → 2 / 3.
+        assert_eq!(
+            best_f1_cut(&[1.0, 1.0, 0.0], &[true, false, false]),
+            Some((0.5, 2.0 / 3.0))
+        );
+        // Everything warns when that is best: 1 below the lowest score.
+        assert_eq!(best_f1_cut(&[0.3, 0.2], &[true, true]), Some((-0.8, 1.0)));
+        // Of equal F1, the higher cut: the top row alone and all four rows both give 2 / 3.
+        assert_eq!(
+            best_f1_cut(&[4.0, 3.0, 2.0, 1.0], &[true, false, false, true]),
+            Some((3.5, 2.0 / 3.0))
+        );
+        assert_eq!(best_f1_cut(&[0.3, 0.2], &[false, false]), None);
+        assert_eq!(best_f1_cut(&[], &[]), None);
+    }
+
+    #[test]
+    fn roc_auc_ties_empty_and_nan_are_pinned() {
+        assert_eq!(
+            roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            Some(0.75)
+        );
+        // Ties get half credit, also −0 and +0.
+        assert_eq!(roc_auc(&[1.0, 1.0], &[false, true]), Some(0.5));
+        assert_eq!(roc_auc(&[-0.0, 0.0], &[true, false]), Some(0.5));
+        assert_eq!(
+            roc_auc(&[0.2, 0.2, 0.1, 0.3], &[true, false, false, true]),
+            Some(0.875)
+        );
+        // A class missing, or no rows: None.
+        assert_eq!(roc_auc(&[], &[]), None);
+        assert_eq!(roc_auc(&[0.1, 0.2], &[false, false]), None);
+        // NaN ranks above every number; two NaNs do not tie.
+        assert_eq!(
+            roc_auc(&[f64::NAN, 0.5, 0.1], &[true, false, false]),
+            Some(1.0)
+        );
+        assert_eq!(roc_auc(&[f64::NAN, 0.5], &[false, true]), Some(0.0));
+        assert_eq!(roc_auc(&[f64::NAN, f64::NAN], &[true, false]), Some(0.0));
     }
 }

@@ -98,7 +98,7 @@ impl Imputer {
     pub fn fit(x: &Matrix, strategy: ImputeStrategy, names: &[String]) -> Result<Self> {
         let mut fill = Vec::with_capacity(x.cols);
         for j in 0..x.cols {
-            let mut col: Vec<f64> = (0..x.rows)
+            let col: Vec<f64> = (0..x.rows)
                 .map(|i| x.data[i * x.cols + j])
                 .filter(|v| v.is_finite())
                 .collect();
@@ -111,15 +111,8 @@ impl Imputer {
             }
             let v = match strategy {
                 ImputeStrategy::Mean => col.iter().sum::<f64>() / col.len() as f64,
-                ImputeStrategy::Median => {
-                    col.sort_by(f64::total_cmp);
-                    let m = col.len() / 2;
-                    if col.len() % 2 == 1 {
-                        col[m]
-                    } else {
-                        0.5 * (col[m - 1] + col[m])
-                    }
-                }
+                // Not empty: checked above.
+                ImputeStrategy::Median => crate::metrics::median(&col).unwrap_or(f64::NAN),
             };
             fill.push(v);
         }

@@ -10,6 +10,8 @@ use gemba_ml::{
     Matrix, MlError, ModelArtifact, ModelKind, ParamGuard, Scoring, SvcParams, WindowSpec,
     grid_search, load_csv, stratified_kfold, train, window_features,
 };
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 fn toy() -> Dataset {
@@ -33,16 +35,16 @@ fn toy() -> Dataset {
 
 /// Blobs around (±2, ±2) for four classes, deterministic.
 fn blobs(n_per: usize) -> Dataset {
-    let mut rng = gemba_ml::Rng::new(7);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
     let centers = [(-2.0, -2.0), (2.0, -2.0), (-2.0, 2.0), (2.0, 2.0)];
     let mut rows = Vec::new();
     let mut y = Vec::new();
     for (c, (cx, cy)) in centers.iter().enumerate() {
         for _ in 0..n_per {
             rows.push(vec![
-                cx + rng.unit() - 0.5,
-                cy + rng.unit() - 0.5,
-                rng.unit(),
+                cx + rng.r#gen::<f64>() - 0.5,
+                cy + rng.r#gen::<f64>() - 0.5,
+                rng.r#gen::<f64>(),
             ]);
             y.push(c);
         }
@@ -690,10 +692,10 @@ fn class_weights_shift_the_boundary() {
     // Imbalanced 1-D data: balanced weights raise the minority class's recall.
     let mut rows = Vec::new();
     let mut y = Vec::new();
-    let mut rng = gemba_ml::Rng::new(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
     for i in 0..200 {
         let minority = i % 10 == 0;
-        rows.push(vec![if minority { 0.8 } else { 0.0 } + rng.unit()]);
+        rows.push(vec![if minority { 0.8 } else { 0.0 } + rng.r#gen::<f64>()]);
         y.push(usize::from(minority));
     }
     let d = Dataset::from_xy(Matrix::from_rows(&rows).unwrap(), y).unwrap();

@@ -13,17 +13,13 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use gemba_nn::gan::{Dcgan, GanParams, TabularGan};
 use gemba_nn::{ImageSet, Table, ThresholdMethod, TrainHooks, Vae, VaeParams};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
-fn data(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s as f32 / u32::MAX as f32
-        })
-        .collect()
+/// Uniform values in [0, 1) of a fixed seed.
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.r#gen::<f32>()).collect()
 }
 
 /// The best (minimum) of the epoch times after the first (warm-up) epoch.

@@ -5,7 +5,8 @@
 //!
 //! Architecture invariant: pure models and training loops; the only IO is reading image files
 //! (`images`) and the checkpoint file a caller names. No HTTP, MQTT, store or registry; no other
-//! Gemba crate. Artefacts are JSON in the shape the model registry reads.
+//! Gemba crate but `gemba-ml` (pure, no Gemba dependencies of its own) for the metrics and
+//! quantiles they share. Artefacts are JSON in the shape the model registry reads.
 
 //!
 //! The networks need the default feature `nets` (Burn). Without it the crate is only the data

@@ -1,5 +1,5 @@
 //! Evaluation figures for generative models and detectors: maximum mean discrepancy between
-//! real and synthetic rows, ROC AUC of scores.
+//! real and synthetic rows, ROC AUC of scores (computed by `gemba_ml::metrics::roc_auc`).
 
 /// Squared MMD (unbiased estimate) between two sets of rows with `d` columns, RBF kernel
 /// exp(−‖a − b‖² / (2σ²)); σ is the median distance between real rows (median heuristic) when
@@ -57,35 +57,11 @@ pub fn mmd2(real: &[f32], fake: &[f32], d: usize, sigma: Option<f64>) -> f64 {
     xx / (n * (n - 1)) as f64 + yy / (m * (m - 1)) as f64 - 2.0 * xy / (n * m) as f64
 }
 
-/// ROC AUC of scores (higher = positive), ties counted half (Mann–Whitney).
+/// ROC AUC of scores (higher = positive), ties counted half (Mann–Whitney): NaN where
+/// [`gemba_ml::metrics::roc_auc`], which computes it, is `None` (a class missing, or no rows).
+/// `scores` and `positive` must have the same length.
 pub fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut ranks = vec![0f64; scores.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            ranks[idx[k]] = r;
-        }
-        i = j + 1;
-    }
-    let np = positive.iter().filter(|&&p| p).count() as f64;
-    let nn = positive.len() as f64 - np;
-    if np == 0.0 || nn == 0.0 {
-        return f64::NAN;
-    }
-    let sum: f64 = ranks
-        .iter()
-        .zip(positive)
-        .filter(|(_, p)| **p)
-        .map(|(r, _)| r)
-        .sum();
-    (sum - np * (np + 1.0) / 2.0) / (np * nn)
+    gemba_ml::metrics::roc_auc(scores, positive).unwrap_or(f64::NAN)
 }
 
 #[cfg(test)]
@@ -99,6 +75,8 @@ mod tests {
             0.75
         );
         assert_eq!(roc_auc(&[1.0, 1.0], &[false, true]), 0.5);
+        assert!(roc_auc(&[0.1, 0.2], &[true, true]).is_nan());
+        assert!(roc_auc(&[], &[]).is_nan());
         let a: Vec<f32> = (0..200).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
         let same = mmd2(&a[..100], &a[100..], 1, None);
         let shifted: Vec<f32> = a[100..].iter().map(|v| v + 3.0).collect();

@@ -4,18 +4,15 @@
 use gemba_nn::gan::{Dcgan, GanParams, TabularGan};
 use gemba_nn::metrics::mmd2;
 use gemba_nn::{ImageSet, NnError, Table, TrainHooks};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Class 0 around (0, 0, 0), class 1 around (5, −5, 5): 3 features.
 fn two_classes(n0: usize, n1: usize) -> (Table, Vec<usize>) {
     let mut data = Vec::new();
     let mut labels = Vec::new();
-    let mut s = 12345u32;
-    let mut unif = || {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        (s as f32 / u32::MAX as f32) - 0.5
-    };
+    let mut rng = ChaCha8Rng::seed_from_u64(12345);
+    let mut unif = || rng.r#gen::<f32>() - 0.5;
     for i in 0..n0 + n1 {
         let c = usize::from(i >= n0);
         let m = if c == 0 {

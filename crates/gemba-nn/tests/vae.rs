@@ -3,16 +3,13 @@
 
 use burn::prelude::*;
 use gemba_nn::{ImageSet, NnError, Table, ThresholdMethod, TrainHooks, Vae, VaeParams, elbo_terms};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Rows on a 2-d latent structure in 8 features: x = A·u + noise.
-fn normal_rows(n: usize, seed: u32) -> Table {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    let mut unif = || {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        (s as f32 / u32::MAX as f32) - 0.5
-    };
+fn normal_rows(n: usize, seed: u64) -> Table {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut unif = || rng.r#gen::<f32>() - 0.5;
     let mut data = Vec::new();
     for _ in 0..n {
         let (u, v) = (unif() * 2.0, unif() * 2.0);

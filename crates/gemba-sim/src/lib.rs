@@ -592,6 +592,10 @@ fn selects(selector: &str, path: &str) -> bool {
 }
 
 /// A stable per-stream seed (SplitMix64 of the scenario seed and a stream number).
+///
+/// A hash, not a generator: it only turns (seed, stream) into the seed of that stream's
+/// `ChaCha8Rng`, which draws every random number. Changing it would move every simulated tick
+/// (and the figures measured on them), so it stays as it is.
 fn mix(seed: u64, stream: u64) -> u64 {
     let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -4,9 +4,10 @@
 //! Primal: ½‖w‖² + C·Σᵢ sᵢ·ξ(yᵢ wᵀxᵢ), ξ the hinge (L1-loss) or squared hinge (L2-loss); the
 //! intercept is a weight on a constant feature `intercept_scaling` (regularised, like liblinear).
 
+use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Matrix, Rng};
+use crate::data::{Dataset, Matrix, seeded_rng};
 use crate::error::{MlError, Result, bad_param};
 use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
@@ -192,11 +193,11 @@ impl LinearSvcValidParams {
         let mut index: Vec<usize> = (0..l).collect();
         let mut active = l;
         let (mut pgmax_old, mut pgmin_old) = (f64::INFINITY, f64::NEG_INFINITY);
-        let mut rng = Rng::new(seed);
+        let mut rng = seeded_rng(seed);
         let mut iter = 0;
         while iter < self.p.max_iter {
             let (mut pgmax_new, mut pgmin_new) = (f64::NEG_INFINITY, f64::INFINITY);
-            rng.shuffle(&mut index[..active]);
+            index[..active].shuffle(&mut rng);
             let mut s = 0;
             while s < active {
                 let i = index[s];
@@ -278,30 +279,14 @@ impl LinearSvcValidParams {
 
     /// Held-out decision values of a `probability_folds`-fold cross-validation (random folds).
     fn cv_decisions(&self, x: &Matrix, y: &[f64], c: &[f64], seed: u64, primal: bool) -> Vec<f64> {
-        let l = y.len();
-        let folds = self.p.probability_folds.min(l);
-        let mut perm: Vec<usize> = (0..l).collect();
-        Rng::new(seed ^ 0x5eed).shuffle(&mut perm);
-        let mut dec = vec![0.0; l];
-        for f in 0..folds {
-            let (start, end) = (f * l / folds, (f + 1) * l / folds);
-            let test = &perm[start..end];
-            let train: Vec<usize> = perm[..start].iter().chain(&perm[end..]).copied().collect();
-            let pos = train.iter().filter(|&&t| y[t] > 0.0).count();
-            if pos == 0 || pos == train.len() {
-                let v = if pos > 0 { 1.0 } else { -1.0 };
-                test.iter().for_each(|&t| dec[t] = v);
-                continue;
-            }
-            let tx = x.select_rows(&train);
-            let ty: Vec<f64> = train.iter().map(|&t| y[t]).collect();
-            let tc: Vec<f64> = train.iter().map(|&t| c[t]).collect();
-            let (w, b, _) = self.solve_one(&tx, &ty, &tc, seed, primal);
+        let folds = self.p.probability_folds;
+        super::platt::cv_decisions(y, c, folds, seed ^ 0x5eed, |train, ty, tc, test, dec| {
+            let tx = x.select_rows(train);
+            let (w, b, _) = self.solve_one(&tx, ty, tc, seed, primal);
             for &t in test {
                 dec[t] = dot(&w, x.row(t)) + b;
             }
-        }
-        dec
+        })
     }
 }
 

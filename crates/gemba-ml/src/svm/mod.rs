@@ -8,7 +8,7 @@ pub mod smo;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Matrix, Rng};
+use crate::data::{Dataset, Matrix};
 use crate::error::{MlError, Result, bad_param};
 use crate::linalg::dot;
 use crate::model::{ClassWeight, Classifier, Fit, ParamGuard, argmax, column_means, positive};
@@ -252,26 +252,10 @@ impl SvcValidParams {
         c: &[f64],
         seed: u64,
     ) -> Vec<f64> {
-        let l = idx.len();
-        let folds = self.p.probability_folds.min(l);
-        let mut perm: Vec<usize> = (0..l).collect();
-        Rng::new(seed).shuffle(&mut perm);
-        let mut dec = vec![0.0; l];
-        for f in 0..folds {
-            let (start, end) = (f * l / folds, (f + 1) * l / folds);
-            let test = &perm[start..end];
-            let train: Vec<usize> = perm[..start].iter().chain(&perm[end..]).copied().collect();
-            let pos = train.iter().filter(|&&t| y[t] > 0.0).count();
-            if pos == 0 || pos == train.len() {
-                // One class only in the training folds: libsvm's convention.
-                let v = if pos > 0 { 1.0 } else { -1.0 };
-                test.iter().for_each(|&t| dec[t] = v);
-                continue;
-            }
+        let folds = self.p.probability_folds;
+        platt::cv_decisions(y, c, folds, seed, |train, ty, tc, test, dec| {
             let tidx: Vec<usize> = train.iter().map(|&t| idx[t]).collect();
-            let ty: Vec<f64> = train.iter().map(|&t| y[t]).collect();
-            let tc: Vec<f64> = train.iter().map(|&t| c[t]).collect();
-            let (coef, rho, _) = self.solve_binary(kernel, x, &tidx, &ty, &tc, None);
+            let (coef, rho, _) = self.solve_binary(kernel, x, &tidx, ty, tc, None);
             let svs: Vec<(usize, f64)> = tidx
                 .iter()
                 .zip(&coef)
@@ -288,8 +272,7 @@ impl SvcValidParams {
                 }
                 dec[t] = s;
             }
-        }
-        dec
+        })
     }
 }
 

@@ -1,6 +1,45 @@
 //! Platt scaling (the improved Newton method of Lin, Lin & Weng 2007) and pairwise coupling of
 //! one-vs-one probabilities (Wu, Lin & Weng 2004, method 2) — the algorithms libsvm uses.
 
+use rand::seq::SliceRandom;
+
+use crate::data::seeded_rng;
+
+/// Held-out decision values of a `folds`-fold cross-validation on random folds, the input of
+/// [`sigmoid_train`] (libsvm's svm_binary_svc_probability): the rows `0..y.len()` (labels ±1,
+/// bounds `c`) are shuffled with `seed` and cut into contiguous folds; for each fold
+/// `decide(train, ty, tc, test, dec)` trains on the rows `train` (their labels `ty` and bounds
+/// `tc`) and writes the decision value of every row of `test` into `dec`. A fold whose training
+/// rows hold one class only gets that class's sign (libsvm's convention).
+pub(crate) fn cv_decisions(
+    y: &[f64],
+    c: &[f64],
+    folds: usize,
+    seed: u64,
+    mut decide: impl FnMut(&[usize], &[f64], &[f64], &[usize], &mut [f64]),
+) -> Vec<f64> {
+    let l = y.len();
+    let folds = folds.min(l);
+    let mut perm: Vec<usize> = (0..l).collect();
+    perm.shuffle(&mut seeded_rng(seed));
+    let mut dec = vec![0.0; l];
+    for f in 0..folds {
+        let (start, end) = (f * l / folds, (f + 1) * l / folds);
+        let test = &perm[start..end];
+        let train: Vec<usize> = perm[..start].iter().chain(&perm[end..]).copied().collect();
+        let pos = train.iter().filter(|&&t| y[t] > 0.0).count();
+        if pos == 0 || pos == train.len() {
+            let v = if pos > 0 { 1.0 } else { -1.0 };
+            test.iter().for_each(|&t| dec[t] = v);
+            continue;
+        }
+        let ty: Vec<f64> = train.iter().map(|&t| y[t]).collect();
+        let tc: Vec<f64> = train.iter().map(|&t| c[t]).collect();
+        decide(&train, &ty, &tc, test, &mut dec);
+    }
+    dec
+}
+
 /// Fits P(y = +1 | f) = 1 / (1 + exp(A·f + B)) to decision values `dec` with labels `pos`.
 pub fn sigmoid_train(dec: &[f64], pos: &[bool]) -> (f64, f64) {
     let prior1 = pos.iter().filter(|&&p| p).count() as f64;
