@@ -173,8 +173,7 @@ impl Engine {
             artifact_bytes: artifact_json.len(),
         };
         let k = key(name, version);
-        let meta_json =
-            serde_json::to_string(&meta).map_err(record_err)?;
+        let meta_json = serde_json::to_string(&meta).map_err(record_err)?;
         self.store().put_record(ARTIFACT, &k, artifact_json)?;
         self.store().put_record(META, &k, &meta_json)?;
         Ok(meta)
@@ -185,9 +184,7 @@ impl Engine {
         self.store()
             .records(META)?
             .into_iter()
-            .map(|(_, j)| {
-                serde_json::from_str(&j).map_err(record_err)
-            })
+            .map(|(_, j)| serde_json::from_str(&j).map_err(record_err))
             .collect()
     }
 
@@ -223,8 +220,7 @@ impl Engine {
             version,
             since: self.now(),
         };
-        let json =
-            serde_json::to_string(&active).map_err(record_err)?;
+        let json = serde_json::to_string(&active).map_err(record_err)?;
         self.store().put_record(ACTIVE, asset, &json)?;
         Ok(active)
     }
@@ -234,9 +230,7 @@ impl Engine {
         self.store()
             .records(ACTIVE)?
             .into_iter()
-            .map(|(_, j)| {
-                serde_json::from_str(&j).map_err(record_err)
-            })
+            .map(|(_, j)| serde_json::from_str(&j).map_err(record_err))
             .collect()
     }
 }

@@ -996,13 +996,12 @@ impl crate::Engine {
             .node(site)
             .and_then(|n| n.timezone)
             .or_else(|| self.config.plant.timezone.clone());
-        Zone::of(name.as_deref())
-            .map_err(|e| {
-                EngineError::Production(ProductionError::BadTimezone {
-                    site: site.to_owned(),
-                    reason: e.to_string(),
-                })
+        Zone::of(name.as_deref()).map_err(|e| {
+            EngineError::Production(ProductionError::BadTimezone {
+                site: site.to_owned(),
+                reason: e.to_string(),
             })
+        })
     }
 }
 

@@ -114,19 +114,6 @@ struct Raise {
     at: Timestamp,
 }
 
-fn median(v: &mut [f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
     let (duration, baseline) = (args.duration.ms, args.baseline.ms);
     if duration < 3_600_000 {
@@ -326,7 +313,8 @@ pub fn alarms(args: EvalAlarmsArgs) -> anyhow::Result<()> {
         let mut row = format!("{kind:<16}");
         for t in types {
             let (d, n, delays) = by.entry(t).or_default();
-            let med = median(delays).map_or("–".to_owned(), |m| format!("{m:.1} min"));
+            let med = gemba_ml::metrics::median(delays)
+                .map_or("–".to_owned(), |m| format!("{m:.1} min"));
             row.push_str(&format!(" {:>22}", format!("{d}/{n} ({med})")));
         }
         println!("{row}");
@@ -635,7 +623,7 @@ pub fn rul(args: crate::args::EvalRulArgs) -> anyhow::Result<()> {
         println!(
             "\nall: {all_n} predictions with a trend, RMSE {:.2} running hours, {all_in} inside their 95 % band (median width {:.2} h; {} open-ended), NASA score {all_score:.1} (hours; late predictions cost more)",
             (all_err.iter().sum::<f64>() / all_n as f64).sqrt(),
-            median(&mut finite.clone()).unwrap_or(f64::NAN),
+            gemba_ml::metrics::median(&finite).unwrap_or(f64::NAN),
             all_width.len() - finite.len()
         );
     } else {

@@ -33,6 +33,7 @@ use anyhow::Context;
 use gemba_core::Timestamp;
 use gemba_core::time::parse_duration_ms;
 use gemba_engine::datasets::{HorizonRequest, Table};
+use gemba_ml::metrics::best_f1_cut;
 use gemba_ml::{Dataset, Matrix, ModelKind};
 use gemba_sim::Simulator;
 use serde_json::json;
@@ -155,7 +156,7 @@ fn fit_predict(
             };
             let scores: Vec<f64> = (0..train_p.rows).map(|r| train_p.row(r)[c]).collect();
             let truth: Vec<bool> = train.rows.iter().map(|&i| t.labels[i] == *m).collect();
-            match best_cut(&scores, &truth) {
+            match best_f1_cut(&scores, &truth) {
                 Some((cut, _)) => (0..test_p.rows).map(|r| test_p.row(r)[c] > cut).collect(),
                 None => vec![false; test.len()],
             }
@@ -167,40 +168,6 @@ fn fit_predict(
     })
 }
 
-/// The cut with the best F1 when warning where `score > cut`, found exactly (every distinct
-/// score tried): `(cut, F1)`, or `None` without a positive row.
-fn best_cut(scores: &[f64], truth: &[bool]) -> Option<(f64, f64)> {
-    let positives = truth.iter().filter(|&&b| b).count();
-    if positives == 0 || scores.is_empty() {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut fp) = (0usize, 0usize);
-    let mut best: Option<(f64, f64)> = None;
-    for (k, &i) in order.iter().enumerate() {
-        if truth[i] {
-            tp += 1;
-        } else {
-            fp += 1;
-        }
-        let next = order.get(k + 1).map(|&j| scores[j]);
-        if next == Some(scores[i]) {
-            continue;
-        }
-        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
-        // Between this score and the next lower one (below the lowest: everything warns).
-        let cut = match next {
-            Some(n) => n + (scores[i] - n) / 2.0,
-            None => scores[i] - 1.0,
-        };
-        if best.is_none_or(|b| f1 > b.1) {
-            best = Some((cut, f1));
-        }
-    }
-    best
-}
-
 /// The best single-signal threshold for one failure type on the training rows:
 /// `(feature, above?, cut)`, warning where the signal is above (or below) the cut.
 fn type_baseline(t: &Table, train: &[usize], mode: &str) -> Option<(usize, bool, f64)> {
@@ -210,7 +177,7 @@ fn type_baseline(t: &Table, train: &[usize], mode: &str) -> Option<(usize, bool,
         let up: Vec<f64> = train.iter().map(|&i| t.rows[i][f]).collect();
         let down: Vec<f64> = up.iter().map(|v| -v).collect();
         for (above, v) in [(true, &up), (false, &down)] {
-            if let Some((cut, f1)) = best_cut(v, &truth)
+            if let Some((cut, f1)) = best_f1_cut(v, &truth)
                 && best.is_none_or(|b| f1 > b.3)
             {
                 best = Some((f, above, cut, f1));
@@ -421,19 +388,6 @@ impl Detection {
         self.failures += o.failures;
         self.warned += o.warned;
         self.leads_min.extend_from_slice(&o.leads_min);
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -923,7 +877,7 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
             e.name,
             e.any.warned,
             e.any.failures,
-            median(&mut e.any.leads_min),
+            median(&e.any.leads_min),
             e.alarms,
             e.alarms - e.true_alarms
         );
@@ -982,7 +936,7 @@ pub fn horizon(args: EvalHorizonArgs) -> anyhow::Result<()> {
                     s.rows.tp + s.rows.fn_,
                     s.warned,
                     s.failures,
-                    median(&mut s.leads_min)
+                    median(&s.leads_min)
                 );
             }
         }
@@ -1076,6 +1030,11 @@ impl Pooled {
     }
 }
 
+/// The median of `v`, NaN when it is empty.
+fn median(v: &[f64]) -> f64 {
+    gemba_ml::metrics::median(v).unwrap_or(f64::NAN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1089,28 +1048,6 @@ mod tests {
             quality: "horizon".into(),
             label: "failure".into(),
         }
-    }
-
-    #[test]
-    fn best_cut_tries_every_distinct_score() {
-        let (cut, f1) = best_cut(
-            &[0.9, 0.8, 0.7, 0.1, 0.05],
-            &[true, false, true, false, false],
-        )
-        .unwrap();
-        // Warning on the top three: tp 2, fp 1, fn 0 → F1 = 4 / 5.
-        assert!(
-            (cut - 0.4).abs() < 1e-12 && (f1 - 0.8).abs() < 1e-12,
-            "{cut} {f1}"
-        );
-        // Tied scores warn together: the two 1.0 rows (tp 1, fp 1) → 2 / 3.
-        let (cut, f1) = best_cut(&[1.0, 1.0, 0.0], &[true, false, false]).unwrap();
-        assert!((cut - 0.5).abs() < 1e-12 && (f1 - 2.0 / 3.0).abs() < 1e-12);
-        // Everything warns when that is best: the cut lies below the lowest score.
-        let (cut, f1) = best_cut(&[0.3, 0.2], &[true, true]).unwrap();
-        assert!(cut < 0.2 && (f1 - 1.0).abs() < 1e-12);
-        assert!(best_cut(&[0.3, 0.2], &[false, false]).is_none());
-        assert!(best_cut(&[], &[]).is_none());
     }
 
     #[test]
