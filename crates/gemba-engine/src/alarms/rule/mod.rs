@@ -45,6 +45,20 @@ pub(super) trait Evaluator: std::fmt::Debug + Send {
     }
 }
 
+/// `step` of a rule on one signal: every finite value in turn through `push`.
+fn step_each(
+    points: &[(usize, f64)],
+    verdicts: &mut Vec<Verdict>,
+    mut push: impl FnMut(f64) -> Option<Verdict>,
+) {
+    verdicts.extend(
+        points
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .filter_map(|&(_, v)| push(v)),
+    );
+}
+
 /// A rule with its live evaluator (opaque outside the scorer).
 #[derive(Debug)]
 pub struct Active {

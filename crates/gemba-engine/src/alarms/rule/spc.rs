@@ -6,7 +6,9 @@ use gemba_analytics::{RuleMonitor, StreamViolation};
 use gemba_core::Timestamp;
 use serde_json::json;
 
-use super::{Evaluator, Fit, FitCtx, RestoreCtx, Restored, Verdict, finite, invalid, parent};
+use super::{
+    Evaluator, Fit, FitCtx, RestoreCtx, Restored, Verdict, finite, invalid, parent, step_each,
+};
 use crate::EngineError;
 use crate::alarms::spec::{
     Explanation, Fitted, Period, Reading, SignalContribution, SpcChart, SpcFitted, SpcSpec,
@@ -304,13 +306,7 @@ impl Evaluator for SpcEval {
         points: &[(usize, f64)],
         verdicts: &mut Vec<Verdict>,
     ) -> Option<f64> {
-        for &(_, v) in points {
-            if v.is_finite()
-                && let Some(verdict) = self.push(ts, v)
-            {
-                verdicts.push(verdict);
-            }
-        }
+        step_each(points, verdicts, |v| self.push(ts, v));
         None
     }
 

@@ -5,7 +5,9 @@ use gemba_core::Timestamp;
 use serde_json::json;
 
 use super::super::scorer::short;
-use super::{Evaluator, Fit, FitCtx, RestoreCtx, Restored, Verdict, finite, invalid, parent};
+use super::{
+    Evaluator, Fit, FitCtx, RestoreCtx, Restored, Verdict, finite, invalid, parent, step_each,
+};
 use crate::EngineError;
 use crate::alarms::spec::{Explanation, Fitted, Reading, SignalContribution, ThresholdSpec};
 
@@ -234,13 +236,7 @@ impl Evaluator for ThresholdEval {
         points: &[(usize, f64)],
         verdicts: &mut Vec<Verdict>,
     ) -> Option<f64> {
-        for &(_, v) in points {
-            if v.is_finite()
-                && let Some(verdict) = self.push(ts, v)
-            {
-                verdicts.push(verdict);
-            }
-        }
+        step_each(points, verdicts, |v| self.push(ts, v));
         None
     }
 
