@@ -172,6 +172,9 @@ fn score_batch(
     let mut events: Vec<Event> = Vec::new();
     let mut rule_ids: Vec<usize> = per_rule.keys().copied().collect();
     rule_ids.sort_unstable();
+    // Reused for every timestamp of every rule: the hot path allocates nothing per point.
+    let mut points: Vec<(usize, f64)> = Vec::new();
+    let mut verdicts: Vec<Verdict> = Vec::new();
     for r in rule_ids {
         let mut samples = per_rule.remove(&r).unwrap_or_default();
         samples.sort_by_key(|s| (s.0, s.1));
@@ -190,12 +193,12 @@ fn score_batch(
                 continue;
             }
             a.last_ts = ts;
-            let points: Vec<(usize, f64)> = samples[i..j].iter().map(|s| (s.1, s.2)).collect();
-            let mut verdicts: Vec<Verdict> = Vec::new();
+            points.clear();
+            points.extend(samples[i..j].iter().map(|s| (s.1, s.2)));
             if let Some(score) = a.eval.step(ts, &points, &mut verdicts) {
                 out_samples.push(Sample { ts, value: score });
             }
-            for v in verdicts {
+            for v in verdicts.drain(..) {
                 let signal = a.eval.signal().map(str::to_owned);
                 match v {
                     Verdict::Raise(ex, message) => {

@@ -106,6 +106,13 @@ impl RestoreCtx<'_> {
             .ok_or_else(|| format!("signal {path} is gone"))
     }
 
+    /// The artefact of a registered model version the rule was fitted with.
+    pub fn artifact(&self, model: &str, version: u32) -> Result<String, String> {
+        crate::models::artifact_json(self.store, model, version)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("model {model}@{version} is gone"))
+    }
+
     /// The ids of a machine's signals named in `signals`, then of the gate's state signal.
     pub fn machine_inputs(
         &self,

@@ -444,9 +444,7 @@ pub(super) fn restore(
 ) -> Result<Restored, String> {
     let machine = spec.machine.trim_end_matches('/').to_owned();
     let (model, version) = (&spec.model, fitted.version);
-    let json = crate::models::artifact_json(cx.store, model, version)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("model {model}@{version} is gone"))?;
+    let json = cx.artifact(model, version)?;
     let artifact = gemba_ml::ModelArtifact::load(json.as_bytes()).map_err(|e| e.to_string())?;
     if artifact.feature_names != fitted.features {
         return Err(format!(

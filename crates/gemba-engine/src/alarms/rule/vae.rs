@@ -344,9 +344,7 @@ pub(super) fn restore(
 ) -> Result<Restored, String> {
     let machine = spec.machine.trim_end_matches('/').to_owned();
     let (model, version) = (&fitted.model, fitted.version);
-    let json = crate::models::artifact_json(cx.store, model, version)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("model {model}@{version} is gone"))?;
+    let json = cx.artifact(model, version)?;
     let net = Vae::from_json(&json).map_err(|e| e.to_string())?;
     let inputs = cx.machine_inputs(&machine, &fitted.signals, fitted.gate_signal.as_ref())?;
     Ok(Restored {
