@@ -110,11 +110,7 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_signal", msg)
             }
             EngineError::InvalidQuery(_) => ApiError::bad_request(msg),
-            EngineError::InvalidModel(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
-            }
             EngineError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", msg),
-            EngineError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             EngineError::Model(_) | EngineError::Plant { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", msg)
             }

@@ -67,12 +67,8 @@ pub enum EngineError {
     InvalidQuery(String),
     #[error(transparent)]
     Mqtt(#[from] gemba_ingest::MqttError),
-    #[error("invalid model: {0}")]
-    InvalidModel(String),
     #[error("not found: {0}")]
     NotFound(String),
-    #[error("conflict: {0}")]
-    Conflict(String),
     #[error(transparent)]
     Alarm(#[from] alarms::AlarmError),
     #[error(transparent)]
